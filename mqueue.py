@@ -1,0 +1,1010 @@
+"""mqueue: a task queue that lives in your own MySQL/MariaDB database.
+
+Tasks are rows. ``enqueue`` inserts one inside *your* transaction, so a task exists only if your
+business data commits with it; a worker runs each task inside the transaction that deletes its
+row, so the task's own writes commit exactly when it completes::
+
+    import mqueue, pymysql
+
+    @mqueue.task(retries=5)
+    def mail(to, subject):
+        conn = mqueue.current().connection          # the worker's transaction
+        conn.cursor().execute('UPDATE user SET mailed = 1 WHERE email = %s', (to,))
+
+    db = pymysql.connect(host='127.0.0.1', user='root', database='test')
+    mail.enqueue_with(connection=db, kwargs={'to': 'a@example.com', 'subject': 'hi'})
+    db.commit()                                      # roll back instead, and the task never existed
+
+    connect = lambda: pymysql.connect(host='127.0.0.1', user='root', database='test')
+    mqueue.Worker(connect).run(burst=True)           # or `mqueue worker --db URL --tasks PKG`
+
+Create the tables with ``python -m mqueue schema | mysql DB``. One file, no dependency beyond
+the DB-API driver you already use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import contextvars
+import datetime as dt
+import functools
+import importlib
+import inspect
+import json
+import logging
+import os
+import pkgutil
+import random
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence
+from urllib.parse import unquote, urlsplit
+
+__version__ = '0.1.0'
+__all__ = ['Registry', 'Task', 'TaskContext', 'Worker', 'MQueueError', 'current', 'enqueue',
+           'init', 'retry_dead', 'task']
+
+logger = logging.getLogger('mqueue')
+
+# Defaults ########################################################################################
+
+DEFAULT_QUEUE = 'default'
+DEFAULT_TABLE = 'task'
+DEFAULT_CRON_TABLE = 'cron'
+DEFAULT_RETRIES = 3             # retries after the first attempt: 4 attempts in all
+DEFAULT_BACKOFF = 5.0           # seconds before the first retry; doubles on each later retry
+MAX_BACKOFF = 3600.0            # seconds: the cap on the delay before any one retry
+MAX_RETRIES = 1000              # the retries column is a SMALLINT; keep far below its limit
+DEFAULT_LEASE = 60.0            # seconds: how long a claim hides a task; a dead worker's task returns after it
+DEFAULT_POLL_INTERVAL = 0.5     # seconds an idle worker waits between claims (±10% jitter)
+ERROR_BACKOFF_MIN = 0.25        # seconds: first wait after a database error; doubles per error
+ERROR_BACKOFF_MAX = 30.0        # seconds: cap on that wait
+NAME_MAX = 128                  # characters in task.name (the original package's width)
+QUEUE_MAX = 32                  # characters in task.queue
+ARGS_MAX_BYTES = 16_777_215     # bytes in task.args, a MEDIUMTEXT
+ERROR_MAX = 8000                # characters of an error (type, message, traceback) kept in last_error
+PRIORITY_RANGE = (-32768, 32767)  # a SMALLINT; smaller runs first
+HOOKS = ('transaction', 'around_task', 'task_started', 'task_succeeded', 'task_failed', 'task_dead')
+
+# SQL #############################################################################################
+# Every statement the library issues, by name. ``{task}`` and ``{cron}`` are table names, checked
+# by _identifier() before they are formatted in; every value is a driver parameter. All times are
+# UTC and come from the database's clock, so workers with skewed clocks agree on what is due.
+
+SCHEMA = """\
+-- mqueue schema: MySQL 8.0.1+ or MariaDB 10.6+ (the worker claims with FOR UPDATE SKIP LOCKED).
+CREATE TABLE IF NOT EXISTS {task} (
+    id BIGINT NOT NULL AUTO_INCREMENT,
+    args MEDIUMTEXT NOT NULL,              -- JSON: a list (positional) or an object (keyword arguments)
+    eta DATETIME(6) NOT NULL,              -- UTC: due time, or while claimed the end of the lease
+    name VARCHAR(128) NOT NULL,            -- the registered task name, e.g. tasks.mail
+    queue VARCHAR(32) NOT NULL,
+    retries SMALLINT NOT NULL DEFAULT 0,   -- attempts begun (counted when claimed)
+    priority SMALLINT NOT NULL DEFAULT 0,  -- smaller runs first
+    dead_at DATETIME(6) NULL,              -- UTC: when the task gave up (dead: never claimed)
+    last_error TEXT NULL,                  -- the last failure: type, message, traceback
+    PRIMARY KEY (id),
+    KEY claim (queue, dead_at, priority, eta)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE IF NOT EXISTS {cron} (
+    queue VARCHAR(32) NOT NULL,
+    name VARCHAR(128) NOT NULL,
+    last DATETIME(6) NOT NULL,             -- UTC: the newest fire already enqueued
+    PRIMARY KEY (queue, name)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+"""
+
+# Insert one task; eta is either given (UTC) or the database's now plus a delay.
+SQL_ENQUEUE = ('INSERT INTO {task} (args, eta, name, queue, retries, priority) VALUES '
+               '(%s, COALESCE(%s, UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND), %s, %s, 0, %s)')
+# Lock the next due tasks of some queues, skipping those another worker holds (index: claim).
+SQL_CLAIM = ('SELECT id, name, args, retries, queue FROM {task} '
+             'WHERE queue IN ({queues}) AND dead_at IS NULL AND eta <= UTC_TIMESTAMP(6) '
+             'ORDER BY priority, eta, id LIMIT %s FOR UPDATE SKIP LOCKED')
+# Count the attempt and hide the tasks for the lease; committed before any task runs.
+SQL_LEASE = ('UPDATE {task} SET retries = retries + 1, eta = UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND '
+             'WHERE id IN ({ids})')
+# Re-lock claimed tasks for the transaction they run in; retries shows whether the claim is ours.
+SQL_LOCK = 'SELECT id, retries FROM {task} WHERE id IN ({ids}) FOR UPDATE'
+# A task finished: its row goes in the same commit as the task's writes.
+SQL_COMPLETE = 'DELETE FROM {task} WHERE id IN ({ids})'
+# A failed attempt: due again after the back-off, with the error kept.
+SQL_RETRY = 'UPDATE {task} SET eta = UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND, last_error = %s WHERE id = %s'
+# A task that gave up: kept, never claimed again, until brought back.
+SQL_BURY = 'UPDATE {task} SET dead_at = UTC_TIMESTAMP(6), last_error = %s WHERE id = %s'
+# Hand back a claimed task that did not run (shutdown, a lost batch): uncounted, due at once.
+SQL_RELEASE = ('UPDATE {task} SET retries = retries - 1, eta = UTC_TIMESTAMP(6) '
+               'WHERE id = %s AND retries = %s AND dead_at IS NULL')
+# Bring dead tasks back: a fresh count of attempts, due at once.
+SQL_RETRY_DEAD = 'UPDATE {task} SET dead_at = NULL, retries = 0, eta = UTC_TIMESTAMP(6) WHERE dead_at IS NOT NULL'
+SQL_SAVEPOINT = 'SAVEPOINT mqueue_task'
+SQL_ROLLBACK_TO_SAVEPOINT = 'ROLLBACK TO SAVEPOINT mqueue_task'
+# Worker transactions read committed data and take no gap locks, so enqueues never wait on them.
+SQL_ISOLATION = 'SET SESSION TRANSACTION ISOLATION LEVEL {level}'
+
+# MySQL/MariaDB error codes that mean "try again", not "this task is broken".
+RETRYABLE_ERRORS = {
+    1205: 'lock wait timeout', 1213: 'deadlock', 1053: 'server shutdown', 1927: 'connection killed',
+    2002: 'cannot connect', 2003: 'cannot connect', 2006: 'server has gone away',
+    2013: 'lost connection', 2055: 'lost connection', 4031: 'disconnected for inactivity',
+}
+
+# Errors ##########################################################################################
+
+
+class MQueueError(Exception):
+    """Base class of the errors mqueue raises itself."""
+
+
+class NoConnectionError(MQueueError):
+    """Task.enqueue() found neither a running task nor a provider given to init()."""
+
+
+class NotInTaskError(MQueueError, LookupError):
+    """current() was called outside a running task."""
+
+
+class _TransactionLost(Exception):
+    """A task's failure took its whole transaction with it (the savepoint is gone)."""
+
+    def __init__(self, claim: _Claim, error: str):
+        super().__init__(error)
+        self.claim, self.error = claim, error
+
+
+class _ColdShutdown(KeyboardInterrupt):
+    """A second SIGTERM/SIGINT: abandon the running task now."""
+
+
+# Tasks ###########################################################################################
+
+
+class Registry:
+    """The tasks a program knows, where their rows live, and how to reach the caller's connection.
+
+    The module-level ``task``, ``init``, ``enqueue`` and ``retry_dead`` use a default Registry;
+    make your own to use other table names or to keep two sets of tasks apart.
+
+    Args:
+        queue: the queue of tasks that name none.
+        connection: a zero-argument callable returning the DB-API connection that ``Task.enqueue``
+            uses outside a running task (e.g. the connection of the current web request).
+        table: the task table's name; cron_table: the cron table's name. Plain identifiers only.
+    """
+
+    def __init__(self, *, queue: str = DEFAULT_QUEUE, connection: Callable[[], Any] | None = None,
+                 table: str = DEFAULT_TABLE, cron_table: str = DEFAULT_CRON_TABLE):
+        self.queue = _checked_text('queue', queue, QUEUE_MAX)
+        self.connection = connection
+        self.table = _identifier(table)
+        self.cron_table = _identifier(cron_table)
+        self.tasks: dict[str, Task] = {}
+
+    def init(self, queue: str | None = None, *, connection: Callable[[], Any] | None = None) -> None:
+        """Set the default queue and/or the connection provider (the original ``mqueue.init``)."""
+        if queue is not None:
+            self.queue = _checked_text('queue', queue, QUEUE_MAX)
+        if connection is not None:
+            self.connection = connection
+
+    def task(self, func: Callable | None = None, *, name: str | None = None, queue: str | None = None,
+             retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF, priority: int = 0):
+        """Register a function as a task; usable bare (``@task``) or with options (``@task(...)``).
+
+        Args:
+            name: the name stored in the row; default ``module.qualname`` (``tasks.mail``).
+            queue: its queue; default the registry's queue at the time of enqueue.
+            retries: how many times a failed attempt is retried before the task is dead.
+            backoff: seconds before the first retry; each later retry waits twice as long (capped
+                at MAX_BACKOFF), less up to half at random so retries spread out. 0 retries at once.
+            priority: default priority of its tasks; smaller runs first.
+
+        Returns:
+            The Task, which stays directly callable.
+        """
+        def register(func: Callable) -> Task:
+            task = Task(func, self, name=name, queue=queue, retries=retries, backoff=backoff,
+                        priority=priority)
+            known = self.tasks.get(task.name)
+            if known is not None and known.func is not func:
+                raise ValueError(f'task name {task.name!r} is already registered for {known.func!r}')
+            self.tasks[task.name] = task
+            return task
+        return register(func) if func is not None else register
+
+    def enqueue(self, conn: Any, name: str, args: Sequence | Mapping | None = None, *,
+                queue: str | None = None, delay: float | dt.timedelta | None = None,
+                eta: dt.datetime | None = None, priority: int | None = None) -> int:
+        """Insert a task in the caller's transaction; never commits, rolls back or connects.
+
+        The task exists once the caller commits, and never if it rolls back.
+
+        Args:
+            conn: an open DB-API connection; the caller owns its transaction.
+            name: the task's registered name, e.g. ``'tasks.mail'``.
+            args: a list/tuple of positional arguments or a dict of keyword arguments (JSON values).
+            queue: default the task's queue if it is registered here, else the registry's queue.
+            delay: seconds (or a timedelta) from the database's now until the task is due.
+            eta: when the task is due, as a timezone-aware datetime (stored in UTC). Naive
+                datetimes are refused: nothing is shifted by a guess at a time zone.
+            priority: smaller runs first; default the task's, else 0.
+
+        Returns:
+            The new task's id.
+
+        Raises:
+            TypeError, ValueError: bad arguments; nothing is written.
+        """
+        _checked_text('name', name, NAME_MAX)
+        known = self.tasks.get(name)
+        queue = _checked_text('queue', queue or (known and known.queue) or self.queue, QUEUE_MAX)
+        priority = _checked_priority(priority if priority is not None else known.priority if known else 0)
+        encoded = _encode_args(name, args)
+        eta_utc, delay_us = _due(delay, eta)
+        cursor = conn.cursor()
+        try:
+            cursor.execute(self._sql(SQL_ENQUEUE), (encoded, eta_utc, delay_us, name, queue, priority))
+            return cursor.lastrowid
+        finally:
+            cursor.close()
+
+    def retry_dead(self, conn: Any, ids: Iterable[int] | None = None, *, queue: str | None = None,
+                   name: str | None = None) -> int:
+        """Bring dead tasks back, due now with a fresh count of attempts, in the caller's transaction.
+
+        Args:
+            ids: only these tasks; queue, name: only dead tasks of this queue / task name.
+            With no filter, every dead task comes back.
+
+        Returns:
+            How many tasks came back.
+        """
+        sql, params = self._sql(SQL_RETRY_DEAD), []
+        if ids is not None:
+            ids = [int(i) for i in ids]
+            if not ids:
+                return 0
+            sql += f' AND id IN ({_placeholders(len(ids))})'
+            params += ids
+        for column, value in (('queue', queue), ('name', name)):
+            if value is not None:
+                sql += f' AND {column} = %s'
+                params.append(value)
+        cursor = conn.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+        finally:
+            cursor.close()
+
+    def schema(self) -> str:
+        """The CREATE TABLE statements for this registry's table names."""
+        return SCHEMA.format(task=self.table, cron=self.cron_table)
+
+    def create_tables(self, conn: Any) -> None:
+        """Run ``schema()`` on a connection (CREATE TABLE IF NOT EXISTS: safe to repeat)."""
+        cursor = conn.cursor()
+        try:
+            for statement in self.schema().split(';\n'):
+                if statement.strip():
+                    cursor.execute(statement)
+        finally:
+            cursor.close()
+
+    def queues(self) -> list[str]:
+        """The queues a worker serves by default: the registry's and every registered task's."""
+        return sorted({self.queue} | {t.queue for t in self.tasks.values() if t.queue})
+
+    def _sql(self, statement: str, **lists: int) -> str:
+        return statement.format(task=self.table, cron=self.cron_table,
+                                **{key: _placeholders(n) for key, n in lists.items()})
+
+
+class Task:
+    """A registered function. Call it to run it here; ``enqueue`` it to run it in a worker."""
+
+    def __init__(self, func: Callable, registry: Registry, *, name: str | None = None,
+                 queue: str | None = None, retries: int = DEFAULT_RETRIES,
+                 backoff: float = DEFAULT_BACKOFF, priority: int = 0):
+        if not callable(func):
+            raise TypeError(f'a task must be a function, not {func!r}')
+        self.func = func
+        self.registry = registry
+        self.name = _checked_text('name', name or f'{func.__module__}.{func.__qualname__}', NAME_MAX)
+        self.queue = _checked_text('queue', queue, QUEUE_MAX) if queue is not None else None
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+            raise ValueError(f'retries must be a whole number from 0 to {MAX_RETRIES}, not {retries!r}')
+        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or not 0 <= backoff <= MAX_BACKOFF:
+            raise ValueError(f'backoff must be seconds from 0 to {MAX_BACKOFF:g}, not {backoff!r}')
+        self.retries, self.backoff = retries, float(backoff)
+        self.priority = _checked_priority(priority)
+        self.signature = inspect.signature(func)
+        functools.update_wrapper(self, func)
+
+    def __call__(self, *args, **kwargs):
+        return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f'<mqueue.Task {self.name}>'
+
+    def enqueue(self, *args, **kwargs) -> int:
+        """Enqueue a call with these arguments on the ambient connection (see ``enqueue_with``)."""
+        return self.enqueue_with(args, kwargs)
+
+    def enqueue_with(self, args: Sequence = (), kwargs: Mapping | None = None, *, connection: Any = None,
+                     delay: float | dt.timedelta | None = None, eta: dt.datetime | None = None,
+                     priority: int | None = None, queue: str | None = None) -> int:
+        """Enqueue a call with scheduling options; returns the task id.
+
+        The arguments are checked against the function's signature now, not when it runs. The
+        connection is, in order: ``connection``; inside a running task, that task's transaction;
+        the provider given to ``init(connection=...)``. Options are those of ``Registry.enqueue``.
+        """
+        call = _encode_call(self, tuple(args), dict(kwargs or {}))
+        if connection is None:
+            connection = _ambient_connection(self.registry)
+        return self.registry.enqueue(connection, self.name, call, queue=queue, delay=delay, eta=eta,
+                                     priority=priority)
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What ``current()`` returns inside a running task."""
+    id: int
+    name: str
+    queue: str
+    retries: int            # earlier attempts of this task: 0 on the first run
+    connection: Any         # the DB-API connection of the transaction the task runs in
+    worker: 'Worker' = field(repr=False)
+
+
+_current: contextvars.ContextVar[TaskContext] = contextvars.ContextVar('mqueue_current')
+
+
+def current() -> TaskContext:
+    """The running task: its id, name, queue, earlier attempts, and its transaction's connection.
+
+    Raises:
+        NotInTaskError: outside a task run by a Worker.
+    """
+    try:
+        return _current.get()
+    except LookupError:
+        raise NotInTaskError('mqueue.current() is only available inside a task run by a Worker') from None
+
+
+def task(func: Callable | None = None, **options):
+    """Register a task with the default registry: ``@task`` or ``@task(name=..., retries=...)``."""
+    return default_registry.task(func, **options)
+
+
+def init(queue: str | None = None, *, connection: Callable[[], Any] | None = None) -> None:
+    """Set the default registry's queue and connection provider, e.g. ``init('mail-queue')``."""
+    default_registry.init(queue, connection=connection)
+
+
+def enqueue(conn: Any, name: str, args: Sequence | Mapping | None = None, **options) -> int:
+    """Insert a task in the caller's transaction (see ``Registry.enqueue``); returns its id."""
+    return default_registry.enqueue(conn, name, args, **options)
+
+
+def retry_dead(conn: Any, ids: Iterable[int] | None = None, **filters) -> int:
+    """Bring dead tasks back (see ``Registry.retry_dead``); returns how many."""
+    return default_registry.retry_dead(conn, ids, **filters)
+
+
+# Worker ##########################################################################################
+
+
+@dataclass
+class _Claim:
+    id: int
+    task: Task
+    call: list | dict
+    queue: str
+    attempt: int            # 1 on the first run; equals the row's retries while the claim is ours
+
+
+class Worker:
+    """Runs due tasks, each inside the transaction that deletes its row.
+
+    A claim is committed first, in a short transaction that counts the attempt and moves the
+    task's eta ``lease`` seconds ahead, so a worker that dies mid-task cannot make it run forever
+    and cannot lose it: the task is due again when the lease ends. The task then runs in a second
+    transaction that holds its row lock (so no other worker can run it, however long it takes),
+    inside a savepoint: on success the row is deleted in the task's own commit; on failure the
+    savepoint is rolled back and the retry is recorded in that same transaction.
+
+    Args:
+        connect: a zero-argument callable returning a new DB-API connection (one per thread), or
+            one open connection for a one-thread worker. May be None with a ``transaction`` hook.
+        queues: the queues to serve; default ``registry.queues()``.
+        registry: default the module's registry. tasks: a package (or list) whose modules are
+            all imported first, so their tasks register.
+        concurrency: threads, each with its own connection.
+        batch: tasks claimed per transaction.
+        lease: seconds a claim hides a task; how long before a dead worker's task returns.
+        poll_interval: seconds between claims while idle.
+        isolation: the isolation level of the worker's own connections; None leaves the server's.
+        hooks: a mapping from names in HOOKS to callables:
+            transaction(): a context manager that begins a transaction, yields its DB-API
+                connection, commits on success and rolls back on error;
+            around_task(context): a context manager wrapped around each task (app context, tracing);
+            task_started/task_succeeded/task_failed/task_dead(context, **info): events.
+    """
+
+    def __init__(self, connect: Callable[[], Any] | Any | None, queues: Sequence[str] | None = None, *,
+                 registry: Registry | None = None, tasks: str | Sequence[str] | None = None,
+                 concurrency: int = 1, batch: int = 1, lease: float = DEFAULT_LEASE,
+                 poll_interval: float = DEFAULT_POLL_INTERVAL, isolation: str | None = 'READ COMMITTED',
+                 hooks: Mapping[str, Callable] | None = None):
+        self.registry = registry or default_registry
+        for package in [tasks] if isinstance(tasks, str) else tasks or ():
+            _import_tree(package)
+        unknown = set(hooks or ()) - set(HOOKS)
+        if unknown:
+            raise ValueError(f'unknown hooks {sorted(unknown)}; the hooks are {", ".join(HOOKS)}')
+        self.hooks = dict(hooks or {})
+        if connect is None and 'transaction' not in self.hooks:
+            raise ValueError('Worker needs connect, or a transaction hook')
+        if connect is not None and not callable(connect):
+            if concurrency != 1:
+                raise ValueError('one connection serves one thread: pass a connection factory for concurrency > 1')
+            connect = _SharedConnection(connect)
+        self.connect = connect
+        self.queues = [_checked_text('queue', q, QUEUE_MAX) for q in queues] if queues else None
+        for option, value, low in (('concurrency', concurrency, 1), ('batch', batch, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f'{option} must be a whole number >= {low}, not {value!r}')
+        for option, value in (('lease', lease), ('poll_interval', poll_interval)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f'{option} must be a positive number of seconds, not {value!r}')
+        if isolation is not None and isolation.upper() not in (
+                'READ UNCOMMITTED', 'READ COMMITTED', 'REPEATABLE READ', 'SERIALIZABLE'):
+            raise ValueError(f'unknown isolation level {isolation!r}')
+        self.concurrency, self.batch = concurrency, batch
+        self.lease, self.poll_interval, self.isolation = lease, poll_interval, isolation
+        self._transaction = self.hooks.get('transaction', self._own_transaction)
+        self._stopping = threading.Event()
+        self._local = threading.local()
+        self._signals = 0
+
+    # The loop
+
+    def run(self, burst: bool = False) -> int:
+        """Process tasks until stopped (SIGTERM/SIGINT or ``stop()``), or, with ``burst``, until
+        no due task is left. Returns the number of tasks processed.
+
+        A first signal lets running tasks finish and commit; a second abandons them (their
+        transactions roll back and they return to the queue).
+        """
+        if not self.registry.tasks:
+            raise MQueueError('no tasks are registered: import your tasks, or pass tasks="package"')
+        self._stopping.clear()
+        self._signals = 0
+        queues = self._served_queues()
+        logger.info('mqueue %s worker starting: queues %s, concurrency %d, batch %d, tasks %d',
+                    __version__, ', '.join(queues), self.concurrency, self.batch, len(self.registry.tasks))
+        with self._signal_handlers():
+            if self.concurrency == 1:
+                processed = self._loop(burst)
+            else:
+                processed = self._run_threads(burst)
+        logger.info('mqueue worker stopped after %d tasks', processed)
+        return processed
+
+    def stop(self) -> None:
+        """Ask the worker to stop once its running tasks have committed; safe from any thread."""
+        self._stopping.set()
+
+    def run_once(self) -> int:
+        """Claim one batch of due tasks and process it; returns how many tasks were processed."""
+        claimed, buried = self._claim()
+        for claim_id, name, error in buried:
+            logger.error('task %s %s is dead: %s', claim_id, name, error.splitlines()[0])
+        if claimed:
+            self._process(claimed)
+        return len(claimed) + len(buried)
+
+    def _loop(self, burst: bool) -> int:
+        processed, errors = 0, 0
+        while not self._stopping.is_set():
+            try:
+                done = self.run_once()
+            except Exception as exc:
+                if burst and not _retryable(exc):
+                    raise
+                errors += 1
+                wait = _jittered(min(ERROR_BACKOFF_MAX, ERROR_BACKOFF_MIN * 2 ** (errors - 1)))
+                logger.warning('worker error (%s); retrying in %.2fs', _describe_error(exc, short=True), wait,
+                               exc_info=not _retryable(exc))
+                self._discard_connection()
+                self._stopping.wait(wait)
+                continue
+            errors = 0
+            processed += done
+            if not done:
+                if burst:
+                    break
+                self._stopping.wait(_jittered(self.poll_interval))
+        self._discard_connection()
+        return processed
+
+    def _run_threads(self, burst: bool) -> int:
+        counts = [0] * self.concurrency
+        failures: list[BaseException] = []
+
+        def serve(slot: int) -> None:
+            try:
+                counts[slot] = self._loop(burst)
+            except BaseException as exc:   # burst mode re-raises; hand it to run()
+                failures.append(exc)
+                self._stopping.set()
+        threads = [threading.Thread(target=serve, args=(slot,), name=f'mqueue-worker-{slot}', daemon=True)
+                   for slot in range(self.concurrency)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)   # a short join keeps the main thread responsive to signals
+        if failures:
+            raise failures[0]
+        return sum(counts)
+
+    def _served_queues(self) -> list[str]:
+        return self.queues or self.registry.queues()
+
+    # Claiming
+
+    def _claim(self) -> tuple[list[_Claim], list[tuple[int, str, str]]]:
+        """Lock due rows, count the attempt and start the lease, in one short commit. Rows that
+        cannot run (unknown name, bad args, attempts used up by crashes) are buried here."""
+        queues = self._served_queues()
+        sql = self.registry._sql
+        claimed, buried = [], []
+        with self._transaction() as conn:
+            cursor = conn.cursor()
+            cursor.execute(sql(SQL_CLAIM, queues=len(queues)), (*queues, self.batch))
+            for task_id, name, args, attempts, queue in cursor.fetchall():
+                claim_or_error = self._vet(task_id, name, args, attempts, queue)
+                if isinstance(claim_or_error, str):
+                    cursor.execute(sql(SQL_BURY), (_cut(claim_or_error), task_id))
+                    buried.append((task_id, name, claim_or_error))
+                else:
+                    claimed.append(claim_or_error)
+            if claimed:
+                cursor.execute(sql(SQL_LEASE, ids=len(claimed)),
+                               (int(self.lease * 1e6), *(c.id for c in claimed)))
+        return claimed, buried
+
+    def _vet(self, task_id: int, name: str, args: str, attempts: int, queue: str) -> _Claim | str:
+        """A claim for a row that can run, or the reason it cannot. Nothing named by a row is
+        imported or called unless it is in the registry."""
+        task = self.registry.tasks.get(name)
+        if task is None:
+            return f'UnknownTask: no task named {name!r} is registered in this worker'
+        try:
+            call = json.loads(args)
+        except (TypeError, ValueError, RecursionError) as exc:
+            return f'BadArguments: args are not valid JSON ({exc.__class__.__name__}: {str(exc)[:200]})'
+        if call is None:
+            call = []
+        if not isinstance(call, (list, dict)):
+            return f'BadArguments: args must be a JSON list or object, not {type(call).__name__}'
+        try:
+            task.signature.bind(*call) if isinstance(call, list) else task.signature.bind(**call)
+        except TypeError as exc:
+            return f'BadArguments: {name}() cannot take these arguments: {exc}'
+        if attempts > task.retries:
+            return (f'Lost: all {attempts} attempts were begun and the last never finished '
+                    '(the worker died or lost its connection while running it)')
+        return _Claim(task_id, task, call, queue, attempts + 1)
+
+    # Running
+
+    def _process(self, claimed: list[_Claim]) -> None:
+        """Run claimed tasks in one transaction: each in a savepoint; completions deleted in the
+        commit that also commits the tasks' writes."""
+        outcomes: list[tuple[_Claim, str, dict]] = []
+        try:
+            with self._transaction() as conn:
+                cursor = conn.cursor()
+                held = self._lock(cursor, claimed)
+                for claim in claimed:
+                    if held.get(claim.id) != claim.attempt:
+                        logger.warning('task %s %s: its claim was lost before it ran (lease of %gs ended?); '
+                                       'skipped', claim.id, claim.task.name, self.lease)
+                        continue
+                    outcomes.append((claim, *self._execute(conn, cursor, claim)))
+                done = [claim.id for claim, outcome, _ in outcomes if outcome == 'succeeded']
+                if done:
+                    cursor.execute(self.registry._sql(SQL_COMPLETE, ids=len(done)), done)
+        except _TransactionLost as lost:
+            self._recover(claimed, lost)
+            return
+        except _ColdShutdown:
+            self._release(claimed)
+            raise
+        for claim, outcome, info in outcomes:
+            self._emit(f'task_{outcome}', claim, info)
+
+    def _execute(self, conn: Any, cursor: Any, claim: _Claim) -> tuple[str, dict]:
+        """Run one task in a savepoint; on failure roll back to it and record the retry."""
+        cursor.execute(SQL_SAVEPOINT)
+        context = TaskContext(claim.id, claim.task.name, claim.queue, claim.attempt - 1, conn, self)
+        token = _current.set(context)
+        self._emit('task_started', claim, {})
+        started = time.perf_counter()
+        try:
+            with self.hooks['around_task'](context) if 'around_task' in self.hooks else contextlib.nullcontext():
+                if isinstance(claim.call, list):
+                    claim.task.func(*claim.call)
+                else:
+                    claim.task.func(**claim.call)
+        except Exception as exc:
+            duration = time.perf_counter() - started
+            error = _describe_error(exc)
+            try:
+                cursor.execute(SQL_ROLLBACK_TO_SAVEPOINT)
+            except Exception:
+                raise _TransactionLost(claim, error) from exc
+            outcome = self._record_failure(cursor, claim, error)
+            return outcome, {'duration': duration, 'error': error, 'exception': exc}
+        finally:
+            _current.reset(token)
+        duration = time.perf_counter() - started
+        logger.info('task %s %s attempt %d succeeded in %.1f ms', claim.id, claim.task.name, claim.attempt,
+                    duration * 1000)
+        return 'succeeded', {'duration': duration}
+
+    def _record_failure(self, cursor: Any, claim: _Claim, error: str) -> str:
+        """Retry after a back-off, or bury once the task's retries are used up."""
+        sql = self.registry._sql
+        if claim.attempt > claim.task.retries:
+            cursor.execute(sql(SQL_BURY), (_cut(error), claim.id))
+            logger.error('task %s %s attempt %d failed; it is dead:\n%s', claim.id, claim.task.name,
+                         claim.attempt, error)
+            return 'dead'
+        delay = backoff(claim.task.backoff, claim.attempt)
+        cursor.execute(sql(SQL_RETRY), (int(delay * 1e6), _cut(error), claim.id))
+        logger.warning('task %s %s attempt %d failed; retry in %.1fs:\n%s', claim.id, claim.task.name,
+                       claim.attempt, delay, error)
+        return 'failed'
+
+    def _lock(self, cursor: Any, claimed: list[_Claim]) -> dict[int, int]:
+        cursor.execute(self.registry._sql(SQL_LOCK, ids=len(claimed)), [c.id for c in claimed])
+        return dict(cursor.fetchall())
+
+    def _recover(self, claimed: list[_Claim], lost: _TransactionLost) -> None:
+        """The batch's transaction is gone: record the failure that caused it and hand the other
+        tasks back uncounted. Each write applies only while the claim is still ours, so a claim
+        whose lease ran out meanwhile is left to whoever holds it now. If this fails too, the
+        leases bring every task back."""
+        outcome = None
+        with self._transaction() as conn:
+            cursor = conn.cursor()
+            held = self._lock(cursor, claimed)
+            for claim in claimed:
+                if held.get(claim.id) != claim.attempt:
+                    continue
+                if claim is lost.claim:
+                    outcome = self._record_failure(cursor, claim, lost.error)
+                else:
+                    cursor.execute(self.registry._sql(SQL_RELEASE), (claim.id, claim.attempt))
+        if outcome:
+            self._emit(f'task_{outcome}', lost.claim, {'error': lost.error})
+
+    def _release(self, claimed: list[_Claim]) -> None:
+        """Hand back tasks abandoned by a cold shutdown, uncounted; best effort (the lease is the net)."""
+        try:
+            with self._transaction() as conn:
+                cursor = conn.cursor()
+                for claim in claimed:
+                    cursor.execute(self.registry._sql(SQL_RELEASE), (claim.id, claim.attempt))
+        except Exception as exc:
+            logger.warning('could not hand back %d tasks (%s); they return after the lease',
+                           len(claimed), _describe_error(exc, short=True))
+
+    def _emit(self, event: str, claim: _Claim, info: dict) -> None:
+        hook = self.hooks.get(event)
+        if hook is None:
+            return
+        context = TaskContext(claim.id, claim.task.name, claim.queue, claim.attempt - 1, None, self)
+        try:
+            hook(context, **info)
+        except Exception:
+            logger.exception('the %s hook failed; carrying on', event)
+
+    # Connections and signals
+
+    @contextlib.contextmanager
+    def _own_transaction(self) -> Iterator[Any]:
+        """The default transaction hook: this thread's connection, committed or rolled back."""
+        conn = getattr(self._local, 'connection', None)
+        if conn is None:
+            conn = self.connect()
+            if self.isolation:
+                cursor = conn.cursor()
+                cursor.execute(SQL_ISOLATION.format(level=self.isolation.upper()))
+                cursor.close()
+            self._local.connection = conn
+        try:
+            yield conn
+        except BaseException:
+            try:
+                conn.rollback()
+            except Exception:
+                self._discard_connection()
+            raise
+        conn.commit()
+
+    def _discard_connection(self) -> None:
+        conn = getattr(self._local, 'connection', None)
+        self._local.connection = None
+        if conn is not None and not isinstance(self.connect, _SharedConnection):
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    @contextlib.contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signals += 1
+        self._stopping.set()
+        if self._signals == 1:
+            logger.warning('%s: finishing the running tasks, then stopping (send it again to abandon them)',
+                           signal.Signals(signum).name)
+            return
+        logger.warning('%s again: abandoning the running tasks; they return to the queue',
+                       signal.Signals(signum).name)
+        raise _ColdShutdown(signum)
+
+
+class _SharedConnection:
+    """A connect callable for a Worker given one open connection: it always returns that one."""
+
+    def __init__(self, conn: Any):
+        self.conn = conn
+
+    def __call__(self) -> Any:
+        ping = getattr(self.conn, 'ping', None)
+        if ping is not None:   # pymysql and MySQLdb can reopen a lost connection in place
+            with contextlib.suppress(Exception):
+                ping(True)
+        return self.conn
+
+
+# Helpers #########################################################################################
+
+
+def backoff(base: float, attempt: int) -> float:
+    """Seconds before retrying after failed attempt number ``attempt`` (1, 2, ...): base doubled
+    for each earlier retry, capped at MAX_BACKOFF, then jittered down by up to half. Always within
+    [d/2, d] where d = min(MAX_BACKOFF, base * 2 ** (attempt - 1))."""
+    ceiling = min(MAX_BACKOFF, base * 2.0 ** min(attempt - 1, 64))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _jittered(seconds: float) -> float:
+    return seconds * random.uniform(0.9, 1.1)
+
+
+def _placeholders(n: int) -> str:
+    return ', '.join(['%s'] * n)
+
+
+def _identifier(name: str) -> str:
+    """A table name, accepted only as a plain identifier so it can be formatted into SQL."""
+    if not isinstance(name, str) or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]{0,63}', name):
+        raise ValueError(f'table name {name!r} is not a plain identifier (letters, digits, _; at most 64)')
+    return name
+
+
+def _checked_text(what: str, value: Any, limit: int) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f'{what} must be a non-empty string, not {value!r}')
+    if len(value) > limit:
+        raise ValueError(f'{what} {value[:40]!r}... is {len(value)} characters; the {what} column holds {limit}')
+    return value
+
+
+def _checked_priority(priority: Any) -> int:
+    low, high = PRIORITY_RANGE
+    if isinstance(priority, bool) or not isinstance(priority, int) or not low <= priority <= high:
+        raise ValueError(f'priority must be a whole number from {low} to {high}, not {priority!r}')
+    return priority
+
+
+def _encode_args(name: str, args: Any) -> str:
+    if args is None:
+        args = []
+    elif isinstance(args, tuple):
+        args = list(args)
+    elif isinstance(args, Mapping):
+        bad = [key for key in args if not isinstance(key, str)]
+        if bad:
+            raise TypeError(f'keyword arguments of task {name!r} must have string keys, not {bad[0]!r}')
+    elif not isinstance(args, list):
+        raise TypeError(f'args of task {name!r} must be a list/tuple (positional) or a dict (keyword), '
+                        f'not {type(args).__name__}')
+    try:
+        encoded = json.dumps(args, allow_nan=False, separators=(',', ':'))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise type(exc)(f'args of task {name!r} cannot be stored as JSON: {exc}') from None
+    if len(encoded) > ARGS_MAX_BYTES:   # ASCII (json escapes the rest), so characters are bytes
+        raise ValueError(f'args of task {name!r} are {len(encoded)} bytes of JSON; the args column holds '
+                         f'{ARGS_MAX_BYTES}')
+    return encoded
+
+
+def _encode_call(task: Task, args: tuple, kwargs: dict) -> list | dict:
+    """The stored form of a call: a list when positional only, else a dict of keyword arguments
+    (the original package's form). Checked against the signature so mistakes fail at enqueue."""
+    try:
+        bound = task.signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f'{task.name}(): {exc}') from None
+    if not kwargs:
+        return list(args)
+    call = {}
+    for name, value in bound.arguments.items():
+        kind = task.signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            call.update(value)
+        elif kind is inspect.Parameter.POSITIONAL_OR_KEYWORD or kind is inspect.Parameter.KEYWORD_ONLY:
+            call[name] = value
+        elif value != ():
+            raise TypeError(f'{task.name}(): a call mixing keyword arguments with positional-only or '
+                            f'*args parameters cannot be stored; pass all arguments positionally')
+    return call
+
+
+def _due(delay: Any, eta: Any) -> tuple[dt.datetime | None, int]:
+    """(eta as naive UTC or None, delay in microseconds) for SQL_ENQUEUE."""
+    if delay is not None and eta is not None:
+        raise TypeError('give delay or eta, not both')
+    if eta is not None:
+        if not isinstance(eta, dt.datetime):
+            raise TypeError(f'eta must be a datetime, not {type(eta).__name__}')
+        if eta.tzinfo is None or eta.tzinfo.utcoffset(eta) is None:
+            raise ValueError('eta must be timezone-aware, e.g. datetime.now(timezone.utc) + timedelta(hours=1); '
+                             'a naive datetime is ambiguous and is not guessed at')
+        return eta.astimezone(dt.timezone.utc).replace(tzinfo=None), 0
+    if delay is None:
+        return None, 0
+    if isinstance(delay, dt.timedelta):
+        delay = delay.total_seconds()
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay < 10 ** 10:
+        raise ValueError(f'delay must be a non-negative number of seconds or a timedelta, not {delay!r}')
+    return None, int(delay * 1e6)
+
+
+def _ambient_connection(registry: Registry) -> Any:
+    context = _current.get(None)
+    if context is not None:
+        return context.connection
+    if registry.connection is not None:
+        return registry.connection()
+    raise NoConnectionError('no connection to enqueue on: call this inside a running task, pass connection=, '
+                            'or give mqueue.init(connection=...) a callable returning your current connection')
+
+
+def _describe_error(exc: BaseException, short: bool = False) -> str:
+    head = f'{type(exc).__name__}: {exc}'
+    if short:
+        return head[:300]
+    return _cut(head + '\n' + ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+
+def _cut(text: str) -> str:
+    """Keep an error within ERROR_MAX characters: its head (type, message) and its tail (where it
+    was raised)."""
+    if len(text) <= ERROR_MAX:
+        return text
+    head = ERROR_MAX // 4
+    return f'{text[:head]}\n... [{len(text) - ERROR_MAX} characters cut] ...\n{text[-(ERROR_MAX - head - 50):]}'
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Whether a database error is transient: a lost connection, a deadlock, a lock-wait timeout."""
+    if type(exc).__name__ == 'InterfaceError':   # PEP 249: the connection itself is unusable
+        return True
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    return code in RETRYABLE_ERRORS or isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def _import_tree(package: str) -> None:
+    """Import a package and all its submodules, so every task in it registers."""
+    module = importlib.import_module(package)
+    for info in pkgutil.walk_packages(getattr(module, '__path__', []), prefix=package + '.'):
+        importlib.import_module(info.name)
+
+
+def connect_url(url: str) -> Callable[[], Any]:
+    """A connect callable for ``mysql://user:password@host:port/database`` (through pymysql)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ('mysql', 'mysql+pymysql', 'mariadb'):
+        raise ValueError(f'unsupported database URL scheme {parts.scheme!r}: use mysql://user:password@host/db')
+    options = {
+        'host': parts.hostname or '127.0.0.1', 'port': parts.port or 3306,
+        'user': unquote(parts.username) if parts.username else 'root',
+        'password': unquote(parts.password) if parts.password else '',
+        'database': unquote(parts.path.lstrip('/')) or None, 'charset': 'utf8mb4', 'autocommit': False,
+    }
+
+    def connect() -> Any:
+        import pymysql
+        return pymysql.connect(**options)
+    connect.description = f"{options['user']}@{options['host']}:{options['port']}/{options['database']}"
+    return connect
+
+
+# The registry behind the module-level task(), init(), enqueue(); made here, once its helpers exist.
+default_registry = Registry()
+
+
+# CLI #############################################################################################
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``mqueue`` command: ``mqueue worker --db URL --tasks PKG``, ``mqueue schema``."""
+    parser = argparse.ArgumentParser(prog='mqueue', description='A task queue in your MySQL/MariaDB database.')
+    commands = parser.add_subparsers(dest='command', required=True)
+    worker = commands.add_parser('worker', help='run a worker', description=(
+        'Run a worker until SIGTERM/SIGINT (or, with --burst, until no due task is left). '
+        'Example: mqueue worker --db mysql://app:secret@127.0.0.1/app --tasks myapp.tasks --concurrency 4'))
+    worker.add_argument('--db', default=os.environ.get('MQUEUE_DATABASE_URL'),
+                        help='database URL, mysql://user:password@host:port/db (default: $MQUEUE_DATABASE_URL)')
+    worker.add_argument('--tasks', action='append', required=True, help='package whose modules define tasks')
+    worker.add_argument('--queue', action='append', dest='queues', help='queue to serve (repeatable)')
+    worker.add_argument('--concurrency', type=int, default=1, help='worker threads (default 1)')
+    worker.add_argument('--burst', action='store_true', help='exit once no due task is left')
+    worker.add_argument('--table', default=DEFAULT_TABLE, help='task table name (default task)')
+    worker.add_argument('-v', '--verbose', action='store_true', help='log every task (INFO)')
+    schema = commands.add_parser('schema', help='print the CREATE TABLE statements', description=(
+        'Print the schema. Example: mqueue schema | mysql app'))
+    schema.add_argument('--table', default=DEFAULT_TABLE)
+    schema.add_argument('--cron-table', default=DEFAULT_CRON_TABLE)
+    args = parser.parse_args(argv)
+
+    if args.command == 'schema':
+        print(Registry(table=args.table, cron_table=args.cron_table).schema(), end='')
+        return 0
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    if not args.db:
+        parser.error('give --db URL or set MQUEUE_DATABASE_URL')
+    sys.path.insert(0, os.getcwd())   # `mqueue worker --tasks tasks` finds ./tasks like `python -m` would
+    default_registry.table = _identifier(args.table)
+    try:
+        runner = Worker(connect_url(args.db), args.queues, tasks=args.tasks, concurrency=args.concurrency)
+        runner.run(burst=args.burst)
+    except _ColdShutdown as exc:
+        return 128 + exc.args[0]
+    except (MQueueError, ValueError, ImportError) as exc:
+        print(f'mqueue: {exc}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    # Run the imported module's main, not this __main__ copy's, so tasks that `import mqueue`
+    # register where the worker looks.
+    import mqueue
+    sys.exit(mqueue.main())

@@ -1,0 +1,21 @@
+-- mqueue schema: MySQL 8.0.1+ or MariaDB 10.6+ (the worker claims with FOR UPDATE SKIP LOCKED).
+CREATE TABLE IF NOT EXISTS task (
+    id BIGINT NOT NULL AUTO_INCREMENT,
+    args MEDIUMTEXT NOT NULL,              -- JSON: a list (positional) or an object (keyword arguments)
+    eta DATETIME(6) NOT NULL,              -- UTC: due time, or while claimed the end of the lease
+    name VARCHAR(128) NOT NULL,            -- the registered task name, e.g. tasks.mail
+    queue VARCHAR(32) NOT NULL,
+    retries SMALLINT NOT NULL DEFAULT 0,   -- attempts begun (counted when claimed)
+    priority SMALLINT NOT NULL DEFAULT 0,  -- smaller runs first
+    dead_at DATETIME(6) NULL,              -- UTC: when the task gave up (dead: never claimed)
+    last_error TEXT NULL,                  -- the last failure: type, message, traceback
+    PRIMARY KEY (id),
+    KEY claim (queue, dead_at, priority, eta)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE IF NOT EXISTS cron (
+    queue VARCHAR(32) NOT NULL,
+    name VARCHAR(128) NOT NULL,
+    last DATETIME(6) NOT NULL,             -- UTC: the newest fire already enqueued
+    PRIMARY KEY (queue, name)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
