@@ -784,9 +784,9 @@ class _SharedConnection:
 
     def __call__(self) -> Any:
         ping = getattr(self.conn, 'ping', None)
-        if ping is not None:   # pymysql and MySQLdb can reopen a lost connection in place
+        if ping is not None:   # pymysql reopens a lost connection in place
             with contextlib.suppress(Exception):
-                ping(True)
+                ping()
         return self.conn
 
 

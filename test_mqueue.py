@@ -1,0 +1,912 @@
+"""mqueue's tests, against the real MariaDB on 127.0.0.1 (no mocked database).
+
+Each test gets its own task/cron tables (random names) and drops them after, so tests run in any
+order. Under CI=true an unreachable server fails the tests instead of skipping them.
+"""
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import mqueue
+
+pymysql = pytest.importorskip('pymysql')
+
+ROOT = Path(__file__).resolve().parent
+DB = dict(host=os.environ.get('MQUEUE_TEST_HOST', '127.0.0.1'), port=int(os.environ.get('MQUEUE_TEST_PORT', 3306)),
+          user='root', password='', database='test')
+URL = f"mysql://{DB['user']}@{DB['host']}:{DB['port']}/{DB['database']}"
+UTC = dt.timezone.utc
+
+
+def connect(**options):
+    options.setdefault('autocommit', False)
+    return pymysql.connect(**DB, charset='utf8mb4', **options)
+
+
+def wait_for(predicate, timeout=15.0, interval=0.02):
+    """Poll until predicate() is true, failing the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f'timed out after {timeout}s waiting for {predicate}')
+
+
+@pytest.fixture(scope='session')
+def server():
+    try:
+        connect().close()
+    except Exception as exc:
+        message = f'MariaDB at {DB["host"]}:{DB["port"]} is unreachable: {exc}'
+        if os.environ.get('CI'):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def db(server):
+    """A connection for the test's own SQL, autocommitting, closed after."""
+    conn = connect(autocommit=True)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def reg(db):
+    """A fresh registry with its own tables, dropped after the test."""
+    suffix = uuid.uuid4().hex[:10]
+    registry = mqueue.Registry(table=f't_task_{suffix}', cron_table=f't_cron_{suffix}')
+    registry.create_tables(db)
+    yield registry
+    with db.cursor() as cursor:
+        cursor.execute(f'DROP TABLE IF EXISTS {registry.table}, {registry.cron_table}')
+
+
+@pytest.fixture
+def ledger(db):
+    """A table tasks write to through their transaction; one row per successful run."""
+    name = f't_ledger_{uuid.uuid4().hex[:10]}'
+    with db.cursor() as cursor:
+        cursor.execute(f'CREATE TABLE {name} (id BIGINT AUTO_INCREMENT PRIMARY KEY, task_id BIGINT, '
+                       f'note VARCHAR(200)) ENGINE=InnoDB')
+    yield name
+    with db.cursor() as cursor:
+        cursor.execute(f'DROP TABLE IF EXISTS {name}')
+
+
+def query(db, sql, params=()):
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def tasks_in(db, reg):
+    """Every row of the task table as dicts, by id."""
+    with db.cursor(pymysql.cursors.DictCursor) as cursor:
+        cursor.execute(f'SELECT * FROM {reg.table} ORDER BY id')
+        return list(cursor.fetchall())
+
+
+def write_ledger(ledger, note=''):
+    """Inside a task: one ledger row, written through the worker's transaction."""
+    context = mqueue.current()
+    with context.connection.cursor() as cursor:
+        cursor.execute(f'INSERT INTO {ledger} (task_id, note) VALUES (%s, %s)', (context.id, note))
+
+
+def worker(reg, **options):
+    options.setdefault('poll_interval', 0.01)
+    return mqueue.Worker(connect, registry=reg, **options)
+
+
+def run_in_thread(w):
+    thread = threading.Thread(target=w.run, daemon=True)
+    thread.start()
+    return thread
+
+
+# Schema ##########################################################################################
+
+
+def test_schema_file_is_the_modules_schema():
+    assert (ROOT / 'schema.sql').read_text() == mqueue.Registry().schema()
+    printed = subprocess.run([sys.executable, '-m', 'mqueue', 'schema'], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout
+    assert printed == mqueue.Registry().schema()
+
+
+@pytest.mark.parametrize('name', ['task; DROP TABLE x', 'a-b', '1task', '', 'x' * 65, 'task`', None])
+def test_table_names_must_be_plain_identifiers(name):
+    with pytest.raises(ValueError, match='plain identifier'):
+        mqueue.Registry(table=name)
+
+
+SEED_DDL = """
+create table {task} (
+    id int primary key auto_increment,
+    args text not null,
+    eta datetime not null,
+    name varchar(128) not null,
+    queue varchar(32) not null,
+    retries tinyint not null
+);
+create table {cron} (
+    queue varchar(32),
+    name varchar(128),
+    last datetime not null,
+    primary key (queue, name)
+)"""
+
+
+def upgrade_sql():
+    readme = (ROOT / 'README.md').read_text()
+    match = re.search(r'<!-- upgrade-sql -->\s*```sql\n(.*?)```', readme, re.S)
+    assert match, 'README.md has no <!-- upgrade-sql --> block'
+    return match.group(1)
+
+
+def create_table_ddl(db, table):
+    ddl = query(db, f'SHOW CREATE TABLE {table}')[0][1]
+    return re.sub(r'`[^`]*(task|cron)_[0-9a-f]+`', r'`\1`', ddl)
+
+
+def test_readme_upgrade_turns_the_seed_schema_into_the_current_one(db, reg):
+    old = mqueue.Registry(table='t_task_' + uuid.uuid4().hex[:10], cron_table='t_cron_' + uuid.uuid4().hex[:10])
+    try:
+        with db.cursor() as cursor:
+            for statement in SEED_DDL.format(task=old.table, cron=old.cron_table).split(';'):
+                cursor.execute(statement)
+            # a task the original package left behind: keyword args, module.function name
+            cursor.execute(f"INSERT INTO {old.table} (args, eta, name, queue, retries) VALUES "
+                           f"('{{\"receiver\": \"a@b.c\", \"subject\": \"hi\"}}', UTC_TIMESTAMP(), 'tasks.mail', "
+                           f"'test-queue', 0)")
+            upgrade = re.sub(r'\btask\b', old.table, upgrade_sql())
+            upgrade = re.sub(r'\bcron\b', old.cron_table, upgrade)
+            for statement in upgrade.split(';'):
+                if statement.strip():
+                    cursor.execute(statement)
+        for new_table, old_table in ((reg.table, old.table), (reg.cron_table, old.cron_table)):
+            expected = re.sub(r'AUTO_INCREMENT=\d+ ', '', create_table_ddl(db, new_table))
+            assert re.sub(r'AUTO_INCREMENT=\d+ ', '', create_table_ddl(db, old_table)) == expected
+
+        sent = []
+        seed_style = mqueue.Registry(table=old.table, cron_table=old.cron_table, queue='test-queue')
+
+        def mail(receiver, subject):
+            sent.append((receiver, subject))
+        mail.__module__, mail.__qualname__ = 'tasks', 'mail'
+        assert seed_style.task(mail).name == 'tasks.mail'
+        assert worker(seed_style).run(burst=True) == 1
+        assert sent == [('a@b.c', 'hi')]
+        assert tasks_in(db, old) == []
+    finally:
+        with db.cursor() as cursor:
+            cursor.execute(f'DROP TABLE IF EXISTS {old.table}, {old.cron_table}')
+
+
+# Enqueue #########################################################################################
+
+
+def test_enqueue_lives_and_dies_with_the_callers_transaction(db, reg):
+    conn = connect()
+    try:
+        rolled_back = reg.enqueue(conn, 'app.mail', ['a@b.c'])
+        conn.rollback()
+        kept = reg.enqueue(conn, 'app.mail', {'to': 'a@b.c'})
+        assert tasks_in(db, reg) == []          # not visible before the caller commits
+        conn.commit()
+    finally:
+        conn.close()
+    rows = tasks_in(db, reg)
+    assert [r['id'] for r in rows] == [kept] and kept != rolled_back
+    assert json.loads(rows[0]['args']) == {'to': 'a@b.c'}
+    assert (rows[0]['name'], rows[0]['queue'], rows[0]['retries'], rows[0]['dead_at']) == \
+        ('app.mail', 'default', 0, None)
+
+
+def test_enqueue_never_commits_or_opens_a_connection(db, reg):
+    class Watched:
+        def __init__(self, conn):
+            self.conn, self.calls = conn, []
+
+        def cursor(self):
+            self.calls.append('cursor')
+            return self.conn.cursor()
+
+        def __getattr__(self, name):
+            self.calls.append(name)
+            return getattr(self.conn, name)
+    conn = Watched(connect())
+    reg.enqueue(conn, 'app.mail', [])
+    assert conn.calls == ['cursor']
+    conn.conn.rollback()
+    conn.conn.close()
+    assert tasks_in(db, reg) == []
+
+
+def test_eta_delay_and_priority(db, reg):
+    conn = connect()
+    with conn.cursor() as cursor:
+        cursor.execute("SET time_zone = '+05:00'")   # the session zone must not shift anything
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    eta = dt.datetime(2030, 1, 2, 12, 0, 0, 123456, tzinfo=plus_two)
+    at = reg.enqueue(conn, 'x', [], eta=eta)
+    later = reg.enqueue(conn, 'x', [], delay=dt.timedelta(hours=1))
+    soon = reg.enqueue(conn, 'x', [], delay=2.5, priority=-5)
+    conn.commit()
+    conn.close()
+    stored = {r['id']: r for r in tasks_in(db, reg)}
+    assert stored[at]['eta'] == dt.datetime(2030, 1, 2, 10, 0, 0, 123456)   # UTC, naive in the column
+    (drift_later, drift_soon), = query(db, f"SELECT TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), "
+                                           f"(SELECT eta FROM {reg.table} WHERE id = %s)), "
+                                           f"TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), "
+                                           f"(SELECT eta FROM {reg.table} WHERE id = %s))", (later, soon))
+    assert 3590e6 < drift_later <= 3600e6 and 0 < drift_soon <= 2.5e6
+    assert stored[soon]['priority'] == -5
+
+
+def test_claim_order_is_priority_then_eta_and_only_due_tasks(db, reg):
+    order = []
+
+    @reg.task(name='t')
+    def t(label):
+        order.append(label)
+    conn = connect()
+    now = dt.datetime.now(UTC)
+    reg.enqueue(conn, 't', ['future'], delay=3600)
+    reg.enqueue(conn, 't', ['old-low'], eta=now - dt.timedelta(hours=2), priority=5)
+    reg.enqueue(conn, 't', ['new-high'], eta=now - dt.timedelta(minutes=1), priority=-1)
+    reg.enqueue(conn, 't', ['old-normal'], eta=now - dt.timedelta(hours=1))
+    reg.enqueue(conn, 't', ['new-normal'], eta=now - dt.timedelta(seconds=1))
+    conn.commit()
+    conn.close()
+    assert worker(reg).run(burst=True) == 4
+    assert order == ['new-high', 'old-normal', 'new-normal', 'old-low']
+    assert [json.loads(r['args']) for r in tasks_in(db, reg)] == [['future']]
+
+
+def test_due_is_decided_by_the_database_clock(db, reg):
+    ran = []
+    reg.task(name='t')(lambda: ran.append(1))
+    # A row one second behind the database clock is due; one a minute ahead is not, whatever the
+    # worker's own clock says (the claim compares with UTC_TIMESTAMP() in SQL).
+    query(db, f"INSERT INTO {reg.table} (args, eta, name, queue) VALUES "
+              f"('[]', UTC_TIMESTAMP(6) - INTERVAL 1 SECOND, 't', 'default'), "
+              f"('[]', UTC_TIMESTAMP(6) + INTERVAL 1 MINUTE, 't', 'default')")
+    assert worker(reg).run(burst=True) == 1 and ran == [1]
+
+
+def big_text(n):
+    return 'x' * n
+
+
+@pytest.mark.parametrize('call, error', [
+    (lambda r, c: r.enqueue(c, 'x', [math.nan]), 'JSON'),
+    (lambda r, c: r.enqueue(c, 'x', {'n': float('inf')}), 'JSON'),
+    (lambda r, c: r.enqueue(c, 'x', [object()]), 'JSON'),
+    (lambda r, c: r.enqueue(c, 'x', {1: 'a'}), 'string keys'),
+    (lambda r, c: r.enqueue(c, 'x', 'abc'), 'list/tuple'),
+    (lambda r, c: r.enqueue(c, 'n' * 129, []), '129 characters; the name column holds 128'),
+    (lambda r, c: r.enqueue(c, 'x', [], queue='q' * 33), '33 characters; the queue column holds 32'),
+    (lambda r, c: r.enqueue(c, '', []), 'non-empty'),
+    (lambda r, c: r.enqueue(c, 'x', [big_text(mqueue.ARGS_MAX_BYTES)]), 'the args column holds'),
+    (lambda r, c: r.enqueue(c, 'x', [], dely=3), 'unexpected keyword'),
+    (lambda r, c: r.enqueue(c, 'x', [], eta=dt.datetime(2030, 1, 1)), 'timezone-aware'),
+    (lambda r, c: r.enqueue(c, 'x', [], eta='2030-01-01'), 'datetime'),
+    (lambda r, c: r.enqueue(c, 'x', [], delay=-1), 'non-negative'),
+    (lambda r, c: r.enqueue(c, 'x', [], delay=1, eta=dt.datetime.now(UTC)), 'not both'),
+    (lambda r, c: r.enqueue(c, 'x', [], priority=40000), 'priority'),
+    (lambda r, c: r.enqueue(c, 'x', [], priority=1.5), 'priority'),
+])
+def test_bad_input_to_enqueue_raises_and_writes_nothing(db, reg, call, error):
+    conn = connect()
+    with conn.cursor() as cursor:
+        cursor.execute("SET SESSION sql_mode = ''")   # no strict mode: the server would truncate
+    with pytest.raises((TypeError, ValueError), match=error):
+        call(reg, conn)
+    conn.commit()
+    conn.close()
+    assert tasks_in(db, reg) == []
+
+
+def test_task_enqueue_checks_the_signature_and_stores_keywords_in_the_seed_form(db, reg):
+    @reg.task
+    def mail(receiver, subject, body='', *, cc=None):
+        pass
+    assert mail.name == f'{__name__}.test_task_enqueue_checks_the_signature_and_stores_keywords_in_the_seed_form.<locals>.mail'
+    conn = connect()
+    mail.enqueue_with(('a@b.c', 'hi'), connection=conn)
+    mail.enqueue_with(('a@b.c',), {'subject': 'hi', 'cc': 'x'}, connection=conn)
+    with pytest.raises(TypeError, match='missing a required argument'):
+        mail.enqueue_with((), {'receiver': 'a'}, connection=conn)
+    with pytest.raises(TypeError, match='unexpected keyword'):
+        mail.enqueue_with(('a', 'b'), {'bcc': 1}, connection=conn)
+    conn.commit()
+    conn.close()
+    assert [json.loads(r['args']) for r in tasks_in(db, reg)] == [
+        ['a@b.c', 'hi'], {'receiver': 'a@b.c', 'subject': 'hi', 'cc': 'x'}]
+    assert mail('direct', 'call') is None        # still an ordinary function
+
+
+def test_task_enqueue_uses_the_ambient_connection(db, reg):
+    @reg.task(name='child')
+    def child(n):
+        pass
+
+    @reg.task(name='parent', backoff=0, retries=0)
+    def parent(fail):
+        child.enqueue(1)                         # inside a task: the worker's own transaction
+        if fail:
+            raise RuntimeError('parent failed')
+    with pytest.raises(mqueue.NoConnectionError, match='init'):
+        child.enqueue(0)
+    with pytest.raises(mqueue.NotInTaskError):
+        mqueue.current()
+    conn = connect()
+    reg.init('default', connection=lambda: conn)   # the seed's init(queue), plus a provider
+    parent.enqueue(False)
+    parent.enqueue(True)
+    conn.commit()
+    conn.close()
+    reg.connection = None
+    assert worker(reg, queues=['default']).run_once() == 1    # parent(False) enqueues a child
+    assert worker(reg, queues=['default']).run_once() == 1    # parent(True) fails: its child is gone
+    names = sorted(r['name'] for r in tasks_in(db, reg))
+    assert names == ['child', 'parent'] and [r for r in tasks_in(db, reg) if r['name'] == 'parent'][0]['dead_at']
+
+
+def test_registry_refuses_a_second_function_under_one_name(reg):
+    reg.task(name='same')(lambda: 1)
+    with pytest.raises(ValueError, match='already registered'):
+        reg.task(name='same')(lambda: 2)
+
+
+# Worker: success and failure #####################################################################
+
+
+def test_a_tasks_writes_and_its_completion_commit_together(db, reg, ledger):
+    started, proceed = threading.Event(), threading.Event()
+
+    @reg.task(name='w')
+    def w():
+        write_ledger(ledger)
+        started.set()
+        assert proceed.wait(10)
+    conn = connect()
+    task_id = reg.enqueue(conn, 'w', [])
+    conn.commit()
+    conn.close()
+    thread = threading.Thread(target=worker(reg).run_once)
+    thread.start()
+    assert started.wait(10)
+    # mid-task, from outside: neither the task's write nor its completion is visible
+    assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 0
+    assert [r['id'] for r in tasks_in(db, reg)] == [task_id]
+    proceed.set()
+    thread.join(10)
+    assert query(db, f'SELECT task_id FROM {ledger}') == ((task_id,),)
+    assert tasks_in(db, reg) == []
+
+
+def test_a_failed_attempt_rolls_back_its_writes_but_records_the_retry(db, reg, ledger):
+    inside, proceed = threading.Event(), threading.Event()
+
+    @reg.task(name='f', retries=1, backoff=30)
+    def f():
+        write_ledger(ledger)
+        inside.set()
+        assert proceed.wait(10)
+        raise ValueError('no such mailbox')
+    conn = connect()
+    task_id = reg.enqueue(conn, 'f', [])
+    conn.commit()
+    conn.close()
+    first = worker(reg, lease=0.05)
+    thread = threading.Thread(target=first.run_once)
+    thread.start()
+    assert inside.wait(10)
+    time.sleep(0.1)   # let the short lease end: only the row lock now keeps others away
+    assert worker(reg).run_once() == 0           # another worker cannot take it mid-attempt
+    proceed.set()
+    thread.join(10)
+    assert worker(reg).run_once() == 0           # nor between the rollback and the bookkeeping
+    assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 0
+    row, = tasks_in(db, reg)
+    assert row['retries'] == 1 and row['dead_at'] is None
+    assert row['last_error'].startswith('ValueError: no such mailbox\nTraceback')
+    assert 'raise ValueError' in row['last_error']
+    wait_s = query(db, f'SELECT TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), eta) FROM {reg.table}')[0][0] / 1e6
+    assert 14 < wait_s <= 30                     # backoff 30 s, jittered within [15, 30]
+    assert task_id == row['id']
+
+
+def test_after_its_retries_a_task_is_dead_until_brought_back(db, reg, ledger):
+    attempts = []
+
+    @reg.task(name='flaky', retries=2, backoff=0)
+    def flaky():
+        attempts.append(mqueue.current().retries)
+        write_ledger(ledger)
+        if len(attempts) <= 3:
+            raise RuntimeError(f'attempt {len(attempts)}')
+    conn = connect()
+    task_id = reg.enqueue(conn, 'flaky', [])
+    conn.commit()
+    assert worker(reg).run(burst=True) == 3
+    assert attempts == [0, 1, 2]
+    row, = tasks_in(db, reg)
+    assert row['dead_at'] is not None and row['retries'] == 3 and 'RuntimeError: attempt 3' in row['last_error']
+    assert worker(reg).run(burst=True) == 0      # dead: never claimed
+    assert reg.retry_dead(conn, queue='other') == 0
+    assert reg.retry_dead(conn, [task_id]) == 1
+    conn.commit()
+    conn.close()
+    assert worker(reg).run(burst=True) == 1
+    assert attempts == [0, 1, 2, 0] and tasks_in(db, reg) == []
+    assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 1
+
+
+def test_backoff_stays_within_its_bounds():
+    for attempt in range(1, 40):
+        ceiling = min(mqueue.MAX_BACKOFF, 5.0 * 2 ** (attempt - 1))
+        for _ in range(50):
+            assert ceiling / 2 <= mqueue.backoff(5.0, attempt) <= ceiling
+    assert mqueue.backoff(0, 3) == 0
+
+
+@pytest.mark.parametrize('name, args, error', [
+    ('nobody.registered', '[]', 'UnknownTask'),
+    ('os.system', '["touch /tmp/mqueue-pwned"]', 'UnknownTask'),
+    ('good', '{"x": ', 'not valid JSON'),
+    ('good', '"text"', 'JSON list or object'),
+    ('good', '[1, 2, 3]', 'cannot take these arguments'),
+    ('good', '{"y": 1}', 'cannot take these arguments'),
+])
+def test_a_bad_row_goes_dead_at_once_and_the_worker_carries_on(db, reg, name, args, error):
+    ran = []
+    reg.task(name='good')(lambda x: ran.append(x))
+    query(db, f"INSERT INTO {reg.table} (args, eta, name, queue) VALUES (%s, UTC_TIMESTAMP(6), %s, 'default')",
+          (args, name))
+    conn = connect()
+    reg.enqueue(conn, 'good', [7])
+    conn.commit()
+    conn.close()
+    assert worker(reg).run(burst=True) == 2
+    assert ran == [7]
+    row, = tasks_in(db, reg)
+    assert row['dead_at'] is not None and error in row['last_error'] and row['retries'] == 0
+    assert not os.path.exists('/tmp/mqueue-pwned')
+
+
+# Worker: crashes, connections, signals ###########################################################
+
+CHILD = """
+import sys, json
+sys.path.insert(0, {root!r})
+import test_mqueue
+sys.exit(test_mqueue.child_worker(json.loads(sys.argv[1])))
+"""
+
+
+def child_worker(spec):
+    """A worker process for the tests: tasks per spec, run until done or signalled."""
+    logging.basicConfig(level=logging.WARNING)
+    reg = mqueue.Registry(table=spec['table'], cron_table=spec['cron_table'])
+    marks = Path(spec.get('marks', '.'))
+
+    @reg.task(name='record', retries=spec.get('retries', 3), backoff=0)
+    def record(n):
+        with open(spec['runlog'], 'a') as log:
+            log.write(f'{mqueue.current().id}\n')
+        write_ledger(spec['ledger'])
+
+    @reg.task(name='slow', retries=spec.get('retries', 3), backoff=0)
+    def slow():
+        write_ledger(spec['ledger'], f'pid {os.getpid()}')
+        (marks / f'started-{mqueue.current().retries}').touch()
+        deadline = time.monotonic() + 20
+        while not (marks / 'go').exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    @reg.task(name='crash', retries=spec.get('retries', 3), backoff=0)
+    def crash():
+        (marks / f'crash-{mqueue.current().retries}').touch()
+        os._exit(3)
+    w = mqueue.Worker(connect, registry=reg, concurrency=spec.get('concurrency', 1),
+                      lease=spec.get('lease', 60), poll_interval=0.01)
+    try:
+        w.run(burst=spec.get('burst', False))
+    except KeyboardInterrupt as exc:
+        return 128 + exc.args[0]
+    return 0
+
+
+def spawn(spec):
+    return subprocess.Popen([sys.executable, '-c', CHILD.format(root=str(ROOT)), json.dumps(spec)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def spec_for(reg, ledger, tmp_path, **extra):
+    spec = dict(table=reg.table, cron_table=reg.cron_table, ledger=ledger, marks=str(tmp_path),
+                runlog=str(tmp_path / 'runlog'))
+    spec.update(extra)
+    return spec
+
+
+def test_two_processes_with_threads_never_run_a_task_twice(db, reg, ledger, tmp_path):
+    n = 3000
+    conn = connect()
+    with conn.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {reg.table} (args, eta, name, queue) VALUES (%s, UTC_TIMESTAMP(6), "
+                           f"'record', 'default')", [(json.dumps([i]),) for i in range(n)])
+    conn.commit()
+    conn.close()
+    children = [spawn(spec_for(reg, ledger, tmp_path, concurrency=3, burst=True, runlog=str(tmp_path / f'run{i}')))
+                for i in range(2)]
+    for child in children:
+        out, _ = child.communicate(timeout=120)
+        assert child.returncode == 0, out
+    runs = [line for i in range(2) for line in (tmp_path / f'run{i}').read_text().split()]
+    assert len(runs) == n and len(set(runs)) == n          # every task started exactly once
+    assert all((tmp_path / f'run{i}').read_text() for i in range(2))  # both processes took a share
+    assert query(db, f'SELECT COUNT(*), COUNT(DISTINCT task_id) FROM {ledger}')[0] == (n, n)
+    assert tasks_in(db, reg) == []
+
+
+def test_a_sigkilled_workers_task_comes_back_after_the_lease(db, reg, ledger, tmp_path):
+    conn = connect()
+    task_id = reg.enqueue(conn, 'slow', [])
+    conn.commit()
+    conn.close()
+    child = spawn(spec_for(reg, ledger, tmp_path, lease=1))
+    wait_for(lambda: (tmp_path / 'started-0').exists())
+    child.kill()
+    child.wait(10)
+    row, = tasks_in(db, reg)
+    assert row['retries'] == 1 and row['dead_at'] is None   # the attempt was counted at claim
+    assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 0
+    (tmp_path / 'go').touch()
+    child = spawn(spec_for(reg, ledger, tmp_path, lease=1))
+    wait_for(lambda: not tasks_in(db, reg))
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(10) == 0
+    assert query(db, f'SELECT task_id FROM {ledger}') == ((task_id,),)
+
+
+def test_a_task_that_kills_its_worker_every_time_ends_dead(db, reg, ledger, tmp_path):
+    conn = connect()
+    reg.enqueue(conn, 'crash', [])
+    reg.enqueue(conn, 'record', [1], delay=0.5)
+    conn.commit()
+    conn.close()
+    for _ in range(10):   # a supervisor restarting the worker each time it dies
+        child = spawn(spec_for(reg, ledger, tmp_path, lease=0.2, retries=2, burst=True))
+        child.communicate(timeout=60)
+        if child.returncode == 0 and not [r for r in tasks_in(db, reg) if r['dead_at'] is None]:
+            break
+        time.sleep(0.2)   # the lease: the crashed attempt is hidden for 0.2 s
+    row, = tasks_in(db, reg)
+    assert row['name'] == 'crash' and row['dead_at'] is not None and row['retries'] == 3
+    assert 'Lost: all 3 attempts were begun' in row['last_error']
+    assert sorted(p.name for p in tmp_path.glob('crash-*')) == ['crash-0', 'crash-1', 'crash-2']
+    assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 1   # the other task still ran
+
+
+@pytest.mark.parametrize('isolation', ['READ COMMITTED', 'REPEATABLE READ'])
+def test_enqueue_never_waits_on_a_running_task(db, reg, isolation):
+    started, proceed = threading.Event(), threading.Event()
+
+    @reg.task(name='hold')
+    def hold():
+        started.set()
+        assert proceed.wait(30)
+    conn = connect()
+    reg.enqueue(conn, 'hold', [])
+    conn.commit()
+    thread = threading.Thread(target=worker(reg, isolation=isolation).run_once)
+    thread.start()
+    try:
+        assert started.wait(10)
+        with conn.cursor() as cursor:
+            cursor.execute('SET SESSION innodb_lock_wait_timeout = 5')
+        now = dt.datetime.now(UTC)
+        for options in ({}, {'eta': now - dt.timedelta(days=1)}, {'eta': now + dt.timedelta(days=1)},
+                        {'priority': -100}, {'priority': 100}, {'delay': 0.001}, {'queue': 'other'}):
+            began = time.monotonic()
+            reg.enqueue(conn, 'hold', [], **options)
+            conn.commit()
+            assert time.monotonic() - began < 1.0, options
+    finally:
+        proceed.set()
+        thread.join(10)
+        conn.close()
+    assert len(tasks_in(db, reg)) == 7
+
+
+def test_a_killed_connection_is_replaced_and_the_task_runs_again(db, reg, ledger, caplog):
+    connection_ids, proceed, second = [], threading.Event(), threading.Event()
+
+    @reg.task(name='k', backoff=0)
+    def k():
+        context = mqueue.current()
+        write_ledger(ledger, f'attempt {context.retries + 1}')
+        if context.retries == 0:
+            with context.connection.cursor() as cursor:
+                cursor.execute('SELECT CONNECTION_ID()')
+                connection_ids.append(cursor.fetchone()[0])
+            assert proceed.wait(10)
+        else:
+            second.set()
+    conn = connect()
+    task_id = reg.enqueue(conn, 'k', [])
+    conn.commit()
+    conn.close()
+    w = worker(reg, lease=1)
+    thread = run_in_thread(w)
+    try:
+        wait_for(lambda: connection_ids)
+        query(db, f'KILL {connection_ids[0]}')      # the server drops the worker mid-task
+        proceed.set()
+        assert second.wait(20)                      # reconnected, and the task came back after the lease
+        wait_for(lambda: not tasks_in(db, reg))
+    finally:
+        w.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert query(db, f'SELECT task_id, note FROM {ledger}') == ((task_id, 'attempt 2'),)
+    assert any('worker error' in r.getMessage() for r in caplog.records if r.name == 'mqueue')
+
+
+def test_sigterm_lets_the_running_task_finish_then_exits_0(db, reg, ledger, tmp_path):
+    conn = connect()
+    task_id = reg.enqueue(conn, 'slow', [])
+    reg.enqueue(conn, 'slow', [], delay=0.5)    # must not be started once the worker is stopping
+    conn.commit()
+    conn.close()
+    child = spawn(spec_for(reg, ledger, tmp_path))
+    wait_for(lambda: (tmp_path / 'started-0').exists())
+    child.send_signal(signal.SIGTERM)
+    time.sleep(0.2)                              # the signal is handled; the task is still running
+    assert child.poll() is None
+    (tmp_path / 'go').touch()
+    out, _ = child.communicate(timeout=20)
+    assert child.returncode == 0, out
+    assert query(db, f'SELECT task_id FROM {ledger}') == ((task_id,),)
+    assert len(tasks_in(db, reg)) == 1
+
+
+def test_a_second_signal_abandons_the_task_and_hands_it_back(db, reg, ledger, tmp_path):
+    conn = connect()
+    reg.enqueue(conn, 'slow', [])
+    conn.commit()
+    conn.close()
+    child = spawn(spec_for(reg, ledger, tmp_path))
+    wait_for(lambda: (tmp_path / 'started-0').exists())
+    child.send_signal(signal.SIGTERM)
+    time.sleep(0.1)
+    child.send_signal(signal.SIGTERM)
+    out, _ = child.communicate(timeout=20)
+    assert child.returncode == 128 + signal.SIGTERM, out
+    row, = tasks_in(db, reg)
+    assert row['retries'] == 0 and row['dead_at'] is None     # handed back uncounted
+    assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 0
+    assert query(db, f'SELECT eta <= UTC_TIMESTAMP(6) FROM {reg.table}')[0][0] == 1   # due at once
+
+
+def test_stop_from_another_thread_and_concurrency_threads(db, reg, ledger):
+    threads_seen = set()
+
+    @reg.task(name='n')
+    def n(i):
+        threads_seen.add(threading.current_thread().name)
+        write_ledger(ledger)
+        time.sleep(0.002)
+    conn = connect()
+    for i in range(200):
+        reg.enqueue(conn, 'n', [i])
+    conn.commit()
+    conn.close()
+    w = worker(reg, concurrency=4)
+    thread = run_in_thread(w)
+    wait_for(lambda: not tasks_in(db, reg))
+    w.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert query(db, f'SELECT COUNT(*), COUNT(DISTINCT task_id) FROM {ledger}')[0] == (200, 200)
+    assert len(threads_seen) > 1 and all(t.startswith('mqueue-worker-') for t in threads_seen)
+
+
+def test_worker_options_are_checked():
+    reg = mqueue.Registry()
+    with pytest.raises(ValueError, match='concurrency'):
+        mqueue.Worker(connect, registry=reg, concurrency=0)
+    with pytest.raises(ValueError, match='unknown hooks'):
+        mqueue.Worker(connect, registry=reg, hooks={'before': print})
+    with pytest.raises(ValueError, match='connection factory'):
+        mqueue.Worker(object(), registry=reg, concurrency=2)
+    with pytest.raises(mqueue.MQueueError, match='no tasks are registered'):
+        mqueue.Worker(connect, registry=reg).run(burst=True)
+
+
+def test_a_plain_connection_serves_a_one_thread_worker(db, reg):
+    ran = []
+    reg.task(name='p')(lambda: ran.append(1))
+    conn = connect()
+    reg.enqueue(conn, 'p', [])
+    conn.commit()
+    assert mqueue.Worker(conn, registry=reg).run(burst=True) == 1 and ran == [1]
+    conn.close()
+
+
+# Hooks ###########################################################################################
+
+
+def test_hooks_wrap_tasks_and_report_events_and_a_failing_hook_is_only_logged(db, reg, caplog):
+    events = []
+
+    @contextlib.contextmanager
+    def around_task(context):
+        events.append(('enter', context.name))
+        yield
+        events.append(('exit', context.name))
+
+    def broken(context, **info):
+        raise RuntimeError('hook bug')
+    hooks = {'around_task': around_task, 'task_started': broken,
+             'task_succeeded': lambda c, duration: events.append(('ok', c.id, duration >= 0)),
+             'task_failed': lambda c, **i: events.append(('failed', c.id, type(i['exception']).__name__)),
+             'task_dead': lambda c, **i: events.append(('dead', c.id))}
+    reg.task(name='good')(lambda: None)
+
+    @reg.task(name='bad', retries=1, backoff=0)
+    def bad():
+        raise KeyError('k')
+    conn = connect()
+    good_id, bad_id = reg.enqueue(conn, 'good', []), reg.enqueue(conn, 'bad', [])
+    conn.commit()
+    conn.close()
+    assert worker(reg, hooks=hooks).run(burst=True) == 3
+    assert events == [('enter', 'good'), ('exit', 'good'), ('ok', good_id, True), ('enter', 'bad'),
+                      ('failed', bad_id, 'KeyError'), ('enter', 'bad'), ('dead', bad_id)]
+    assert sum('the task_started hook failed' in r.getMessage() for r in caplog.records) == 3
+
+
+def test_sqlalchemy_session_adapter(db, reg):
+    sqlalchemy = pytest.importorskip('sqlalchemy')
+    from sqlalchemy import Column, Integer, String, create_engine, select
+    from sqlalchemy.orm import Session, declarative_base
+    import contextvars
+
+    Base = declarative_base()
+    table = f't_user_{uuid.uuid4().hex[:10]}'
+
+    class User(Base):
+        __tablename__ = table
+        id = Column(Integer, primary_key=True)
+        email = Column(String(100))
+
+    engine = create_engine(f"mysql+pymysql://{DB['user']}@{DB['host']}:{DB['port']}/{DB['database']}",
+                           isolation_level='READ COMMITTED')
+    Base.metadata.create_all(engine)
+    session_var = contextvars.ContextVar('session')
+
+    # The adapter README shows: a transaction hook around a Session, and begin_nested() per task
+    # so a failing task's pending ORM objects are discarded with its SQL.
+    @contextlib.contextmanager
+    def transaction():
+        with Session(engine) as session, session.begin():
+            token = session_var.set(session)
+            try:
+                yield session.connection().connection.dbapi_connection
+            finally:
+                session_var.reset(token)
+
+    @contextlib.contextmanager
+    def around_task(context):
+        with session_var.get().begin_nested():
+            yield
+
+    @reg.task(name='signup', retries=0)
+    def signup(email):
+        session_var.get().add(User(email=email))
+        if email.startswith('bad'):
+            raise ValueError('rejected')
+
+    try:
+        with Session(engine) as session, session.begin():   # the app enqueues in its own Session
+            session.add(User(email='owner@x'))
+            reg.enqueue(session.connection().connection.dbapi_connection, 'signup', ['good@x'])
+            reg.enqueue(session.connection().connection.dbapi_connection, 'signup', ['bad@x'])
+        w = mqueue.Worker(None, registry=reg, hooks={'transaction': transaction, 'around_task': around_task},
+                          poll_interval=0.01)
+        assert w.run(burst=True) == 2
+        with Session(engine) as session:
+            assert sorted(session.scalars(select(User.email))) == ['good@x', 'owner@x']
+        dead, = tasks_in(db, reg)
+        assert dead['dead_at'] and 'rejected' in dead['last_error']
+    finally:
+        Base.metadata.drop_all(engine)
+        engine.dispose()
+
+
+# Discovery and CLI ###############################################################################
+
+
+def make_tasks_package(tmp_path, package):
+    root = tmp_path / package
+    (root / 'sub').mkdir(parents=True)
+    (root / '__init__.py').write_text('')
+    (root / 'mail.py').write_text('import mqueue\n\n@mqueue.task\ndef send(to):\n    pass\n')
+    (root / 'sub' / '__init__.py').write_text('')
+    (root / 'sub' / 'deep.py').write_text(
+        'import mqueue\n\n@mqueue.task(name="deep")\ndef deep(path):\n    open(path, "w").write("ran")\n')
+    return root
+
+
+def test_worker_imports_every_module_of_a_tasks_package(reg, tmp_path, monkeypatch):
+    package = f'tasks_{uuid.uuid4().hex[:8]}'
+    make_tasks_package(tmp_path, package)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = dict(mqueue.default_registry.tasks)
+    try:
+        mqueue.Worker(connect, tasks=package)
+        assert {f'{package}.mail.send', 'deep'} <= set(mqueue.default_registry.tasks)
+    finally:
+        mqueue.default_registry.tasks = before
+        for name in [m for m in sys.modules if m.startswith(package)]:
+            del sys.modules[name]
+
+
+def test_cli_worker_runs_tasks_from_a_package(db, reg, tmp_path):
+    package = f'tasks_{uuid.uuid4().hex[:8]}'
+    make_tasks_package(tmp_path, package)
+    conn = connect()
+    reg.enqueue(conn, 'deep', [str(tmp_path / 'out')])
+    conn.commit()
+    conn.close()
+    env = dict(os.environ, MQUEUE_DATABASE_URL=URL, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, '-m', 'mqueue', 'worker', '--tasks', package, '--table', reg.table,
+                           '--burst'], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / 'out').read_text() == 'ran' and tasks_in(db, reg) == []
+    bad = subprocess.run([sys.executable, '-m', 'mqueue', 'worker', '--db', URL, '--tasks', 'no_such_pkg_x'],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "No module named 'no_such_pkg_x'" in bad.stderr
+
+
+def test_cli_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        mqueue.main(['worker'])
+    assert exit_.value.code == 2
+    with pytest.raises(SystemExit) as exit_:
+        mqueue.main(['no-such-command'])
+    assert exit_.value.code == 2
+
+
+def test_connect_url_parses_credentials():
+    connect_ = mqueue.connect_url('mysql://app:s%40cret@db.example:3307/shop')
+    assert connect_.description == 'app@db.example:3307/shop'
+    with pytest.raises(ValueError, match='unsupported'):
+        mqueue.connect_url('postgres://x/y')
+
+
+def test_readme_quick_start_example_runs(server):
+    done = subprocess.run([sys.executable, str(ROOT / 'examples' / 'demo.py')], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ, MQUEUE_DATABASE_URL=URL))
+    assert done.returncode == 0, done.stdout + done.stderr
