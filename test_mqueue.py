@@ -74,6 +74,7 @@ def reg(db):
     registry = mqueue.Registry(table=f't_task_{suffix}', cron_table=f't_cron_{suffix}')
     registry.create_tables(db)
     yield registry
+    db.ping()   # reconnects if a test restarted the server
     with db.cursor() as cursor:
         cursor.execute(f'DROP TABLE IF EXISTS {registry.table}, {registry.cron_table}')
 
@@ -86,6 +87,7 @@ def ledger(db):
         cursor.execute(f'CREATE TABLE {name} (id BIGINT AUTO_INCREMENT PRIMARY KEY, task_id BIGINT, '
                        f'note VARCHAR(200)) ENGINE=InnoDB')
     yield name
+    db.ping()
     with db.cursor() as cursor:
         cursor.execute(f'DROP TABLE IF EXISTS {name}')
 
@@ -671,6 +673,81 @@ def test_a_killed_connection_is_replaced_and_the_task_runs_again(db, reg, ledger
     assert not thread.is_alive()
     assert query(db, f'SELECT task_id, note FROM {ledger}') == ((task_id, 'attempt 2'),)
     assert any('worker error' in r.getMessage() for r in caplog.records if r.name == 'mqueue')
+
+
+def test_a_task_that_loses_its_transaction_is_recorded_and_its_batch_handed_back(db, reg, ledger):
+    """Batch of three; the second task's connection is killed under it, which takes the whole
+    transaction (and its savepoint) with it. The failure is recorded on a new connection and
+    the other two are handed back uncounted: the first one's writes were lost with the batch."""
+    ran = []
+
+    @reg.task(name='b', retries=1, backoff=0)
+    def b(label):
+        context = mqueue.current()
+        ran.append((label, context.retries))
+        write_ledger(ledger, label)
+        if label == 'killer' and context.retries == 0:
+            with context.connection.cursor() as cursor:
+                cursor.execute('SELECT CONNECTION_ID()')
+                query(db, f'KILL {cursor.fetchone()[0]}')
+                cursor.execute('SELECT 1')      # raises: the connection is gone
+    conn = connect()
+    first, killer, third = (reg.enqueue(conn, 'b', [label]) for label in ('first', 'killer', 'third'))
+    conn.commit()
+    conn.close()
+    w = worker(reg, batch=3)
+    assert w.run_once() == 3
+    assert ran == [('first', 0), ('killer', 0)]
+    rows = {r['id']: r for r in tasks_in(db, reg)}
+    assert (rows[first]['retries'], rows[third]['retries'], rows[killer]['retries']) == (0, 0, 1)
+    assert rows[first]['last_error'] is None and 'OperationalError' in rows[killer]['last_error']
+    assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 0
+    assert w.run(burst=True) == 3
+    assert sorted(ran[2:]) == [('first', 0), ('killer', 1), ('third', 0)]
+    assert sorted(n for n, in query(db, f'SELECT note FROM {ledger}')) == ['first', 'killer', 'third']
+    assert tasks_in(db, reg) == []
+
+
+def server_is_up():
+    try:
+        connect().close()
+        return True
+    except pymysql.err.OperationalError:
+        return False
+
+
+def test_a_restarted_server_is_waited_for_and_nothing_is_lost(db, reg, ledger):
+    if not os.path.exists('/usr/sbin/mariadbd') or DB['host'] not in ('127.0.0.1', 'localhost'):
+        pytest.skip('restarts the local MariaDB server; needs /usr/sbin/mariadbd')
+    n, halfway = 60, threading.Event()
+
+    @reg.task(name='r')
+    def r(i):
+        write_ledger(ledger)
+        if i == n // 2:
+            halfway.set()
+        time.sleep(0.02)
+    conn = connect()
+    for i in range(n):
+        reg.enqueue(conn, 'r', [i])
+    conn.commit()
+    conn.close()
+    w = worker(reg, lease=1)
+    thread = run_in_thread(w)
+    try:
+        assert halfway.wait(20)
+        query(db, 'SHUTDOWN')
+        wait_for(lambda: not server_is_up(), timeout=60)
+        subprocess.run(['start-stop-daemon', '--start', '--oknodo', '--background', '--exec',
+                        '/usr/sbin/mariadbd'], check=True)
+        wait_for(server_is_up, timeout=60, interval=0.2)
+        db.ping()
+        wait_for(lambda: not tasks_in(db, reg), timeout=60, interval=0.1)
+    finally:
+        w.stop()
+        thread.join(20)
+    assert not thread.is_alive()
+    assert query(db, f'SELECT COUNT(*), COUNT(DISTINCT task_id) FROM {ledger}')[0] == (n, n)
 
 
 def test_sigterm_lets_the_running_task_finish_then_exits_0(db, reg, ledger, tmp_path):
