@@ -42,12 +42,13 @@ import sys
 import threading
 import time
 import traceback
+import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
 __version__ = '0.1.0'
-__all__ = ['Registry', 'Task', 'TaskContext', 'Worker', 'MQueueError', 'current', 'enqueue',
+__all__ = ['Registry', 'Task', 'TaskContext', 'Worker', 'MQueueError', 'cron', 'current', 'enqueue',
            'init', 'retry_dead', 'task']
 
 logger = logging.getLogger('mqueue')
@@ -96,7 +97,8 @@ CREATE TABLE IF NOT EXISTS {task} (
 CREATE TABLE IF NOT EXISTS {cron} (
     queue VARCHAR(32) NOT NULL,
     name VARCHAR(128) NOT NULL,
-    last DATETIME(6) NOT NULL,             -- UTC: the newest fire already enqueued
+    last DATETIME(6) NOT NULL,             -- UTC: the newest fire already covered
+    task_id BIGINT NULL,                   -- the task enqueued for it (no new one while it is pending)
     PRIMARY KEY (queue, name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 """
@@ -124,6 +126,21 @@ SQL_RELEASE = ('UPDATE {task} SET retries = retries - 1, eta = UTC_TIMESTAMP(6) 
                'WHERE id = %s AND retries = %s AND dead_at IS NULL')
 # Bring dead tasks back: a fresh count of attempts, due at once.
 SQL_RETRY_DEAD = 'UPDATE {task} SET dead_at = NULL, retries = 0, eta = UTC_TIMESTAMP(6) WHERE dead_at IS NOT NULL'
+# Lock a cron's row to schedule it; a worker that finds it locked skips it rather than wait.
+SQL_CRON_LOCK = ('SELECT last, UTC_TIMESTAMP(6), task_id FROM {cron} WHERE queue = %s AND name = %s '
+                 'FOR UPDATE SKIP LOCKED')
+# The database's now, and whether the cron's row exists (it does if SQL_CRON_LOCK skipped it).
+SQL_CRON_PROBE = 'SELECT UTC_TIMESTAMP(6), COUNT(*) FROM {cron} WHERE queue = %s AND name = %s'
+# A cron's first row: fires after now are its to enqueue. IGNORE: another worker may race us.
+SQL_CRON_CREATE = 'INSERT IGNORE INTO {cron} (queue, name, last) VALUES (%s, %s, %s)'
+# Whether a cron's previous task is still pending (queued, retrying or running, not dead).
+SQL_CRON_PENDING = 'SELECT 1 FROM {task} WHERE id = %s AND dead_at IS NULL'
+# Record the newest fire covered and the task enqueued for it.
+SQL_CRON_ADVANCE = 'UPDATE {cron} SET last = %s, task_id = %s WHERE queue = %s AND name = %s'
+# Every cron row of some queues, to report those no longer declared; and every one, to list them.
+SQL_CRON_ROWS = 'SELECT queue, name, last FROM {cron} WHERE queue IN ({queues})'
+SQL_CRON_ALL = 'SELECT queue, name, last FROM {cron}'
+SQL_NOW = 'SELECT UTC_TIMESTAMP(6)'
 SQL_SAVEPOINT = 'SAVEPOINT mqueue_task'
 SQL_ROLLBACK_TO_SAVEPOINT = 'ROLLBACK TO SAVEPOINT mqueue_task'
 # Worker transactions read committed data and take no gap locks, so enqueues never wait on them.
@@ -186,6 +203,7 @@ class Registry:
         self.table = _identifier(table)
         self.cron_table = _identifier(cron_table)
         self.tasks: dict[str, Task] = {}
+        self.crons: dict[str, Cron] = {}
 
     def init(self, queue: str | None = None, *, connection: Callable[[], Any] | None = None) -> None:
         """Set the default queue and/or the connection provider (the original ``mqueue.init``)."""
@@ -218,6 +236,36 @@ class Registry:
             self.tasks[task.name] = task
             return task
         return register(func) if func is not None else register
+
+    def cron(self, expression: str, *, name: str | None = None, queue: str | None = None, tz: str = 'UTC',
+             overlap: bool = False, retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF,
+             priority: int = 0) -> Callable[[Callable], Task]:
+        """Register a function of no arguments as a task that enqueues itself on a schedule.
+
+        Every Worker serving the cron's queue schedules it; the cron table makes each fire enqueue
+        exactly one task however many workers run. Needs ``croniter`` (imported only here).
+
+        Args:
+            expression: croniter's syntax: five fields, an optional sixth for seconds
+                (``'* * * * * */10'``), or an alias such as ``'@hourly'``.
+            tz: the IANA zone the expression is read in (``'Europe/Berlin'``); default UTC.
+            overlap: enqueue a fire even while the previous fire's task is still pending.
+            name, queue, retries, backoff, priority: as for ``task``.
+
+        Raises:
+            ValueError: a bad expression or zone; TypeError: a function that needs arguments.
+        """
+        def register(func: Callable) -> Task:
+            schedule = Cron(expression, tz=tz, overlap=overlap)   # check before registering
+            try:
+                inspect.signature(func).bind()
+            except TypeError as exc:
+                raise TypeError(f'a cron task takes no arguments, but {func.__qualname__}() {exc}') from None
+            task = self.task(func, name=name, queue=queue, retries=retries, backoff=backoff, priority=priority)
+            schedule.task = task
+            self.crons[task.name] = schedule
+            return task
+        return register
 
     def enqueue(self, conn: Any, name: str, args: Sequence | Mapping | None = None, *,
                 queue: str | None = None, delay: float | dt.timedelta | None = None,
@@ -400,6 +448,94 @@ def retry_dead(conn: Any, ids: Iterable[int] | None = None, **filters) -> int:
     return default_registry.retry_dead(conn, ids, **filters)
 
 
+# Crons ###########################################################################################
+
+
+class Cron:
+    """A cron expression read in a time zone: which UTC instants it fires at.
+
+    The expression is matched against local wall-clock time. Where daylight saving repeats an
+    hour (fall back), a time in it happens twice: a cron whose hour field is ``*`` fires at both
+    (it runs every hour of real time), any other fires at the first only (a daily 02:30 job runs
+    once). Where daylight saving skips an hour (spring forward), a time in it fires once, moved
+    forward by the gap (02:30 becomes 03:30); where that lands on a time the cron fires at anyway,
+    the two are one fire.
+    """
+
+    def __init__(self, expression: str, *, tz: str = 'UTC', overlap: bool = False):
+        croniter = _croniter()
+        if not isinstance(expression, str) or not croniter.is_valid(expression):
+            raise ValueError(f'invalid cron expression {expression!r}; see croniter for the syntax')
+        try:
+            self.tz = zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+            raise ValueError(f'unknown time zone {tz!r}; use an IANA name such as Europe/Berlin') from None
+        self.expression, self.overlap = expression, overlap
+        self.every_hour = croniter(expression).expanded[1] == ['*']
+        self.task: Task | None = None
+
+    def __repr__(self) -> str:
+        return f'<mqueue.Cron {self.expression!r} {self.tz.key}>'
+
+    def next_fire(self, after: dt.datetime) -> dt.datetime:
+        """The first fire strictly after ``after`` (an aware datetime), in UTC."""
+        after = after.astimezone(dt.timezone.utc)
+        return min(self._candidates(after, forward=True))
+
+    def newest_fire(self, now: dt.datetime) -> dt.datetime:
+        """The newest fire at or before ``now`` (an aware datetime), in UTC."""
+        now = now.astimezone(dt.timezone.utc)
+        return max(self._candidates(now, forward=False))
+
+    def _candidates(self, instant: dt.datetime, forward: bool) -> Iterator[dt.datetime]:
+        """Fires after (or at and before) ``instant``, including the nearest one. Near a
+        daylight-saving change wall-clock order is not time order, so there the walk covers
+        _DST_REACH of wall-clock time on both sides of the first hit."""
+        near = self._near_transition(instant)
+        step = 1 if forward else -1
+        start = self._wall(instant - step * _DST_REACH if near else instant)
+        fires = _croniter()(self.expression, start if forward else start + dt.timedelta(seconds=1))
+        stop = None
+        for _ in range(_CRON_SEARCH_LIMIT):
+            wall = fires.get_next(dt.datetime) if forward else fires.get_prev(dt.datetime)
+            if stop is not None and (wall - stop) * step > dt.timedelta(0):
+                return
+            for candidate in self._instants(wall):
+                if candidate > instant if forward else candidate <= instant:
+                    yield candidate
+                    if not near:
+                        return
+                    if stop is None:
+                        stop = wall + step * _DST_REACH
+        raise MQueueError(f'cron {self.expression!r} has no fire near {instant}')
+
+    def _wall(self, instant: dt.datetime) -> dt.datetime:
+        return instant.astimezone(self.tz).replace(tzinfo=None, microsecond=0)
+
+    def _near_transition(self, instant: dt.datetime) -> bool:
+        return (instant - _DST_REACH).astimezone(self.tz).utcoffset() != \
+            (instant + _DST_REACH).astimezone(self.tz).utcoffset()
+
+    def _instants(self, wall: dt.datetime) -> list[dt.datetime]:
+        """The UTC instants at which a local wall-clock time happens, by the rules above."""
+        first = wall.replace(tzinfo=self.tz, fold=0).astimezone(dt.timezone.utc)
+        second = wall.replace(tzinfo=self.tz, fold=1).astimezone(dt.timezone.utc)
+        if first == second:
+            return [first]
+        if self._wall(first) != wall:   # skipped by spring forward: fold=0 moves it past the gap
+            return [first]
+        return [first, second] if self.every_hour else [first]
+
+
+_DST_REACH = dt.timedelta(hours=3)   # wider than any daylight-saving shift
+_CRON_SEARCH_LIMIT = 100_000         # candidate times looked at before giving up on an expression
+
+
+def cron(expression: str, **options) -> Callable[[Callable], Task]:
+    """Register a cron task with the default registry: ``@cron('0 * * * *')`` (see ``Registry.cron``)."""
+    return default_registry.cron(expression, **options)
+
+
 # Worker ##########################################################################################
 
 
@@ -433,6 +569,7 @@ class Worker:
         lease: seconds a claim hides a task; how long before a dead worker's task returns.
         poll_interval: seconds between claims while idle.
         isolation: the isolation level of the worker's own connections; None leaves the server's.
+        crons: whether this worker also schedules the crons of the queues it serves.
         hooks: a mapping from names in HOOKS to callables:
             transaction(): a context manager that begins a transaction, yields its DB-API
                 connection, commits on success and rolls back on error;
@@ -444,7 +581,7 @@ class Worker:
                  registry: Registry | None = None, tasks: str | Sequence[str] | None = None,
                  concurrency: int = 1, batch: int = 1, lease: float = DEFAULT_LEASE,
                  poll_interval: float = DEFAULT_POLL_INTERVAL, isolation: str | None = 'READ COMMITTED',
-                 hooks: Mapping[str, Callable] | None = None):
+                 crons: bool = True, hooks: Mapping[str, Callable] | None = None):
         self.registry = registry or default_registry
         for package in [tasks] if isinstance(tasks, str) else tasks or ():
             _import_tree(package)
@@ -471,7 +608,12 @@ class Worker:
             raise ValueError(f'unknown isolation level {isolation!r}')
         self.concurrency, self.batch = concurrency, batch
         self.lease, self.poll_interval, self.isolation = lease, poll_interval, isolation
+        self.crons = crons
         self._transaction = self.hooks.get('transaction', self._own_transaction)
+        self._cron_due: dict[str, float] = {}      # cron name -> when (by self._clock) to check it again
+        self._cron_lock = threading.Lock()         # one thread of a worker schedules at a time
+        self._clock = time.time                    # this host's clock; crons use it only through...
+        self._clock_offset = 0.0                   # ...the database clock minus it, learnt from the database
         self._stopping = threading.Event()
         self._local = threading.local()
         self._signals = 0
@@ -492,6 +634,8 @@ class Worker:
         queues = self._served_queues()
         logger.info('mqueue %s worker starting: queues %s, concurrency %d, batch %d, tasks %d',
                     __version__, ', '.join(queues), self.concurrency, self.batch, len(self.registry.tasks))
+        if self.crons:
+            self._report_undeclared_crons(queues)
         with self._signal_handlers():
             if self.concurrency == 1:
                 processed = self._loop(burst)
@@ -517,6 +661,7 @@ class Worker:
         processed, errors = 0, 0
         while not self._stopping.is_set():
             try:
+                self._schedule_crons()
                 done = self.run_once()
             except Exception as exc:
                 if burst and not _retryable(exc):
@@ -533,7 +678,7 @@ class Worker:
             if not done:
                 if burst:
                     break
-                self._stopping.wait(_jittered(self.poll_interval))
+                self._stopping.wait(self._idle_wait())
         self._discard_connection()
         return processed
 
@@ -606,6 +751,87 @@ class Worker:
             return (f'Lost: all {attempts} attempts were begun and the last never finished '
                     '(the worker died or lost its connection while running it)')
         return _Claim(task_id, task, call, queue, attempts + 1)
+
+    # Scheduling crons
+
+    def _served_crons(self) -> list[Cron]:
+        queues = set(self._served_queues())
+        return [c for c in self.registry.crons.values() if (c.task.queue or self.registry.queue) in queues]
+
+    def _schedule_crons(self) -> None:
+        """Check each cron whose next fire is due by the database clock; one transaction each."""
+        if not self.crons or not self._cron_lock.acquire(blocking=False):
+            return
+        try:
+            for schedule in self._served_crons():
+                if self._cron_due.get(schedule.task.name, 0.0) <= self._clock():
+                    fire = self._schedule(schedule)
+                    # None: another worker holds the row right now; look again on the next round
+                    self._cron_due[schedule.task.name] = fire.timestamp() - self._clock_offset if fire else 0.0
+        finally:
+            self._cron_lock.release()
+
+    def _schedule(self, schedule: Cron) -> dt.datetime | None:
+        """On the locked cron row: enqueue one task if a fire is due, and record the newest fire
+        covered. Returns the next fire, or None if another worker holds the row."""
+        name, queue, sql = schedule.task.name, schedule.task.queue or self.registry.queue, self.registry._sql
+        with self._transaction() as conn:
+            cursor = conn.cursor()
+            cursor.execute(sql(SQL_CRON_LOCK), (queue, name))
+            row = cursor.fetchone()
+            if row is None:
+                cursor.execute(sql(SQL_CRON_PROBE), (queue, name))
+                now, exists = cursor.fetchone()
+                self._learn_clock(now)
+                if exists:
+                    return None
+                cursor.execute(sql(SQL_CRON_CREATE), (queue, name, now))
+                logger.debug('cron %s: created its row; fires from %s on', name, now)
+                return schedule.next_fire(_utc(now))
+            last, now, task_id = row
+            self._learn_clock(now)
+            fire = schedule.next_fire(_utc(last))
+            logger.debug('cron %s: checked; next fire %s, database now %s', name, fire, now)
+            if fire > _utc(now):
+                return fire
+            newest = schedule.newest_fire(_utc(now))
+            pending = False
+            if not schedule.overlap and task_id is not None:
+                cursor.execute(sql(SQL_CRON_PENDING), (task_id,))
+                pending = cursor.fetchone() is not None
+            if pending:
+                logger.info('cron %s: fire at %s skipped; its task %s is still pending', name, newest, task_id)
+            else:
+                task_id = self.registry.enqueue(conn, name, [], queue=queue, eta=newest)
+                logger.info('cron %s: enqueued task %s for the fire at %s%s', name, task_id, newest,
+                            f' (covering the fires since {fire})' if fire != newest else '')
+            cursor.execute(sql(SQL_CRON_ADVANCE), (newest.replace(tzinfo=None), task_id, queue, name))
+        return schedule.next_fire(newest)
+
+    def _learn_clock(self, database_now: dt.datetime) -> None:
+        self._clock_offset = _utc(database_now).timestamp() - self._clock()
+
+    def _idle_wait(self) -> float:
+        wait = _jittered(self.poll_interval)
+        if self.crons and self._cron_due:
+            wait = min(wait, max(0.0, min(self._cron_due.values()) - self._clock()))
+        return wait
+
+    def _report_undeclared_crons(self, queues: list[str]) -> None:
+        """Warn about cron rows no cron here declares: left alone, so a rolling deploy keeps last."""
+        declared = {(c.task.queue or self.registry.queue, c.task.name) for c in self._served_crons()}
+        try:
+            with self._transaction() as conn:
+                cursor = conn.cursor()
+                cursor.execute(self.registry._sql(SQL_CRON_ROWS, queues=len(queues)), queues)
+                rows = cursor.fetchall()
+        except Exception as exc:
+            logger.warning('could not read the cron table (%s)', _describe_error(exc, short=True))
+            return
+        for queue, name, last in rows:
+            if (queue, name) not in declared:
+                logger.warning('cron row %s (queue %s, last fire %s) matches no declared cron; left alone',
+                               name, queue, last)
 
     # Running
 
@@ -801,8 +1027,22 @@ def backoff(base: float, attempt: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+def _croniter() -> Any:
+    """croniter, imported only when a cron is used, so the module runs without it."""
+    try:
+        from croniter import croniter
+    except ImportError:
+        raise MQueueError('crons need croniter: pip install croniter') from None
+    return croniter
+
+
 def _jittered(seconds: float) -> float:
     return seconds * random.uniform(0.9, 1.1)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """A naive UTC datetime from the database, made aware."""
+    return value.replace(tzinfo=dt.timezone.utc)
 
 
 def _placeholders(n: int) -> str:
@@ -963,44 +1203,81 @@ default_registry = Registry()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``mqueue`` command: ``mqueue worker --db URL --tasks PKG``, ``mqueue schema``."""
+    """The ``mqueue`` command. Returns the exit status: 0 ok, 1 an error (one line on stderr),
+    2 bad usage; a worker abandoned by a second signal returns 128 + the signal's number."""
     parser = argparse.ArgumentParser(prog='mqueue', description='A task queue in your MySQL/MariaDB database.')
     commands = parser.add_subparsers(dest='command', required=True)
-    worker = commands.add_parser('worker', help='run a worker', description=(
-        'Run a worker until SIGTERM/SIGINT (or, with --burst, until no due task is left). '
-        'Example: mqueue worker --db mysql://app:secret@127.0.0.1/app --tasks myapp.tasks --concurrency 4'))
-    worker.add_argument('--db', default=os.environ.get('MQUEUE_DATABASE_URL'),
-                        help='database URL, mysql://user:password@host:port/db (default: $MQUEUE_DATABASE_URL)')
-    worker.add_argument('--tasks', action='append', required=True, help='package whose modules define tasks')
+
+    def command(name: str, summary: str, example: str, database: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=f'{summary}. Example: {example}')
+        if database:
+            sub.add_argument('--db', default=os.environ.get('MQUEUE_DATABASE_URL'),
+                             help='database URL, mysql://user:password@host:port/db (default: $MQUEUE_DATABASE_URL)')
+            sub.add_argument('--tasks', action='append', required=True, help='package whose modules define tasks')
+        sub.add_argument('--table', default=DEFAULT_TABLE, help='task table name (default task)')
+        sub.add_argument('--cron-table', default=DEFAULT_CRON_TABLE, help='cron table name (default cron)')
+        return sub
+    worker = command('worker', 'Run a worker until SIGTERM/SIGINT (with --burst: until no due task is left)',
+                     'mqueue worker --db mysql://app:secret@127.0.0.1/app --tasks myapp.tasks --concurrency 4')
     worker.add_argument('--queue', action='append', dest='queues', help='queue to serve (repeatable)')
     worker.add_argument('--concurrency', type=int, default=1, help='worker threads (default 1)')
     worker.add_argument('--burst', action='store_true', help='exit once no due task is left')
-    worker.add_argument('--table', default=DEFAULT_TABLE, help='task table name (default task)')
+    worker.add_argument('--no-crons', action='store_true', help="don't schedule crons in this worker")
     worker.add_argument('-v', '--verbose', action='store_true', help='log every task (INFO)')
-    schema = commands.add_parser('schema', help='print the CREATE TABLE statements', description=(
-        'Print the schema. Example: mqueue schema | mysql app'))
-    schema.add_argument('--table', default=DEFAULT_TABLE)
-    schema.add_argument('--cron-table', default=DEFAULT_CRON_TABLE)
+    command('crons', 'List the declared crons with their expression, zone, last and next fire',
+            'mqueue crons --db mysql://app:secret@127.0.0.1/app --tasks myapp.tasks')
+    command('schema', 'Print the CREATE TABLE statements', 'mqueue schema | mysql app', database=False)
     args = parser.parse_args(argv)
 
-    if args.command == 'schema':
-        print(Registry(table=args.table, cron_table=args.cron_table).schema(), end='')
-        return 0
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-    if not args.db:
-        parser.error('give --db URL or set MQUEUE_DATABASE_URL')
-    sys.path.insert(0, os.getcwd())   # `mqueue worker --tasks tasks` finds ./tasks like `python -m` would
-    default_registry.table = _identifier(args.table)
     try:
-        runner = Worker(connect_url(args.db), args.queues, tasks=args.tasks, concurrency=args.concurrency)
-        runner.run(burst=args.burst)
+        default_registry.table = _identifier(args.table)
+        default_registry.cron_table = _identifier(args.cron_table)
+        if args.command == 'schema':
+            print(default_registry.schema(), end='')
+            return 0
+        if not args.db:
+            parser.error('give --db URL or set MQUEUE_DATABASE_URL')
+        sys.path.insert(0, os.getcwd())   # `--tasks tasks` finds ./tasks, as `python -m` would
+        for package in args.tasks:
+            _import_tree(package)
+        connect = connect_url(args.db)
+        if args.command == 'crons':
+            _print_crons(default_registry, connect)
+            return 0
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+        Worker(connect, args.queues, concurrency=args.concurrency, crons=not args.no_crons).run(burst=args.burst)
     except _ColdShutdown as exc:
         return 128 + exc.args[0]
     except (MQueueError, ValueError, ImportError) as exc:
         print(f'mqueue: {exc}', file=sys.stderr)
         return 1
     return 0
+
+
+def _print_crons(registry: Registry, connect: Callable[[], Any]) -> None:
+    conn = connect()
+    try:
+        cursor = conn.cursor()
+        cursor.execute(registry._sql(SQL_CRON_ALL))
+        rows = {(queue, name): last for queue, name, last in cursor.fetchall()}
+        cursor.execute(SQL_NOW)
+        now = _utc(cursor.fetchone()[0])
+        conn.rollback()
+    finally:
+        conn.close()
+    table = [('NAME', 'QUEUE', 'EXPRESSION', 'ZONE', 'LAST FIRE (UTC)', 'NEXT FIRE (UTC)')]
+    for name, schedule in sorted(registry.crons.items()):
+        queue = schedule.task.queue or registry.queue
+        last = rows.pop((queue, name), None)
+        upcoming = schedule.next_fire(_utc(last) if last else now)
+        table.append((name, queue, schedule.expression, schedule.tz.key,
+                      f'{last:%Y-%m-%d %H:%M:%S}' if last else 'never', f'{upcoming:%Y-%m-%d %H:%M:%S}'))
+    for (queue, name), last in sorted(rows.items()):
+        table.append((name, queue, '(not declared)', '', f'{last:%Y-%m-%d %H:%M:%S}', ''))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print('  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 if __name__ == '__main__':

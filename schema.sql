@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS task (
 CREATE TABLE IF NOT EXISTS cron (
     queue VARCHAR(32) NOT NULL,
     name VARCHAR(128) NOT NULL,
-    last DATETIME(6) NOT NULL,             -- UTC: the newest fire already enqueued
+    last DATETIME(6) NOT NULL,             -- UTC: the newest fire already covered
+    task_id BIGINT NULL,                   -- the task enqueued for it (no new one while it is pending)
     PRIMARY KEY (queue, name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
