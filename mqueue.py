@@ -107,7 +107,7 @@ CREATE TABLE IF NOT EXISTS {cron} (
 SQL_ENQUEUE = ('INSERT INTO {task} (args, eta, name, queue, retries, priority) VALUES '
                '(%s, COALESCE(%s, UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND), %s, %s, 0, %s)')
 # Lock the next due tasks of some queues, skipping those another worker holds (index: claim).
-SQL_CLAIM = ('SELECT id, name, args, retries, queue FROM {task} '
+SQL_CLAIM = ('SELECT id, name, args, retries, queue, eta FROM {task} '
              'WHERE queue IN ({queues}) AND dead_at IS NULL AND eta <= UTC_TIMESTAMP(6) '
              'ORDER BY priority, eta, id LIMIT %s FOR UPDATE SKIP LOCKED')
 # Count the attempt and hide the tasks for the lease; committed before any task runs.
@@ -409,6 +409,7 @@ class TaskContext:
     name: str
     queue: str
     retries: int            # earlier attempts of this task: 0 on the first run
+    eta: dt.datetime        # when this attempt was due (UTC); for a cron's task, its fire
     connection: Any         # the DB-API connection of the transaction the task runs in
     worker: 'Worker' = field(repr=False)
 
@@ -546,6 +547,10 @@ class _Claim:
     call: list | dict
     queue: str
     attempt: int            # 1 on the first run; equals the row's retries while the claim is ours
+    eta: dt.datetime        # when it was due, as claimed
+
+    def context(self, connection: Any, worker: Worker) -> TaskContext:
+        return TaskContext(self.id, self.task.name, self.queue, self.attempt - 1, self.eta, connection, worker)
 
 
 class Worker:
@@ -649,7 +654,9 @@ class Worker:
         self._stopping.set()
 
     def run_once(self) -> int:
-        """Claim one batch of due tasks and process it; returns how many tasks were processed."""
+        """Enqueue the crons that are due, then claim one batch of due tasks and process it.
+        Returns how many tasks were processed."""
+        self._schedule_crons()
         claimed, buried = self._claim()
         for claim_id, name, error in buried:
             logger.error('task %s %s is dead: %s', claim_id, name, error.splitlines()[0])
@@ -661,7 +668,6 @@ class Worker:
         processed, errors = 0, 0
         while not self._stopping.is_set():
             try:
-                self._schedule_crons()
                 done = self.run_once()
             except Exception as exc:
                 if burst and not _retryable(exc):
@@ -717,8 +723,8 @@ class Worker:
         with self._transaction() as conn:
             cursor = conn.cursor()
             cursor.execute(sql(SQL_CLAIM, queues=len(queues)), (*queues, self.batch))
-            for task_id, name, args, attempts, queue in cursor.fetchall():
-                claim_or_error = self._vet(task_id, name, args, attempts, queue)
+            for task_id, name, args, attempts, queue, eta in cursor.fetchall():
+                claim_or_error = self._vet(task_id, name, args, attempts, queue, _utc(eta))
                 if isinstance(claim_or_error, str):
                     cursor.execute(sql(SQL_BURY), (_cut(claim_or_error), task_id))
                     buried.append((task_id, name, claim_or_error))
@@ -729,7 +735,8 @@ class Worker:
                                (int(self.lease * 1e6), *(c.id for c in claimed)))
         return claimed, buried
 
-    def _vet(self, task_id: int, name: str, args: str, attempts: int, queue: str) -> _Claim | str:
+    def _vet(self, task_id: int, name: str, args: str, attempts: int, queue: str,
+             eta: dt.datetime) -> _Claim | str:
         """A claim for a row that can run, or the reason it cannot. Nothing named by a row is
         imported or called unless it is in the registry."""
         task = self.registry.tasks.get(name)
@@ -750,7 +757,7 @@ class Worker:
         if attempts > task.retries:
             return (f'Lost: all {attempts} attempts were begun and the last never finished '
                     '(the worker died or lost its connection while running it)')
-        return _Claim(task_id, task, call, queue, attempts + 1)
+        return _Claim(task_id, task, call, queue, attempts + 1, eta)
 
     # Scheduling crons
 
@@ -864,7 +871,7 @@ class Worker:
     def _execute(self, conn: Any, cursor: Any, claim: _Claim) -> tuple[str, dict]:
         """Run one task in a savepoint; on failure roll back to it and record the retry."""
         cursor.execute(SQL_SAVEPOINT)
-        context = TaskContext(claim.id, claim.task.name, claim.queue, claim.attempt - 1, conn, self)
+        context = claim.context(conn, self)
         token = _current.set(context)
         self._emit('task_started', claim, {})
         started = time.perf_counter()
@@ -942,7 +949,7 @@ class Worker:
         hook = self.hooks.get(event)
         if hook is None:
             return
-        context = TaskContext(claim.id, claim.task.name, claim.queue, claim.attempt - 1, None, self)
+        context = claim.context(None, self)
         try:
             hook(context, **info)
         except Exception:

@@ -74,9 +74,7 @@ def reg(db):
     registry = mqueue.Registry(table=f't_task_{suffix}', cron_table=f't_cron_{suffix}')
     registry.create_tables(db)
     yield registry
-    db.ping()   # reconnects if a test restarted the server
-    with db.cursor() as cursor:
-        cursor.execute(f'DROP TABLE IF EXISTS {registry.table}, {registry.cron_table}')
+    drop_tables(registry.table, registry.cron_table)
 
 
 @pytest.fixture
@@ -87,9 +85,14 @@ def ledger(db):
         cursor.execute(f'CREATE TABLE {name} (id BIGINT AUTO_INCREMENT PRIMARY KEY, task_id BIGINT, '
                        f'note VARCHAR(200)) ENGINE=InnoDB')
     yield name
-    db.ping()
-    with db.cursor() as cursor:
-        cursor.execute(f'DROP TABLE IF EXISTS {name}')
+    drop_tables(name)
+
+
+def drop_tables(*names):
+    conn = connect(autocommit=True)   # a new connection: a test may have restarted the server
+    with conn.cursor() as cursor:
+        cursor.execute(f'DROP TABLE IF EXISTS {", ".join(names)}')
+    conn.close()
 
 
 def query(db, sql, params=()):
@@ -736,12 +739,15 @@ def test_a_restarted_server_is_waited_for_and_nothing_is_lost(db, reg, ledger):
     thread = run_in_thread(w)
     try:
         assert halfway.wait(20)
-        query(db, 'SHUTDOWN')
-        wait_for(lambda: not server_is_up(), timeout=60)
+        with contextlib.suppress(pymysql.err.OperationalError):
+            query(db, 'SHUTDOWN')      # the server drops this connection too
+        # start only once the old process has exited, or start-stop-daemon finds it and does nothing
+        wait_for(lambda: subprocess.run(['pidof', 'mariadbd'], capture_output=True).returncode != 0,
+                 timeout=60, interval=0.1)
         subprocess.run(['start-stop-daemon', '--start', '--oknodo', '--background', '--exec',
                         '/usr/sbin/mariadbd'], check=True)
         wait_for(server_is_up, timeout=60, interval=0.2)
-        db.ping()
+        db = connect(autocommit=True)
         wait_for(lambda: not tasks_in(db, reg), timeout=60, interval=0.1)
     finally:
         w.stop()
@@ -987,3 +993,228 @@ def test_readme_quick_start_example_runs(server):
     done = subprocess.run([sys.executable, str(ROOT / 'examples' / 'demo.py')], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env=dict(os.environ, MQUEUE_DATABASE_URL=URL))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# Crons ###########################################################################################
+
+
+def test_bad_cron_expressions_and_crons_with_arguments_fail_at_decoration():
+    reg = mqueue.Registry()
+    for expression in ('61 * * * *', 'every hour', '* * * *', '', None):
+        with pytest.raises(ValueError, match='invalid cron expression'):
+            reg.cron(expression)(lambda: None)
+    with pytest.raises(ValueError, match='time zone'):
+        reg.cron('@hourly', tz='Mars/Olympus_Mons')(lambda: None)
+
+    def needs(recipient, subject='hi'):
+        pass
+    with pytest.raises(TypeError, match=r"a cron task takes no arguments, but .*needs\(\) missing a required argument"):
+        reg.cron('@hourly')(needs)
+    assert reg.tasks == {} and reg.crons == {}
+
+    def optional(recipient='ops@x'):
+        pass
+    assert reg.cron('* * * * * */10', name='ten-seconds')(optional).name == 'ten-seconds'
+    assert reg.crons['ten-seconds'].expression == '* * * * * */10'
+
+
+def test_the_module_imports_without_croniter_until_a_cron_is_declared():
+    code = ('import sys; sys.modules["croniter"] = None\n'
+            'import mqueue\n'
+            'mqueue.task(lambda: 1)\n'
+            'try:\n'
+            '    mqueue.cron("@hourly")(lambda: 1)\n'
+            'except mqueue.MQueueError as exc:\n'
+            '    print(exc)\n')
+    done = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == 'crons need croniter: pip install croniter'
+
+
+def fires_on(expression, tz, day):
+    """The fires of one local calendar day, as local times with their UTC offsets."""
+    schedule = mqueue.Cron(expression, tz=tz)
+    zone = schedule.tz
+    start = dt.datetime.combine(day, dt.time(), zone)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
+    fires, instant = [], start - dt.timedelta(microseconds=1)
+    while (instant := schedule.next_fire(instant)) < end:
+        fires.append(instant)
+    for previous, fire in zip([None] + fires, fires):   # newest_fire agrees with next_fire
+        assert schedule.newest_fire(fire) == fire
+        if previous:
+            assert schedule.newest_fire(fire - dt.timedelta(microseconds=1)) == previous
+    return [f.astimezone(zone).strftime('%H:%M%z') for f in fires]
+
+
+def test_daylight_saving_days_in_berlin_give_the_documented_fires():
+    spring, autumn = dt.date(2026, 3, 29), dt.date(2026, 10, 25)
+    berlin = 'Europe/Berlin'
+    # Spring forward (02:00 -> 03:00): a time in the gap moves forward by the gap, once.
+    assert fires_on('30 2 * * *', berlin, spring) == ['03:30+0200']
+    assert fires_on('*/30 2-3 * * *', berlin, spring) == ['03:00+0200', '03:30+0200']
+    hourly = fires_on('0 * * * *', berlin, spring)
+    assert len(hourly) == 23 and hourly[:3] == ['00:00+0100', '01:00+0100', '03:00+0200']
+    # Fall back (03:00 -> 02:00): a fixed hour fires once, an hour field of * fires in both passes.
+    assert fires_on('30 2 * * *', berlin, autumn) == ['02:30+0200']
+    assert fires_on('15 1-3 * * *', berlin, autumn) == ['01:15+0200', '02:15+0200', '03:15+0100']
+    hourly = fires_on('0 * * * *', berlin, autumn)
+    assert len(hourly) == 25 and hourly[2:4] == ['02:00+0200', '02:00+0100']
+    assert fires_on('*/30 * * * *', berlin, autumn)[4:8] == ['02:00+0200', '02:30+0200', '02:00+0100', '02:30+0100']
+    # An ordinary day, and the default zone
+    assert fires_on('0 9 * * 1-5', berlin, dt.date(2026, 11, 30)) == ['09:00+0100']
+    assert len(fires_on('@hourly', 'UTC', spring)) == 24
+    assert len(fires_on('*/5 * * * *', 'UTC', spring)) == 288
+
+
+CRON_CHILD = """
+import sys, json
+sys.path.insert(0, {root!r})
+import test_mqueue
+sys.exit(test_mqueue.cron_child(json.loads(sys.argv[1])))
+"""
+
+
+def cron_child(spec):
+    """Several independent workers (each schedules) in one process, until a stop file appears."""
+    reg = mqueue.Registry(table=spec['table'], cron_table=spec['cron_table'])
+
+    @reg.cron('* * * * * *', name='tick', overlap=True)
+    def tick():
+        context = mqueue.current()
+        with context.connection.cursor() as cursor:
+            cursor.execute(f'INSERT INTO {spec["ledger"]} (task_id, note) VALUES (%s, %s)',
+                           (context.id, context.eta.replace(tzinfo=None).isoformat()))
+    workers = [mqueue.Worker(connect, registry=reg, poll_interval=0.05) for _ in range(spec['workers'])]
+    threads = [threading.Thread(target=w.run) for w in workers]
+    for thread in threads:
+        thread.start()
+    stop = Path(spec['stop'])
+    while not stop.exists():
+        time.sleep(0.02)
+    for w in workers:
+        w.stop()
+    for thread in threads:
+        thread.join()
+    return 0
+
+
+def test_eight_workers_in_two_processes_enqueue_each_fire_exactly_once(db, reg, ledger, tmp_path):
+    spec = dict(table=reg.table, cron_table=reg.cron_table, ledger=ledger, workers=4, stop=str(tmp_path / 'stop'))
+    children = [subprocess.Popen([sys.executable, '-c', CRON_CHILD.format(root=str(ROOT)), json.dumps(spec)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    try:
+        wait_for(lambda: query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] >= 5, timeout=30, interval=0.1)
+    finally:
+        (tmp_path / 'stop').touch()
+        outputs = [child.communicate(timeout=30)[0] for child in children]
+    assert [child.returncode for child in children] == [0, 0], outputs
+    ran = [dt.datetime.fromisoformat(note) for note, in query(db, f'SELECT note FROM {ledger}')]
+    waiting = [row['eta'] for row in tasks_in(db, reg)]
+    fires = sorted(ran + waiting)
+    assert len(fires) == len(set(fires)) >= 5                      # never two tasks for one fire
+    assert all(f.microsecond == 0 for f in fires)
+    assert [(b - a).total_seconds() for a, b in zip(fires, fires[1:])] == [1.0] * (len(fires) - 1)   # none missed
+    (last, task_id), = query(db, f'SELECT last, task_id FROM {reg.cron_table}')
+    assert last == fires[-1]
+
+
+def move_cron_back(db, reg, interval):
+    query(db, f'UPDATE {reg.cron_table} SET last = last - INTERVAL {interval}')
+
+
+def test_a_missed_day_is_caught_up_with_one_task(db, reg):
+    ran = []
+    reg.cron('0 * * * *', name='hourly')(lambda: ran.append(1))
+    assert worker(reg).run(burst=True) == 0           # first sight: creates the row, fires from now on
+    move_cron_back(db, reg, '1 DAY')
+    assert worker(reg).run(burst=True) == 1 and ran == [1]
+    (last, now), = query(db, f'SELECT last, UTC_TIMESTAMP() FROM {reg.cron_table}')
+    assert last == now.replace(minute=0, second=0) or now.minute == 0   # the newest fire covered
+
+
+def test_no_pile_up_unless_overlap_is_allowed(db, reg):
+    reg.cron('@hourly', name='single')(lambda: None)
+    reg.cron('@hourly', name='overlapping', overlap=True)(lambda: None)
+    scheduler = worker(reg, queues=['nothing-runs-here'])       # serves no task: only schedules
+    scheduler.queues = None
+    scheduler._schedule_crons()                                 # creates both rows
+
+    def fire():
+        move_cron_back(db, reg, '2 HOUR')
+        scheduler._cron_due.clear()
+        scheduler._schedule_crons()
+        return sorted(r['name'] for r in tasks_in(db, reg))
+    assert fire() == ['overlapping', 'single']
+    assert fire() == ['overlapping', 'overlapping', 'single']   # single's first task is still pending
+    assert worker(reg, crons=False).run(burst=True) == 3
+    assert fire() == ['overlapping', 'single']
+
+
+def test_a_failing_cron_follows_the_retry_rules_and_keeps_firing(db, reg):
+    attempts = []
+
+    @reg.cron('@hourly', name='failing', retries=1, backoff=0)
+    def failing():
+        attempts.append(mqueue.current().retries)
+        raise RuntimeError('cron failed')
+    assert worker(reg).run(burst=True) == 0
+    move_cron_back(db, reg, '2 HOUR')
+    assert worker(reg).run(burst=True) == 2 and attempts == [0, 1]
+    dead, = tasks_in(db, reg)
+    assert dead['dead_at'] is not None
+    move_cron_back(db, reg, '2 HOUR')
+    assert worker(reg).run(burst=True) == 2                      # a new fire, its own attempts
+    assert len(tasks_in(db, reg)) == 2 and attempts == [0, 1, 0, 1]
+
+
+def test_workers_with_skewed_clocks_schedule_by_the_database_clock(db, reg, ledger, caplog):
+    caplog.set_level(logging.DEBUG, logger='mqueue')
+    reg.cron('* * * * * *', name='tick', overlap=True)(lambda: write_ledger(ledger))
+    workers = [worker(reg, poll_interval=0.05) for _ in range(2)]
+    workers[0]._clock = lambda: time.time() + 3600              # an hour fast
+    workers[1]._clock = lambda: time.time() - 3600              # an hour slow
+    threads = [run_in_thread(w) for w in workers]
+    try:
+        wait_for(lambda: query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] >= 3, timeout=20, interval=0.05)
+    finally:
+        for w in workers:
+            w.stop()
+        for thread in threads:
+            thread.join(10)
+    runs = query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0]
+    (created, now), = query(db, f'SELECT MIN(last), UTC_TIMESTAMP(6) FROM {reg.cron_table}')
+    assert abs((now - created).total_seconds()) < 10               # fires follow the database clock
+    checks = sum('cron tick: checked' in r.getMessage() for r in caplog.records)
+    fires = runs + len(tasks_in(db, reg))
+    assert fires >= 3 and checks <= 2 * (fires + 3)               # about one check per worker per fire
+
+
+def test_undeclared_cron_rows_are_left_alone_and_reported(db, reg, caplog):
+    query(db, f"INSERT INTO {reg.cron_table} (queue, name, last) VALUES ('default', 'retired', UTC_TIMESTAMP())")
+    reg.cron('@hourly', name='current')(lambda: None)
+    worker(reg).run(burst=True)
+    assert any('cron row retired' in r.getMessage() and 'left alone' in r.getMessage() for r in caplog.records)
+    assert sorted(name for name, in query(db, f'SELECT name FROM {reg.cron_table}')) == ['current', 'retired']
+
+
+def test_cli_crons_lists_expression_zone_last_and_next_fire(db, reg, tmp_path, monkeypatch, capsys):
+    package = f'crons_{uuid.uuid4().hex[:8]}'
+    (tmp_path / package).mkdir()
+    (tmp_path / package / '__init__.py').write_text(
+        'import mqueue\n\n@mqueue.cron("0 9 * * 1-5", name="report", tz="Europe/Berlin")\ndef report():\n    pass\n')
+    query(db, f"INSERT INTO {reg.cron_table} (queue, name, last) VALUES ('default', 'report', '2026-11-27 08:00:00'),"
+              f" ('default', 'gone', '2026-01-01 00:00:00')")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = dict(mqueue.default_registry.tasks), dict(mqueue.default_registry.crons)
+    table, cron_table = mqueue.default_registry.table, mqueue.default_registry.cron_table
+    try:
+        assert mqueue.main(['crons', '--db', URL, '--tasks', package, '--table', reg.table,
+                            '--cron-table', reg.cron_table]) == 0
+    finally:
+        mqueue.default_registry.tasks, mqueue.default_registry.crons = before
+        mqueue.default_registry.table, mqueue.default_registry.cron_table = table, cron_table
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ['NAME', 'QUEUE', 'EXPRESSION', 'ZONE', 'LAST', 'FIRE', '(UTC)', 'NEXT', 'FIRE', '(UTC)']
+    assert lines[1].split() == ['report', 'default', '0', '9', '*', '*', '1-5', 'Europe/Berlin',
+                                '2026-11-27', '08:00:00', '2026-11-30', '08:00:00']
+    assert lines[2].split() == ['gone', 'default', '(not', 'declared)', '2026-01-01', '00:00:00']
