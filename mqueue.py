@@ -48,8 +48,8 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, S
 from urllib.parse import unquote, urlsplit
 
 __version__ = '0.1.0'
-__all__ = ['Registry', 'Task', 'TaskContext', 'Worker', 'MQueueError', 'cron', 'current', 'enqueue',
-           'init', 'retry_dead', 'task']
+__all__ = ['Registry', 'Task', 'TaskContext', 'Worker', 'MQueueError', 'connect_url', 'cron', 'current',
+           'enqueue', 'init', 'retry_dead', 'task']
 
 logger = logging.getLogger('mqueue')
 
@@ -171,9 +171,9 @@ class NotInTaskError(MQueueError, LookupError):
 class _TransactionLost(Exception):
     """A task's failure took its whole transaction with it (the savepoint is gone)."""
 
-    def __init__(self, claim: _Claim, error: str):
-        super().__init__(error)
-        self.claim, self.error = claim, error
+    def __init__(self, claim: _Claim, info: dict):
+        super().__init__(info['error'])
+        self.claim, self.info = claim, info
 
 
 class _ColdShutdown(KeyboardInterrupt):
@@ -205,12 +205,18 @@ class Registry:
         self.tasks: dict[str, Task] = {}
         self.crons: dict[str, Cron] = {}
 
-    def init(self, queue: str | None = None, *, connection: Callable[[], Any] | None = None) -> None:
-        """Set the default queue and/or the connection provider (the original ``mqueue.init``)."""
+    def init(self, queue: str | None = None, *, connection: Callable[[], Any] | None = None,
+             table: str | None = None, cron_table: str | None = None) -> None:
+        """Set the default queue, the connection provider and/or the table names (the original
+        ``mqueue.init`` took the queue only)."""
         if queue is not None:
             self.queue = _checked_text('queue', queue, QUEUE_MAX)
         if connection is not None:
             self.connection = connection
+        if table is not None:
+            self.table = _identifier(table)
+        if cron_table is not None:
+            self.cron_table = _identifier(cron_table)
 
     def task(self, func: Callable | None = None, *, name: str | None = None, queue: str | None = None,
              retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF, priority: int = 0):
@@ -434,9 +440,9 @@ def task(func: Callable | None = None, **options):
     return default_registry.task(func, **options)
 
 
-def init(queue: str | None = None, *, connection: Callable[[], Any] | None = None) -> None:
-    """Set the default registry's queue and connection provider, e.g. ``init('mail-queue')``."""
-    default_registry.init(queue, connection=connection)
+def init(queue: str | None = None, **options) -> None:
+    """Configure the default registry, e.g. ``init('mail-queue')`` (see ``Registry.init``)."""
+    default_registry.init(queue, **options)
 
 
 def enqueue(conn: Any, name: str, args: Sequence | Mapping | None = None, **options) -> int:
@@ -574,6 +580,7 @@ class Worker:
         lease: seconds a claim hides a task; how long before a dead worker's task returns.
         poll_interval: seconds between claims while idle.
         isolation: the isolation level of the worker's own connections; None leaves the server's.
+            With a ``transaction`` hook the hook's connections are used as they are.
         crons: whether this worker also schedules the crons of the queues it serves.
         hooks: a mapping from names in HOOKS to callables:
             transaction(): a context manager that begins a transaction, yields its DB-API
@@ -658,8 +665,9 @@ class Worker:
         Returns how many tasks were processed."""
         self._schedule_crons()
         claimed, buried = self._claim()
-        for claim_id, name, error in buried:
-            logger.error('task %s %s is dead: %s', claim_id, name, error.splitlines()[0])
+        for context, error in buried:
+            logger.error('task %s %s is dead: %s', context.id, context.name, error.splitlines()[0])
+            self._emit('task_dead', context, {'duration': 0.0, 'error': error, 'exception': None})
         if claimed:
             self._process(claimed)
         return len(claimed) + len(buried)
@@ -714,7 +722,7 @@ class Worker:
 
     # Claiming
 
-    def _claim(self) -> tuple[list[_Claim], list[tuple[int, str, str]]]:
+    def _claim(self) -> tuple[list[_Claim], list[tuple[TaskContext, str]]]:
         """Lock due rows, count the attempt and start the lease, in one short commit. Rows that
         cannot run (unknown name, bad args, attempts used up by crashes) are buried here."""
         queues = self._served_queues()
@@ -727,7 +735,8 @@ class Worker:
                 claim_or_error = self._vet(task_id, name, args, attempts, queue, _utc(eta))
                 if isinstance(claim_or_error, str):
                     cursor.execute(sql(SQL_BURY), (_cut(claim_or_error), task_id))
-                    buried.append((task_id, name, claim_or_error))
+                    buried.append((TaskContext(task_id, name, queue, attempts, _utc(eta), None, self),
+                                   claim_or_error))
                 else:
                     claimed.append(claim_or_error)
             if claimed:
@@ -866,14 +875,14 @@ class Worker:
             self._release(claimed)
             raise
         for claim, outcome, info in outcomes:
-            self._emit(f'task_{outcome}', claim, info)
+            self._emit(f'task_{outcome}', claim.context(None, self), info)
 
     def _execute(self, conn: Any, cursor: Any, claim: _Claim) -> tuple[str, dict]:
         """Run one task in a savepoint; on failure roll back to it and record the retry."""
         cursor.execute(SQL_SAVEPOINT)
         context = claim.context(conn, self)
         token = _current.set(context)
-        self._emit('task_started', claim, {})
+        self._emit('task_started', claim.context(None, self), {})
         started = time.perf_counter()
         try:
             with self.hooks['around_task'](context) if 'around_task' in self.hooks else contextlib.nullcontext():
@@ -882,14 +891,12 @@ class Worker:
                 else:
                     claim.task.func(**claim.call)
         except Exception as exc:
-            duration = time.perf_counter() - started
-            error = _describe_error(exc)
+            info = {'duration': time.perf_counter() - started, 'error': _describe_error(exc), 'exception': exc}
             try:
                 cursor.execute(SQL_ROLLBACK_TO_SAVEPOINT)
             except Exception:
-                raise _TransactionLost(claim, error) from exc
-            outcome = self._record_failure(cursor, claim, error)
-            return outcome, {'duration': duration, 'error': error, 'exception': exc}
+                raise _TransactionLost(claim, info) from exc
+            return self._record_failure(cursor, claim, info['error']), info
         finally:
             _current.reset(token)
         duration = time.perf_counter() - started
@@ -928,11 +935,11 @@ class Worker:
                 if held.get(claim.id) != claim.attempt:
                     continue
                 if claim is lost.claim:
-                    outcome = self._record_failure(cursor, claim, lost.error)
+                    outcome = self._record_failure(cursor, claim, lost.info['error'])
                 else:
                     cursor.execute(self.registry._sql(SQL_RELEASE), (claim.id, claim.attempt))
         if outcome:
-            self._emit(f'task_{outcome}', lost.claim, {'error': lost.error})
+            self._emit(f'task_{outcome}', lost.claim.context(None, self), lost.info)
 
     def _release(self, claimed: list[_Claim]) -> None:
         """Hand back tasks abandoned by a cold shutdown, uncounted; best effort (the lease is the net)."""
@@ -945,11 +952,10 @@ class Worker:
             logger.warning('could not hand back %d tasks (%s); they return after the lease',
                            len(claimed), _describe_error(exc, short=True))
 
-    def _emit(self, event: str, claim: _Claim, info: dict) -> None:
+    def _emit(self, event: str, context: TaskContext, info: dict) -> None:
         hook = self.hooks.get(event)
         if hook is None:
             return
-        context = claim.context(None, self)
         try:
             hook(context, **info)
         except Exception:
@@ -1004,8 +1010,8 @@ class Worker:
             logger.warning('%s: finishing the running tasks, then stopping (send it again to abandon them)',
                            signal.Signals(signum).name)
             return
-        logger.warning('%s again: abandoning the running tasks; they return to the queue',
-                       signal.Signals(signum).name)
+        logger.warning('%s again: abandoning the running tasks; they return to the queue (with more than one '
+                       'thread, when their lease ends)', signal.Signals(signum).name)
         raise _ColdShutdown(signum)
 
 
@@ -1237,8 +1243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        default_registry.table = _identifier(args.table)
-        default_registry.cron_table = _identifier(args.cron_table)
+        default_registry.init(table=args.table, cron_table=args.cron_table)
         if args.command == 'schema':
             print(default_registry.schema(), end='')
             return 0

@@ -492,10 +492,13 @@ def test_a_bad_row_goes_dead_at_once_and_the_worker_carries_on(db, reg, name, ar
     reg.enqueue(conn, 'good', [7])
     conn.commit()
     conn.close()
-    assert worker(reg).run(burst=True) == 2
+    dead = []
+    hooks = {'task_dead': lambda context, error, **info: dead.append((context.name, error))}
+    assert worker(reg, hooks=hooks).run(burst=True) == 2
     assert ran == [7]
     row, = tasks_in(db, reg)
     assert row['dead_at'] is not None and error in row['last_error'] and row['retries'] == 0
+    assert dead == [(name, row['last_error'])]            # reported like any task that dies
     assert not os.path.exists('/tmp/mqueue-pwned')
 
 
