@@ -106,10 +106,13 @@ CREATE TABLE IF NOT EXISTS {cron} (
 # Insert one task; eta is either given (UTC) or the database's now plus a delay.
 SQL_ENQUEUE = ('INSERT INTO {task} (args, eta, name, queue, retries, priority) VALUES '
                '(%s, COALESCE(%s, UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND), %s, %s, 0, %s)')
-# Lock the next due tasks of some queues, skipping those another worker holds (index: claim).
-SQL_CLAIM = ('SELECT id, name, args, retries, queue, eta FROM {task} '
-             'WHERE queue IN ({queues}) AND dead_at IS NULL AND eta <= UTC_TIMESTAMP(6) '
+# Lock the next due tasks of one queue, skipping those another worker holds (index: claim). With
+# several queues, one such block per queue joined by UNION ALL: each stays an index range scan,
+# where `queue IN (...)` would sort, and lock, every due row of all of them.
+SQL_CLAIM = ('SELECT id, name, args, retries, queue, eta, priority FROM {task} '
+             'WHERE queue = %s AND dead_at IS NULL AND eta <= UTC_TIMESTAMP(6) '
              'ORDER BY priority, eta, id LIMIT %s FOR UPDATE SKIP LOCKED')
+SQL_CLAIM_ORDER = ' ORDER BY priority, eta, id LIMIT %s'
 # Count the attempt and hide the tasks for the lease; committed before any task runs.
 SQL_LEASE = ('UPDATE {task} SET retries = retries + 1, eta = UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND '
              'WHERE id IN ({ids})')
@@ -125,7 +128,11 @@ SQL_BURY = 'UPDATE {task} SET dead_at = UTC_TIMESTAMP(6), last_error = %s WHERE 
 SQL_RELEASE = ('UPDATE {task} SET retries = retries - 1, eta = UTC_TIMESTAMP(6) '
                'WHERE id = %s AND retries = %s AND dead_at IS NULL')
 # Bring dead tasks back: a fresh count of attempts, due at once.
-SQL_RETRY_DEAD = 'UPDATE {task} SET dead_at = NULL, retries = 0, eta = UTC_TIMESTAMP(6) WHERE dead_at IS NOT NULL'
+# Find dead tasks with a plain read (no locks, so running tasks never make it wait)...
+SQL_FIND_DEAD = 'SELECT id FROM {task} WHERE dead_at IS NOT NULL'
+# ...and bring them back by primary key: a fresh count of attempts, due at once.
+SQL_RETRY_DEAD = ('UPDATE {task} SET dead_at = NULL, retries = 0, eta = UTC_TIMESTAMP(6) '
+                  'WHERE dead_at IS NOT NULL AND id IN ({ids})')
 # Lock a cron's row to schedule it; a worker that finds it locked skips it rather than wait.
 SQL_CRON_LOCK = ('SELECT last, UTC_TIMESTAMP(6), task_id FROM {cron} WHERE queue = %s AND name = %s '
                  'FOR UPDATE SKIP LOCKED')
@@ -141,10 +148,21 @@ SQL_CRON_ADVANCE = 'UPDATE {cron} SET last = %s, task_id = %s WHERE queue = %s A
 SQL_CRON_ROWS = 'SELECT queue, name, last FROM {cron} WHERE queue IN ({queues})'
 SQL_CRON_ALL = 'SELECT queue, name, last FROM {cron}'
 SQL_NOW = 'SELECT UTC_TIMESTAMP(6)'
+# A savepoint around each task: a failure rolls back to it; its release after a success proves the
+# transaction is still the one that holds the claim (it fails if the task's transaction was rolled
+# back or committed under it).
 SQL_SAVEPOINT = 'SAVEPOINT mqueue_task'
 SQL_ROLLBACK_TO_SAVEPOINT = 'ROLLBACK TO SAVEPOINT mqueue_task'
-# Worker transactions read committed data and take no gap locks, so enqueues never wait on them.
+SQL_RELEASE_SAVEPOINT = 'RELEASE SAVEPOINT mqueue_task'
+# Set up a worker's own connection. Its transactions read committed data and take no gap locks,
+# so enqueues never wait on them. A task's exclusivity rests on its row lock, which lives as long
+# as the connection: no idle timeout may cut it while a long task runs (MariaDB has three).
 SQL_ISOLATION = 'SET SESSION TRANSACTION ISOLATION LEVEL {level}'
+SQL_CONNECTION = 'SELECT CONNECTION_ID(), VERSION()'
+SQL_NO_TIMEOUT = 'SET SESSION wait_timeout = 31536000'
+SQL_NO_IDLE_TIMEOUT_MARIADB = ('SET SESSION idle_transaction_timeout = 0, idle_write_transaction_timeout = 0, '
+                               'idle_readonly_transaction_timeout = 0')
+SQL_KILL = 'KILL CONNECTION %s'
 
 # MySQL/MariaDB error codes that mean "try again", not "this task is broken".
 RETRYABLE_ERRORS = {
@@ -320,21 +338,24 @@ class Registry:
         Returns:
             How many tasks came back.
         """
-        sql, params = self._sql(SQL_RETRY_DEAD), []
-        if ids is not None:
-            ids = [int(i) for i in ids]
-            if not ids:
-                return 0
-            sql += f' AND id IN ({_placeholders(len(ids))})'
-            params += ids
+        sql, params = self._sql(SQL_FIND_DEAD), []
         for column, value in (('queue', queue), ('name', name)):
             if value is not None:
                 sql += f' AND {column} = %s'
                 params.append(value)
         cursor = conn.cursor()
         try:
-            cursor.execute(sql, params)
-            return cursor.rowcount
+            if ids is None or queue is not None or name is not None:
+                cursor.execute(sql, params)
+                found = [row[0] for row in cursor.fetchall()]
+                ids = found if ids is None else sorted(set(found) & {int(i) for i in ids})
+            ids = [int(i) for i in ids]
+            count = 0
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start:start + 1000]
+                cursor.execute(self._sql(SQL_RETRY_DEAD, ids=len(chunk)), chunk)
+                count += cursor.rowcount
+            return count
         finally:
             cursor.close()
 
@@ -629,6 +650,8 @@ class Worker:
         self._stopping = threading.Event()
         self._local = threading.local()
         self._signals = 0
+        self._abandon_signal: int | None = None    # set by a second signal
+        self._inflight: dict[int, tuple[int | None, list[_Claim]]] = {}   # thread -> (connection id, claims)
 
     # The loop
 
@@ -642,7 +665,7 @@ class Worker:
         if not self.registry.tasks:
             raise MQueueError('no tasks are registered: import your tasks, or pass tasks="package"')
         self._stopping.clear()
-        self._signals = 0
+        self._signals, self._abandon_signal = 0, None
         queues = self._served_queues()
         logger.info('mqueue %s worker starting: queues %s, concurrency %d, batch %d, tasks %d',
                     __version__, ', '.join(queues), self.concurrency, self.batch, len(self.registry.tasks))
@@ -653,6 +676,8 @@ class Worker:
                 processed = self._loop(burst)
             else:
                 processed = self._run_threads(burst)
+            if self._abandon_signal is not None:
+                raise _ColdShutdown(self._abandon_signal)
         logger.info('mqueue worker stopped after %d tasks', processed)
         return processed
 
@@ -669,7 +694,12 @@ class Worker:
             logger.error('task %s %s is dead: %s', context.id, context.name, error.splitlines()[0])
             self._emit('task_dead', context, {'duration': 0.0, 'error': error, 'exception': None})
         if claimed:
-            self._process(claimed)
+            thread = threading.get_ident()
+            self._inflight[thread] = (getattr(self._local, 'connection_id', None), claimed)
+            try:
+                self._process(claimed)
+            finally:
+                self._inflight.pop(thread, None)
         return len(claimed) + len(buried)
 
     def _loop(self, burst: bool) -> int:
@@ -712,7 +742,10 @@ class Worker:
             thread.start()
         for thread in threads:
             while thread.is_alive():
-                thread.join(0.2)   # a short join keeps the main thread responsive to signals
+                thread.join(0.05)   # a short join keeps the main thread responsive to signals
+                if self._abandon_signal is not None:
+                    self._abandon_threads()
+                    raise _ColdShutdown(self._abandon_signal)
         if failures:
             raise failures[0]
         return sum(counts)
@@ -727,18 +760,23 @@ class Worker:
         cannot run (unknown name, bad args, attempts used up by crashes) are buried here."""
         queues = self._served_queues()
         sql = self.registry._sql
-        claimed, buried = [], []
+        runnable, buried = [], []
         with self._transaction() as conn:
             cursor = conn.cursor()
-            cursor.execute(sql(SQL_CLAIM, queues=len(queues)), (*queues, self.batch))
-            for task_id, name, args, attempts, queue, eta in cursor.fetchall():
+            if len(queues) == 1:
+                cursor.execute(sql(SQL_CLAIM), (queues[0], self.batch))
+            else:
+                union = ' UNION ALL '.join([f'({sql(SQL_CLAIM)})'] * len(queues)) + SQL_CLAIM_ORDER
+                cursor.execute(union, (*(p for q in queues for p in (q, self.batch)), self.batch))
+            for task_id, name, args, attempts, queue, eta, _ in cursor.fetchall():
                 claim_or_error = self._vet(task_id, name, args, attempts, queue, _utc(eta))
                 if isinstance(claim_or_error, str):
                     cursor.execute(sql(SQL_BURY), (_cut(claim_or_error), task_id))
                     buried.append((TaskContext(task_id, name, queue, attempts, _utc(eta), None, self),
                                    claim_or_error))
                 else:
-                    claimed.append(claim_or_error)
+                    runnable.append(claim_or_error)
+            claimed = _batch_of(runnable)
             if claimed:
                 cursor.execute(sql(SQL_LEASE, ids=len(claimed)),
                                (int(self.lease * 1e6), *(c.id for c in claimed)))
@@ -879,11 +917,39 @@ class Worker:
 
     def _execute(self, conn: Any, cursor: Any, claim: _Claim) -> tuple[str, dict]:
         """Run one task in a savepoint; on failure roll back to it and record the retry."""
+        if self._abandon_signal is not None:   # a second signal came between tasks: start no more
+            raise _ColdShutdown(self._abandon_signal)
         cursor.execute(SQL_SAVEPOINT)
         context = claim.context(conn, self)
-        token = _current.set(context)
-        self._emit('task_started', claim.context(None, self), {})
         started = time.perf_counter()
+        # A context of its own per task: current() and whatever the task sets in context
+        # variables end with it, even if it is interrupted.
+        error = contextvars.copy_context().run(self._call, claim, context)
+        info = {'duration': time.perf_counter() - started}
+        if error is None:
+            try:
+                cursor.execute(SQL_RELEASE_SAVEPOINT)
+            except Exception as exc:
+                info.update(error=f'TransactionLost: {claim.task.name}() returned, but the transaction it ran in '
+                                  'had been rolled back or committed under it (a deadlock or lost connection it '
+                                  'caught, or its own commit/rollback), so its writes cannot complete it '
+                                  f'({_describe_error(exc, short=True)})', exception=None)
+                raise _TransactionLost(claim, info) from exc
+            logger.info('task %s %s attempt %d succeeded in %.1f ms', claim.id, claim.task.name, claim.attempt,
+                        info['duration'] * 1000)
+            return 'succeeded', info
+        info.update(error=_describe_error(error), exception=error)
+        try:
+            cursor.execute(SQL_ROLLBACK_TO_SAVEPOINT)
+        except Exception:
+            raise _TransactionLost(claim, info) from error
+        return self._record_failure(cursor, claim, info['error']), info
+
+    def _call(self, claim: _Claim, context: TaskContext) -> Exception | None:
+        """Call the task (inside its own context); returns the exception it raised, if any."""
+        _current.set(context)
+        self._emit('task_started', claim.context(None, self), {})
+        self._local.in_task = True
         try:
             with self.hooks['around_task'](context) if 'around_task' in self.hooks else contextlib.nullcontext():
                 if isinstance(claim.call, list):
@@ -891,18 +957,10 @@ class Worker:
                 else:
                     claim.task.func(**claim.call)
         except Exception as exc:
-            info = {'duration': time.perf_counter() - started, 'error': _describe_error(exc), 'exception': exc}
-            try:
-                cursor.execute(SQL_ROLLBACK_TO_SAVEPOINT)
-            except Exception:
-                raise _TransactionLost(claim, info) from exc
-            return self._record_failure(cursor, claim, info['error']), info
+            return exc
         finally:
-            _current.reset(token)
-        duration = time.perf_counter() - started
-        logger.info('task %s %s attempt %d succeeded in %.1f ms', claim.id, claim.task.name, claim.attempt,
-                    duration * 1000)
-        return 'succeeded', {'duration': duration}
+            self._local.in_task = False
+        return None
 
     def _record_failure(self, cursor: Any, claim: _Claim, error: str) -> str:
         """Retry after a back-off, or bury once the task's retries are used up."""
@@ -968,12 +1026,7 @@ class Worker:
         """The default transaction hook: this thread's connection, committed or rolled back."""
         conn = getattr(self._local, 'connection', None)
         if conn is None:
-            conn = self.connect()
-            if self.isolation:
-                cursor = conn.cursor()
-                cursor.execute(SQL_ISOLATION.format(level=self.isolation.upper()))
-                cursor.close()
-            self._local.connection = conn
+            conn = self._open()
         try:
             yield conn
         except BaseException:
@@ -983,6 +1036,24 @@ class Worker:
                 self._discard_connection()
             raise
         conn.commit()
+
+    def _open(self) -> Any:
+        """A new connection of this thread's, set up for the worker: no autocommit, the chosen
+        isolation, and no idle timeout that could drop a long task's row lock."""
+        conn = self.connect()
+        _autocommit_off(conn)
+        cursor = conn.cursor()
+        if self.isolation:
+            cursor.execute(SQL_ISOLATION.format(level=self.isolation.upper()))
+        cursor.execute(SQL_NO_TIMEOUT)
+        cursor.execute(SQL_CONNECTION)
+        self._local.connection_id, version = cursor.fetchone()
+        if 'mariadb' in str(version).lower():
+            cursor.execute(SQL_NO_IDLE_TIMEOUT_MARIADB)
+        cursor.close()
+        conn.commit()
+        self._local.connection = conn
+        return conn
 
     def _discard_connection(self) -> None:
         conn = getattr(self._local, 'connection', None)
@@ -1004,15 +1075,44 @@ class Worker:
                 signal.signal(sig, handler)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        """First signal: stop after the running tasks. Second: abandon them. The handler raises
+        only into task code; anywhere else (a commit, say) it leaves a flag that the worker acts
+        on at the next step, so no bookkeeping is cut in half."""
         self._signals += 1
         self._stopping.set()
+        name = signal.Signals(signum).name
         if self._signals == 1:
-            logger.warning('%s: finishing the running tasks, then stopping (send it again to abandon them)',
-                           signal.Signals(signum).name)
+            logger.warning('%s: finishing the running tasks, then stopping (send it again to abandon them)', name)
             return
-        logger.warning('%s again: abandoning the running tasks; they return to the queue (with more than one '
-                       'thread, when their lease ends)', signal.Signals(signum).name)
-        raise _ColdShutdown(signum)
+        logger.warning('%s again: abandoning the running tasks; they return to the queue', name)
+        self._abandon_signal = signum
+        if getattr(self._local, 'in_task', False):
+            raise _ColdShutdown(signum)
+
+    def _abandon_threads(self) -> None:
+        """Cold shutdown with threads: end their transactions by killing their connections (so
+        their row locks go), then hand their tasks back uncounted. Best effort: the lease is the
+        net. Not possible with a transaction hook (its connections are not the worker's)."""
+        inflight = list(self._inflight.values())
+        if not inflight or 'transaction' in self.hooks:
+            return
+        try:
+            conn = self.connect()
+            try:
+                cursor = conn.cursor()
+                for connection_id, _ in inflight:
+                    if connection_id is not None:
+                        with contextlib.suppress(Exception):
+                            cursor.execute(SQL_KILL, (connection_id,))
+                for _, claimed in inflight:
+                    for claim in claimed:
+                        cursor.execute(self.registry._sql(SQL_RELEASE), (claim.id, claim.attempt))
+                conn.commit()
+            finally:
+                conn.close()
+        except Exception as exc:
+            logger.warning('could not hand back the abandoned tasks (%s); they return after the lease',
+                           _describe_error(exc, short=True))
 
 
 class _SharedConnection:
@@ -1047,6 +1147,25 @@ def _croniter() -> Any:
     except ImportError:
         raise MQueueError('crons need croniter: pip install croniter') from None
     return croniter
+
+
+def _batch_of(runnable: list[_Claim]) -> list[_Claim]:
+    """The claims to run together. A task tried before may be one that kills its worker: it runs
+    alone, so it cannot cost other tasks their attempts (its batch-mates lose at most the one
+    attempt of the batch in which it first crashed)."""
+    if not runnable or runnable[0].attempt > 1:
+        return runnable[:1]
+    return [claim for claim in runnable if claim.attempt == 1]
+
+
+def _autocommit_off(conn: Any) -> None:
+    """Worker transactions need autocommit off: without it claims hold no locks and savepoints
+    do nothing."""
+    setting = getattr(conn, 'autocommit', None)
+    if callable(setting):       # pymysql, MySQLdb
+        setting(False)
+    elif setting:               # drivers with an attribute
+        conn.autocommit = False
 
 
 def _jittered(seconds: float) -> float:
@@ -1159,7 +1278,10 @@ def _ambient_connection(registry: Registry) -> Any:
 
 
 def _describe_error(exc: BaseException, short: bool = False) -> str:
-    head = f'{type(exc).__name__}: {exc}'
+    try:
+        head = f'{type(exc).__name__}: {exc}'
+    except Exception:   # an exception whose __str__ fails must not stop its own bookkeeping
+        head = f'{type(exc).__name__}: <unprintable>'
     if short:
         return head[:300]
     return _cut(head + '\n' + ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
@@ -1167,7 +1289,8 @@ def _describe_error(exc: BaseException, short: bool = False) -> str:
 
 def _cut(text: str) -> str:
     """Keep an error within ERROR_MAX characters: its head (type, message) and its tail (where it
-    was raised)."""
+    was raised); lone surrogates (undecodable file names, say) are escaped so the driver can send it."""
+    text = text.encode('utf-8', 'backslashreplace').decode('utf-8')
     if len(text) <= ERROR_MAX:
         return text
     head = ERROR_MAX // 4

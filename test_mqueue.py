@@ -678,7 +678,10 @@ def test_a_killed_connection_is_replaced_and_the_task_runs_again(db, reg, ledger
         thread.join(10)
     assert not thread.is_alive()
     assert query(db, f'SELECT task_id, note FROM {ledger}') == ((task_id, 'attempt 2'),)
-    assert any('worker error' in r.getMessage() for r in caplog.records if r.name == 'mqueue')
+    # the lost connection is found when the savepoint cannot be released: a failed attempt
+    assert any('Lost connection' in r.getMessage() for r in caplog.records if r.name == 'mqueue')
+    row_errors = [r.getMessage() for r in caplog.records if 'TransactionLost' in r.getMessage()]
+    assert row_errors and 'attempt 1 failed' in row_errors[0]
 
 
 def test_a_task_that_loses_its_transaction_is_recorded_and_its_batch_handed_back(db, reg, ledger):
