@@ -106,10 +106,11 @@ CREATE TABLE IF NOT EXISTS {cron} (
 # Insert one task; eta is either given (UTC) or the database's now plus a delay.
 SQL_ENQUEUE = ('INSERT INTO {task} (args, eta, name, queue, retries, priority) VALUES '
                '(%s, COALESCE(%s, UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND), %s, %s, 0, %s)')
-# Lock the next due tasks of one queue, skipping those another worker holds (index: claim). With
+# Lock the next due tasks of one queue, skipping those another worker holds. The index is forced:
+# on a small table the optimizer would rather scan and sort, which locks every due row. With
 # several queues, one such block per queue joined by UNION ALL: each stays an index range scan,
 # where `queue IN (...)` would sort, and lock, every due row of all of them.
-SQL_CLAIM = ('SELECT id, name, args, retries, queue, eta, priority FROM {task} '
+SQL_CLAIM = ('SELECT id, name, args, retries, queue, eta, priority FROM {task} FORCE INDEX (claim) '
              'WHERE queue = %s AND dead_at IS NULL AND eta <= UTC_TIMESTAMP(6) '
              'ORDER BY priority, eta, id LIMIT %s FOR UPDATE SKIP LOCKED')
 SQL_CLAIM_ORDER = ' ORDER BY priority, eta, id LIMIT %s'

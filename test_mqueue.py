@@ -410,7 +410,7 @@ def test_a_tasks_writes_and_its_completion_commit_together(db, reg, ledger):
 
 
 def test_a_failed_attempt_rolls_back_its_writes_but_records_the_retry(db, reg, ledger):
-    inside, proceed = threading.Event(), threading.Event()
+    inside, proceed, bookkeeping, finish = (threading.Event() for _ in range(4))
 
     @reg.task(name='f', retries=1, backoff=30)
     def f():
@@ -423,15 +423,27 @@ def test_a_failed_attempt_rolls_back_its_writes_but_records_the_retry(db, reg, l
     conn.commit()
     conn.close()
     first = worker(reg, lease=0.05)
+    record_failure = first._record_failure
+
+    def paused_record_failure(*args):    # hold the worker between its rollback and its bookkeeping
+        bookkeeping.set()
+        assert finish.wait(10)
+        return record_failure(*args)
+    first._record_failure = paused_record_failure
     thread = threading.Thread(target=first.run_once)
     thread.start()
-    assert inside.wait(10)
-    time.sleep(0.1)   # let the short lease end: only the row lock now keeps others away
-    assert worker(reg).run_once() == 0           # another worker cannot take it mid-attempt
-    proceed.set()
-    thread.join(10)
-    assert worker(reg).run_once() == 0           # nor between the rollback and the bookkeeping
-    assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 0
+    try:
+        assert inside.wait(10)
+        time.sleep(0.1)   # let the short lease end: only the row lock now keeps others away
+        assert worker(reg).run_once() == 0           # another worker cannot take it mid-attempt
+        proceed.set()
+        assert bookkeeping.wait(10)
+        assert worker(reg).run_once() == 0           # nor between the rollback and the bookkeeping
+        assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 0   # the attempt's write is gone
+    finally:
+        proceed.set()
+        finish.set()
+        thread.join(10)
     row, = tasks_in(db, reg)
     assert row['retries'] == 1 and row['dead_at'] is None
     assert row['last_error'].startswith('ValueError: no such mailbox\nTraceback')
@@ -527,7 +539,7 @@ def child_worker(spec):
     @reg.task(name='slow', retries=spec.get('retries', 3), backoff=0)
     def slow():
         write_ledger(spec['ledger'], f'pid {os.getpid()}')
-        (marks / f'started-{mqueue.current().retries}').touch()
+        (marks / f'started-{mqueue.current().id}-{mqueue.current().retries}').touch()
         deadline = time.monotonic() + 20
         while not (marks / 'go').exists() and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -536,7 +548,7 @@ def child_worker(spec):
     def crash():
         (marks / f'crash-{mqueue.current().retries}').touch()
         os._exit(3)
-    w = mqueue.Worker(connect, registry=reg, concurrency=spec.get('concurrency', 1),
+    w = mqueue.Worker(connect, registry=reg, concurrency=spec.get('concurrency', 1), batch=spec.get('batch', 1),
                       lease=spec.get('lease', 60), poll_interval=0.01)
     try:
         w.run(burst=spec.get('burst', False))
@@ -583,7 +595,7 @@ def test_a_sigkilled_workers_task_comes_back_after_the_lease(db, reg, ledger, tm
     conn.commit()
     conn.close()
     child = spawn(spec_for(reg, ledger, tmp_path, lease=1))
-    wait_for(lambda: (tmp_path / 'started-0').exists())
+    wait_for(lambda: list(tmp_path.glob('started-*-0')))
     child.kill()
     child.wait(10)
     row, = tasks_in(db, reg)
@@ -614,6 +626,24 @@ def test_a_task_that_kills_its_worker_every_time_ends_dead(db, reg, ledger, tmp_
     assert 'Lost: all 3 attempts were begun' in row['last_error']
     assert sorted(p.name for p in tmp_path.glob('crash-*')) == ['crash-0', 'crash-1', 'crash-2']
     assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 1   # the other task still ran
+
+
+def test_a_crashing_task_does_not_use_up_its_batch_mates_attempts(db, reg, ledger, tmp_path):
+    conn = connect()
+    reg.enqueue(conn, 'record', [1], priority=-1)
+    reg.enqueue(conn, 'crash', [])
+    reg.enqueue(conn, 'record', [2], priority=1)
+    conn.commit()
+    conn.close()
+    for _ in range(15):
+        child = spawn(spec_for(reg, ledger, tmp_path, lease=0.2, retries=2, burst=True, batch=3))
+        child.communicate(timeout=60)
+        if child.returncode == 0 and not [r for r in tasks_in(db, reg) if r['dead_at'] is None]:
+            break
+        time.sleep(0.2)
+    row, = tasks_in(db, reg)
+    assert row['name'] == 'crash' and 'Lost' in row['last_error']
+    assert query(db, f'SELECT COUNT(*), COUNT(DISTINCT task_id) FROM {ledger}')[0] == (2, 2)
 
 
 @pytest.mark.parametrize('isolation', ['READ COMMITTED', 'REPEATABLE READ'])
@@ -762,6 +792,172 @@ def test_a_restarted_server_is_waited_for_and_nothing_is_lost(db, reg, ledger):
     assert query(db, f'SELECT COUNT(*), COUNT(DISTINCT task_id) FROM {ledger}')[0] == (n, n)
 
 
+def test_a_task_that_rolls_back_or_commits_the_workers_transaction_is_caught(db, reg, ledger):
+    @reg.task(name='ok')
+    def ok():
+        write_ledger(ledger, 'ok')
+
+    @reg.task(name='meddler', retries=1, backoff=0)
+    def meddler(action):
+        context = mqueue.current()
+        write_ledger(ledger, f'{action} {context.retries}')
+        if context.retries == 0:
+            getattr(context.connection, action)()     # ends the worker's transaction under it
+            write_ledger(ledger, f'after {action}')
+    conn = connect()
+    ok_id = reg.enqueue(conn, 'ok', [])
+    rollback_id = reg.enqueue(conn, 'meddler', ['rollback'])
+    conn.commit()
+    assert worker(reg, batch=2).run_once() == 2
+    rows = {r['id']: r for r in tasks_in(db, reg)}
+    assert rows[rollback_id]['retries'] == 1 and rows[rollback_id]['last_error'].startswith('TransactionLost')
+    assert rows[ok_id]['retries'] == 0        # its write went with the rollback: handed back uncounted
+    assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 0
+    assert worker(reg).run(burst=True) == 2
+    assert sorted(n for n, in query(db, f'SELECT note FROM {ledger}')) == ['ok', 'rollback 1']
+
+    commit_id = reg.enqueue(conn, 'meddler', ['commit'])
+    conn.commit()
+    conn.close()
+    assert worker(reg).run_once() == 1
+    row, = tasks_in(db, reg)
+    assert row['id'] == commit_id and 'TransactionLost' in row['last_error'] and row['retries'] == 1
+    # what it committed itself stays committed (its bug, now reported); the rest rolled back
+    assert query(db, f"SELECT COUNT(*) FROM {ledger} WHERE note IN ('commit 0', 'after commit')")[0][0] == 1
+
+
+def test_a_task_running_past_its_lease_is_never_run_twice(db, reg):
+    runs = []
+
+    @reg.task(name='long')
+    def long_task(n):
+        runs.append((n, 'start', time.monotonic()))
+        time.sleep(0.4)                      # several leases long
+        runs.append((n, 'end', time.monotonic()))
+    conn = connect()
+    for n in range(4):
+        reg.enqueue(conn, 'long', [n])
+    conn.commit()
+    conn.close()
+    workers = [worker(reg, lease=0.05) for _ in range(3)]
+    threads = [threading.Thread(target=w.run, kwargs={'burst': True}) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    starts = [n for n, what, _ in runs if what == 'start']
+    assert sorted(starts) == [0, 1, 2, 3] and tasks_in(db, reg) == []
+
+
+def test_several_queues_are_claimed_by_index_without_blocking_each_other(db, reg):
+    conn = connect()
+    for i in range(40):
+        reg.enqueue(conn, 'x', [i], queue=('a', 'b')[i % 2], priority=i % 3)
+    conn.commit()
+    conn.close()
+    w = worker(reg, queues=['a', 'b'], batch=3)
+    first, second = connect(), connect()
+    try:
+        claim = ' UNION ALL '.join([f'({reg._sql(mqueue.SQL_CLAIM)})'] * 2) + mqueue.SQL_CLAIM_ORDER
+        params = ('a', 3, 'b', 3, 3)
+        with first.cursor() as cursor:
+            cursor.execute('EXPLAIN ' + claim, params)
+            plans = cursor.fetchall()
+            assert all(p[3] != 'ALL' for p in plans if p[2] == reg.table), plans   # index ranges only
+            cursor.execute(claim, params)
+            mine = {row[0] for row in cursor.fetchall()}
+        with second.cursor() as cursor:
+            cursor.execute(claim, params)
+            theirs = {row[0] for row in cursor.fetchall()}
+        assert len(mine) == len(theirs) == 3 and not mine & theirs     # the second is not starved
+    finally:
+        first.rollback(), second.rollback(), first.close(), second.close()
+    started = []
+    reg.task(name='x')(lambda i: started.append(i % 3))
+    assert w.run(burst=True) == 40 and tasks_in(db, reg) == []
+    assert started == sorted(started)        # priority orders the tasks across both queues
+
+
+def test_worker_connections_are_set_up_for_long_transactional_tasks(db, reg):
+    seen = {}
+
+    @reg.task(name='look')
+    def look():
+        with mqueue.current().connection.cursor() as cursor:
+            cursor.execute('SELECT @@autocommit, @@session.wait_timeout, @@session.tx_isolation, '
+                           '@@session.idle_transaction_timeout')
+            seen['settings'] = cursor.fetchone()
+    conn = connect(autocommit=True)     # an autocommit connection must not disable the guarantees
+    reg.enqueue(conn, 'look', [])
+    assert mqueue.Worker(conn, registry=reg).run(burst=True) == 1
+    assert seen['settings'] == (0, 31536000, 'READ-COMMITTED', 0)
+    conn.close()
+
+
+def test_an_error_whose_text_cannot_be_encoded_is_still_recorded(db, reg):
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError('no str for you')
+
+    @reg.task(name='bad_text', retries=0)
+    def bad_text(kind):
+        if kind == 'surrogate':
+            raise OSError('cannot import ' + os.fsdecode(b'caf\xe9.csv'))
+        raise Unprintable()
+    conn = connect()
+    reg.enqueue(conn, 'bad_text', ['surrogate'])
+    reg.enqueue(conn, 'bad_text', ['unprintable'])
+    conn.commit()
+    conn.close()
+    assert worker(reg).run(burst=True) == 2
+    errors = [r['last_error'] for r in tasks_in(db, reg)]
+    assert errors[0].startswith('OSError: cannot import caf\\udce9.csv')
+    assert errors[1].startswith('Unprintable: <unprintable>')
+
+
+def test_a_task_leaves_no_context_behind(db, reg):
+    @reg.task(name='interrupt')
+    def interrupt():
+        raise KeyboardInterrupt
+    conn = connect()
+    reg.enqueue(conn, 'interrupt', [])
+    conn.commit()
+    conn.close()
+    with pytest.raises(KeyboardInterrupt):
+        worker(reg).run_once()
+    with pytest.raises(mqueue.NotInTaskError):
+        mqueue.current()
+
+
+def test_retry_dead_never_waits_on_a_running_task(db, reg):
+    started, proceed = threading.Event(), threading.Event()
+
+    @reg.task(name='hold')
+    def hold():
+        started.set()
+        assert proceed.wait(30)
+    conn = connect()
+    reg.enqueue(conn, 'hold', [])
+    query(db, f"INSERT INTO {reg.table} (args, eta, name, queue, dead_at) VALUES "
+              f"('[]', UTC_TIMESTAMP(), 'hold', 'default', UTC_TIMESTAMP())")
+    conn.commit()
+    thread = threading.Thread(target=worker(reg).run_once)
+    thread.start()
+    try:
+        assert started.wait(10)
+        with conn.cursor() as cursor:
+            cursor.execute('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ')
+            cursor.execute('SET SESSION innodb_lock_wait_timeout = 3')
+        began = time.monotonic()
+        assert reg.retry_dead(conn) == 1 and reg.retry_dead(conn, name='hold') == 0
+        conn.commit()
+        assert time.monotonic() - began < 1
+    finally:
+        proceed.set()
+        thread.join(10)
+        conn.close()
+
+
 def test_sigterm_lets_the_running_task_finish_then_exits_0(db, reg, ledger, tmp_path):
     conn = connect()
     task_id = reg.enqueue(conn, 'slow', [])
@@ -769,7 +965,7 @@ def test_sigterm_lets_the_running_task_finish_then_exits_0(db, reg, ledger, tmp_
     conn.commit()
     conn.close()
     child = spawn(spec_for(reg, ledger, tmp_path))
-    wait_for(lambda: (tmp_path / 'started-0').exists())
+    wait_for(lambda: list(tmp_path.glob('started-*-0')))
     child.send_signal(signal.SIGTERM)
     time.sleep(0.2)                              # the signal is handled; the task is still running
     assert child.poll() is None
@@ -786,7 +982,7 @@ def test_a_second_signal_abandons_the_task_and_hands_it_back(db, reg, ledger, tm
     conn.commit()
     conn.close()
     child = spawn(spec_for(reg, ledger, tmp_path))
-    wait_for(lambda: (tmp_path / 'started-0').exists())
+    wait_for(lambda: list(tmp_path.glob('started-*-0')))
     child.send_signal(signal.SIGTERM)
     time.sleep(0.1)
     child.send_signal(signal.SIGTERM)
@@ -796,6 +992,25 @@ def test_a_second_signal_abandons_the_task_and_hands_it_back(db, reg, ledger, tm
     assert row['retries'] == 0 and row['dead_at'] is None     # handed back uncounted
     assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 0
     assert query(db, f'SELECT eta <= UTC_TIMESTAMP(6) FROM {reg.table}')[0][0] == 1   # due at once
+
+
+def test_a_second_signal_hands_back_every_threads_task(db, reg, ledger, tmp_path):
+    conn = connect()
+    reg.enqueue(conn, 'slow', [])
+    reg.enqueue(conn, 'slow', [])
+    conn.commit()
+    conn.close()
+    child = spawn(spec_for(reg, ledger, tmp_path, concurrency=2))
+    wait_for(lambda: len(list(tmp_path.glob('started-*-0'))) == 2)
+    child.send_signal(signal.SIGTERM)
+    time.sleep(0.1)
+    child.send_signal(signal.SIGTERM)
+    out, _ = child.communicate(timeout=20)
+    assert child.returncode == 128 + signal.SIGTERM, out
+    rows = tasks_in(db, reg)
+    assert [(r['retries'], r['dead_at']) for r in rows] == [(0, None), (0, None)]   # uncounted
+    assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 0
+    assert query(db, f'SELECT MAX(eta) <= UTC_TIMESTAMP(6) FROM {reg.table}')[0][0] == 1   # due at once
 
 
 def test_stop_from_another_thread_and_concurrency_threads(db, reg, ledger):
