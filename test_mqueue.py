@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -958,7 +959,8 @@ def test_retry_dead_never_waits_on_a_running_task(db, reg):
         conn.close()
 
 
-def test_sigterm_lets_the_running_task_finish_then_exits_0(db, reg, ledger, tmp_path):
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_lets_the_running_task_finish_then_exits_0(db, reg, ledger, tmp_path, signum):
     conn = connect()
     task_id = reg.enqueue(conn, 'slow', [])
     reg.enqueue(conn, 'slow', [], delay=0.5)    # must not be started once the worker is stopping
@@ -966,7 +968,7 @@ def test_sigterm_lets_the_running_task_finish_then_exits_0(db, reg, ledger, tmp_
     conn.close()
     child = spawn(spec_for(reg, ledger, tmp_path))
     wait_for(lambda: list(tmp_path.glob('started-*-0')))
-    child.send_signal(signal.SIGTERM)
+    child.send_signal(signum)
     time.sleep(0.2)                              # the signal is handled; the task is still running
     assert child.poll() is None
     (tmp_path / 'go').touch()
@@ -1192,6 +1194,15 @@ def test_cli_worker_runs_tasks_from_a_package(db, reg, tmp_path):
     bad = subprocess.run([sys.executable, '-m', 'mqueue', 'worker', '--db', URL, '--tasks', 'no_such_pkg_x'],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "No module named 'no_such_pkg_x'" in bad.stderr
+
+
+def test_the_mqueue_console_script_is_installed():
+    script = shutil.which('mqueue')
+    if script is None:
+        message = "no `mqueue` on PATH: install the package (pip install -e '.[test]')"
+        pytest.fail(message) if os.environ.get('CI') else pytest.skip(message)
+    done = subprocess.run([script, 'schema'], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == mqueue.Registry().schema()
 
 
 def test_cli_usage_errors_exit_2(capsys):
