@@ -44,7 +44,7 @@ import time
 import traceback
 import zoneinfo
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
 __version__ = '0.1.0'

@@ -20,11 +20,10 @@ import time
 import uuid
 from pathlib import Path
 
+import pymysql
 import pytest
 
 import mqueue
-
-pymysql = pytest.importorskip('pymysql')
 
 ROOT = Path(__file__).resolve().parent
 DB = dict(host=os.environ.get('MQUEUE_TEST_HOST', '127.0.0.1'), port=int(os.environ.get('MQUEUE_TEST_PORT', 3306)),
@@ -1094,7 +1093,6 @@ def test_hooks_wrap_tasks_and_report_events_and_a_failing_hook_is_only_logged(db
 
 
 def test_sqlalchemy_session_adapter(db, reg):
-    sqlalchemy = pytest.importorskip('sqlalchemy')
     from sqlalchemy import Column, Integer, String, create_engine, select
     from sqlalchemy.orm import Session, declarative_base
     import contextvars
