@@ -128,7 +128,6 @@ SQL_BURY = 'UPDATE {task} SET dead_at = UTC_TIMESTAMP(6), last_error = %s WHERE 
 # Hand back a claimed task that did not run (shutdown, a lost batch): uncounted, due at once.
 SQL_RELEASE = ('UPDATE {task} SET retries = retries - 1, eta = UTC_TIMESTAMP(6) '
                'WHERE id = %s AND retries = %s AND dead_at IS NULL')
-# Bring dead tasks back: a fresh count of attempts, due at once.
 # Find dead tasks with a plain read (no locks, so running tasks never make it wait)...
 SQL_FIND_DEAD = 'SELECT id FROM {task} WHERE dead_at IS NOT NULL'
 # ...and bring them back by primary key: a fresh count of attempts, due at once.

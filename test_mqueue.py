@@ -646,8 +646,10 @@ def test_a_crashing_task_does_not_use_up_its_batch_mates_attempts(db, reg, ledge
     assert query(db, f'SELECT COUNT(*), COUNT(DISTINCT task_id) FROM {ledger}')[0] == (2, 2)
 
 
-@pytest.mark.parametrize('isolation', ['READ COMMITTED', 'REPEATABLE READ'])
-def test_enqueue_never_waits_on_a_running_task(db, reg, isolation):
+@contextlib.contextmanager
+def a_running_task(reg, **worker_options):
+    """A worker thread in the middle of task 'hold' (holding its claim) while the block runs;
+    yields a fresh connection of the test's."""
     started, proceed = threading.Event(), threading.Event()
 
     @reg.task(name='hold')
@@ -657,10 +659,20 @@ def test_enqueue_never_waits_on_a_running_task(db, reg, isolation):
     conn = connect()
     reg.enqueue(conn, 'hold', [])
     conn.commit()
-    thread = threading.Thread(target=worker(reg, isolation=isolation).run_once)
+    thread = threading.Thread(target=worker(reg, **worker_options).run_once)
     thread.start()
     try:
         assert started.wait(10)
+        yield conn
+    finally:
+        proceed.set()
+        thread.join(10)
+        conn.close()
+
+
+@pytest.mark.parametrize('isolation', ['READ COMMITTED', 'REPEATABLE READ'])
+def test_enqueue_never_waits_on_a_running_task(db, reg, isolation):
+    with a_running_task(reg, isolation=isolation) as conn:
         with conn.cursor() as cursor:
             cursor.execute('SET SESSION innodb_lock_wait_timeout = 5')
         now = dt.datetime.now(UTC)
@@ -670,10 +682,6 @@ def test_enqueue_never_waits_on_a_running_task(db, reg, isolation):
             reg.enqueue(conn, 'hold', [], **options)
             conn.commit()
             assert time.monotonic() - began < 1.0, options
-    finally:
-        proceed.set()
-        thread.join(10)
-        conn.close()
     assert len(tasks_in(db, reg)) == 7
 
 
@@ -930,21 +938,9 @@ def test_a_task_leaves_no_context_behind(db, reg):
 
 
 def test_retry_dead_never_waits_on_a_running_task(db, reg):
-    started, proceed = threading.Event(), threading.Event()
-
-    @reg.task(name='hold')
-    def hold():
-        started.set()
-        assert proceed.wait(30)
-    conn = connect()
-    reg.enqueue(conn, 'hold', [])
     query(db, f"INSERT INTO {reg.table} (args, eta, name, queue, dead_at) VALUES "
               f"('[]', UTC_TIMESTAMP(), 'hold', 'default', UTC_TIMESTAMP())")
-    conn.commit()
-    thread = threading.Thread(target=worker(reg).run_once)
-    thread.start()
-    try:
-        assert started.wait(10)
+    with a_running_task(reg) as conn:
         with conn.cursor() as cursor:
             cursor.execute('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ')
             cursor.execute('SET SESSION innodb_lock_wait_timeout = 3')
@@ -952,10 +948,6 @@ def test_retry_dead_never_waits_on_a_running_task(db, reg):
         assert reg.retry_dead(conn) == 1 and reg.retry_dead(conn, name='hold') == 0
         conn.commit()
         assert time.monotonic() - began < 1
-    finally:
-        proceed.set()
-        thread.join(10)
-        conn.close()
 
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
