@@ -49,7 +49,7 @@ from urllib.parse import unquote, urlsplit
 
 __version__ = '0.1.0'
 __all__ = ['Registry', 'Task', 'TaskContext', 'Worker', 'MQueueError', 'connect_url', 'cron', 'current',
-           'enqueue', 'init', 'retry_dead', 'task']
+           'enqueue', 'enqueue_many', 'init', 'retry_dead', 'task']
 
 logger = logging.getLogger('mqueue')
 
@@ -64,6 +64,9 @@ MAX_BACKOFF = 3600.0            # seconds: the cap on the delay before any one r
 MAX_RETRIES = 1000              # the retries column is a SMALLINT; keep far below its limit
 DEFAULT_LEASE = 60.0            # seconds: how long a claim hides a task; a dead worker's task returns after it
 DEFAULT_POLL_INTERVAL = 0.5     # seconds an idle worker waits between claims (±10% jitter)
+DEFAULT_BATCH = 1               # tasks claimed and run per transaction
+BATCH_SECONDS = 1.0             # seconds after which a batch starts no new task: quick tasks' commits
+                                # must not wait on slow ones
 ERROR_BACKOFF_MIN = 0.25        # seconds: first wait after a database error; doubles per error
 ERROR_BACKOFF_MAX = 30.0        # seconds: cap on that wait
 NAME_MAX = 128                  # characters in task.name (the original package's width)
@@ -103,9 +106,12 @@ CREATE TABLE IF NOT EXISTS {cron} (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 """
 
-# Insert one task; eta is either given (UTC) or the database's now plus a delay.
-SQL_ENQUEUE = ('INSERT INTO {task} (args, eta, name, queue, retries, priority) VALUES '
-               '(%s, COALESCE(%s, UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND), %s, %s, 0, %s)')
+# Insert one task (or, with the row repeated, many); eta is either given (UTC) or the database's
+# now plus a delay.
+SQL_ENQUEUE = 'INSERT INTO {task} (args, eta, name, queue, retries, priority) VALUES '
+SQL_ENQUEUE_ROW = '(%s, COALESCE(%s, UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND), %s, %s, 0, %s)'
+ENQUEUE_MANY_ROWS = 1000        # rows per INSERT statement of enqueue_many
+ENQUEUE_MANY_BYTES = 4_000_000  # bytes of args per INSERT statement (well inside max_allowed_packet)
 # Lock the next due tasks of one queue, skipping those another worker holds. The index is forced:
 # on a small table the optimizer would rather scan and sort, which locks every due row. With
 # several queues, one such block per queue joined by UNION ALL: each stays an index range scan,
@@ -148,12 +154,16 @@ SQL_CRON_ADVANCE = 'UPDATE {cron} SET last = %s, task_id = %s WHERE queue = %s A
 SQL_CRON_ROWS = 'SELECT queue, name, last FROM {cron} WHERE queue IN ({queues})'
 SQL_CRON_ALL = 'SELECT queue, name, last FROM {cron}'
 SQL_NOW = 'SELECT UTC_TIMESTAMP(6)'
-# A savepoint around each task: a failure rolls back to it; its release after a success proves the
-# transaction is still the one that holds the claim (it fails if the task's transaction was rolled
-# back or committed under it).
-SQL_SAVEPOINT = 'SAVEPOINT mqueue_task'
-SQL_ROLLBACK_TO_SAVEPOINT = 'ROLLBACK TO SAVEPOINT mqueue_task'
-SQL_RELEASE_SAVEPOINT = 'RELEASE SAVEPOINT mqueue_task'
+# A savepoint around each task of a batch: a failure rolls back to its own. Releasing the first
+# before the commit proves the transaction is still the one that holds the claims: it fails if a
+# task's transaction was rolled back or committed under it.
+SQL_SAVEPOINT = 'SAVEPOINT mqueue_{n}'
+SQL_ROLLBACK_TO_SAVEPOINT = 'ROLLBACK TO SAVEPOINT mqueue_{n}'
+SQL_RELEASE_SAVEPOINT = 'RELEASE SAVEPOINT mqueue_0'
+# Whether any task is due, asked by an idle worker in autocommit mode: one statement per poll, no
+# transaction (and no metadata lock) left open between polls.
+SQL_PROBE = ('SELECT 1 FROM {task} FORCE INDEX (claim) '
+             'WHERE queue IN ({queues}) AND dead_at IS NULL AND eta <= UTC_TIMESTAMP(6) LIMIT 1')
 # Set up a worker's own connection. Its transactions read committed data and take no gap locks,
 # so enqueues never wait on them. A task's exclusivity rests on its row lock, which lives as long
 # as the connection: no idle timeout may cut it while a long task runs (MariaDB has three).
@@ -322,8 +332,44 @@ class Registry:
         eta_utc, delay_us = _due(delay, eta)
         cursor = conn.cursor()
         try:
-            cursor.execute(self._sql(SQL_ENQUEUE), (encoded, eta_utc, delay_us, name, queue, priority))
+            cursor.execute(self._sql(SQL_ENQUEUE) + SQL_ENQUEUE_ROW, (encoded, eta_utc, delay_us, name, queue, priority))
             return cursor.lastrowid
+        finally:
+            cursor.close()
+
+    def enqueue_many(self, conn: Any, name: str, calls: Iterable[Sequence | Mapping | None], *,
+                     queue: str | None = None, delay: float | dt.timedelta | None = None,
+                     eta: dt.datetime | None = None, priority: int | None = None) -> int:
+        """Insert many tasks of one name in the caller's transaction, a few statements for all;
+        never commits. Every call is checked before anything is written.
+
+        Args:
+            calls: the args of each task: a list/tuple (positional) or a dict (keyword arguments).
+            The options are ``enqueue``'s, applied to every task.
+
+        Returns:
+            How many tasks were inserted.
+        """
+        _checked_text('name', name, NAME_MAX)
+        known = self.tasks.get(name)
+        queue = _checked_text('queue', queue or (known and known.queue) or self.queue, QUEUE_MAX)
+        priority = _checked_priority(priority if priority is not None else known.priority if known else 0)
+        eta_utc, delay_us = _due(delay, eta)
+        encoded = [_encode_args(name, args) for args in calls]
+        cursor = conn.cursor()
+        try:
+            start = 0
+            while start < len(encoded):
+                end, size = start, 0
+                while end < len(encoded) and end - start < ENQUEUE_MANY_ROWS and (
+                        end == start or size + len(encoded[end]) <= ENQUEUE_MANY_BYTES):
+                    size += len(encoded[end])
+                    end += 1
+                rows = encoded[start:end]
+                cursor.execute(self._sql(SQL_ENQUEUE) + ', '.join([SQL_ENQUEUE_ROW] * len(rows)),
+                               [value for args in rows for value in (args, eta_utc, delay_us, name, queue, priority)])
+                start = end
+            return len(encoded)
         finally:
             cursor.close()
 
@@ -471,6 +517,11 @@ def enqueue(conn: Any, name: str, args: Sequence | Mapping | None = None, **opti
     return default_registry.enqueue(conn, name, args, **options)
 
 
+def enqueue_many(conn: Any, name: str, calls: Iterable[Sequence | Mapping | None], **options) -> int:
+    """Insert many tasks of one name in the caller's transaction (see ``Registry.enqueue_many``)."""
+    return default_registry.enqueue_many(conn, name, calls, **options)
+
+
 def retry_dead(conn: Any, ids: Iterable[int] | None = None, **filters) -> int:
     """Bring dead tasks back (see ``Registry.retry_dead``); returns how many."""
     return default_registry.retry_dead(conn, ids, **filters)
@@ -612,7 +663,7 @@ class Worker:
 
     def __init__(self, connect: Callable[[], Any] | Any | None, queues: Sequence[str] | None = None, *,
                  registry: Registry | None = None, tasks: str | Sequence[str] | None = None,
-                 concurrency: int = 1, batch: int = 1, lease: float = DEFAULT_LEASE,
+                 concurrency: int = 1, batch: int = DEFAULT_BATCH, lease: float = DEFAULT_LEASE,
                  poll_interval: float = DEFAULT_POLL_INTERVAL, isolation: str | None = 'READ COMMITTED',
                  crons: bool = True, hooks: Mapping[str, Callable] | None = None):
         self.registry = registry or default_registry
@@ -688,25 +739,39 @@ class Worker:
     def run_once(self) -> int:
         """Enqueue the crons that are due, then claim one batch of due tasks and process it.
         Returns how many tasks were processed."""
+        return self._step(carry=False)
+
+    def _step(self, carry: bool) -> int:
+        """One batch. With ``carry`` (inside run()), the next batch is claimed in the same commit
+        that completes this one, and kept for the next step: one commit per batch."""
         self._schedule_crons()
-        claimed, buried = self._claim()
-        for context, error in buried:
-            logger.error('task %s %s is dead: %s', context.id, context.name, error.splitlines()[0])
-            self._emit('task_dead', context, {'duration': 0.0, 'error': error, 'exception': None})
-        if claimed:
-            thread = threading.get_ident()
-            self._inflight[thread] = (getattr(self._local, 'connection_id', None), claimed)
-            try:
-                self._process(claimed)
-            finally:
-                self._inflight.pop(thread, None)
-        return len(claimed) + len(buried)
+        claimed, buried = self._local.__dict__.pop('carried', None), []
+        if not claimed:
+            if getattr(self._local, 'idle', False) and not self._probe():
+                return 0
+            claimed, buried = self._claim()
+            self._report_buried(buried)
+            if not claimed:
+                if not buried:
+                    self._go_idle()
+                return len(buried)
+        thread = threading.get_ident()
+        self._inflight[thread] = (getattr(self._local, 'connection_id', None), claimed)
+        try:
+            following, more_buried = self._process(claimed, carry)
+        finally:
+            self._inflight.pop(thread, None)
+        self._report_buried(more_buried)
+        if following:
+            self._local.carried = following
+            self._inflight[thread] = (getattr(self._local, 'connection_id', None), following)
+        return len(claimed) + len(buried) + len(more_buried)
 
     def _loop(self, burst: bool) -> int:
         processed, errors = 0, 0
         while not self._stopping.is_set():
             try:
-                done = self.run_once()
+                done = self._step(carry=True)
             except Exception as exc:
                 if burst and not _retryable(exc):
                     raise
@@ -714,6 +779,8 @@ class Worker:
                 wait = _jittered(min(ERROR_BACKOFF_MAX, ERROR_BACKOFF_MIN * 2 ** (errors - 1)))
                 logger.warning('worker error (%s); retrying in %.2fs', _describe_error(exc, short=True), wait,
                                exc_info=not _retryable(exc))
+                self._local.carried = None          # if claimed, they return when the lease ends
+                self._inflight.pop(threading.get_ident(), None)
                 self._discard_connection()
                 self._stopping.wait(wait)
                 continue
@@ -723,8 +790,17 @@ class Worker:
                 if burst:
                     break
                 self._stopping.wait(self._idle_wait())
+        carried = self._local.__dict__.pop('carried', None)
+        if carried:
+            self._release(carried)
+        self._inflight.pop(threading.get_ident(), None)
         self._discard_connection()
         return processed
+
+    def _report_buried(self, buried: list[tuple[TaskContext, str]]) -> None:
+        for context, error in buried:
+            logger.error('task %s %s is dead: %s', context.id, context.name, error.splitlines()[0])
+            self._emit('task_dead', context, {'duration': 0.0, 'error': error, 'exception': None})
 
     def _run_threads(self, burst: bool) -> int:
         counts = [0] * self.concurrency
@@ -756,31 +832,52 @@ class Worker:
     # Claiming
 
     def _claim(self) -> tuple[list[_Claim], list[tuple[TaskContext, str]]]:
-        """Lock due rows, count the attempt and start the lease, in one short commit. Rows that
-        cannot run (unknown name, bad args, attempts used up by crashes) are buried here."""
+        """Claim a batch in a short transaction of its own."""
+        with self._transaction() as conn:
+            return self._claim_rows(conn.cursor())
+
+    def _claim_rows(self, cursor: Any) -> tuple[list[_Claim], list[tuple[TaskContext, str]]]:
+        """Lock due rows, count the attempt and start the lease (committed by the caller before
+        any of them runs). Rows that cannot run (unknown name, bad args, attempts used up by
+        crashes) are buried here."""
         queues = self._served_queues()
         sql = self.registry._sql
         runnable, buried = [], []
-        with self._transaction() as conn:
-            cursor = conn.cursor()
-            if len(queues) == 1:
-                cursor.execute(sql(SQL_CLAIM), (queues[0], self.batch))
+        if len(queues) == 1:
+            cursor.execute(sql(SQL_CLAIM), (queues[0], self.batch))
+        else:
+            union = ' UNION ALL '.join([f'({sql(SQL_CLAIM)})'] * len(queues)) + SQL_CLAIM_ORDER
+            cursor.execute(union, (*(p for q in queues for p in (q, self.batch)), self.batch))
+        for task_id, name, args, attempts, queue, eta, _ in cursor.fetchall():
+            claim_or_error = self._vet(task_id, name, args, attempts, queue, _utc(eta))
+            if isinstance(claim_or_error, str):
+                cursor.execute(sql(SQL_BURY), (_cut(claim_or_error), task_id))
+                buried.append((TaskContext(task_id, name, queue, attempts, _utc(eta), None, self), claim_or_error))
             else:
-                union = ' UNION ALL '.join([f'({sql(SQL_CLAIM)})'] * len(queues)) + SQL_CLAIM_ORDER
-                cursor.execute(union, (*(p for q in queues for p in (q, self.batch)), self.batch))
-            for task_id, name, args, attempts, queue, eta, _ in cursor.fetchall():
-                claim_or_error = self._vet(task_id, name, args, attempts, queue, _utc(eta))
-                if isinstance(claim_or_error, str):
-                    cursor.execute(sql(SQL_BURY), (_cut(claim_or_error), task_id))
-                    buried.append((TaskContext(task_id, name, queue, attempts, _utc(eta), None, self),
-                                   claim_or_error))
-                else:
-                    runnable.append(claim_or_error)
-            claimed = _batch_of(runnable)
-            if claimed:
-                cursor.execute(sql(SQL_LEASE, ids=len(claimed)),
-                               (int(self.lease * 1e6), *(c.id for c in claimed)))
+                runnable.append(claim_or_error)
+        claimed = _batch_of(runnable)
+        if claimed:
+            cursor.execute(sql(SQL_LEASE, ids=len(claimed)), (int(self.lease * 1e6), *(c.id for c in claimed)))
         return claimed, buried
+
+    def _probe(self) -> bool:
+        """Whether a task is due (asked while idle, in autocommit mode)."""
+        queues = self._served_queues()
+        cursor = self._local.connection.cursor()
+        try:
+            cursor.execute(self.registry._sql(SQL_PROBE, queues=len(queues)), queues)
+            return cursor.fetchone() is not None
+        finally:
+            cursor.close()
+
+    def _go_idle(self) -> None:
+        """After an empty claim: autocommit, so polling is one statement each, with no transaction
+        (nor its metadata lock) held open between polls. Only on the worker's own connections."""
+        conn = getattr(self._local, 'connection', None)
+        setting = getattr(conn, 'autocommit', None)
+        if conn is not None and callable(setting) and 'transaction' not in self.hooks:
+            setting(True)
+            self._local.idle = True
 
     def _vet(self, task_id: int, name: str, args: str, attempts: int, queue: str,
              eta: dt.datetime) -> _Claim | str:
@@ -889,37 +986,61 @@ class Worker:
 
     # Running
 
-    def _process(self, claimed: list[_Claim]) -> None:
-        """Run claimed tasks in one transaction: each in a savepoint; completions deleted in the
-        commit that also commits the tasks' writes."""
+    def _process(self, claimed: list[_Claim], carry: bool = False
+                 ) -> tuple[list[_Claim], list[tuple[TaskContext, str]]]:
+        """Run claimed tasks in one transaction, each in a savepoint, and delete the completed ones
+        in the commit that also commits their writes. With ``carry``, the next batch is claimed in
+        that same commit and returned (with any rows buried while claiming it)."""
         outcomes: list[tuple[_Claim, str, dict]] = []
+        following, buried = [], []
         try:
             with self._transaction() as conn:
                 cursor = conn.cursor()
                 held = self._lock(cursor, claimed)
-                for claim in claimed:
+                began = time.monotonic()
+                for index, claim in enumerate(claimed):
                     if held.get(claim.id) != claim.attempt:
                         logger.warning('task %s %s: its claim was lost before it ran (lease of %gs ended?); '
                                        'skipped', claim.id, claim.task.name, self.lease)
-                        continue
-                    outcomes.append((claim, *self._execute(conn, cursor, claim)))
+                    elif index and time.monotonic() - began > BATCH_SECONDS:
+                        cursor.execute(self.registry._sql(SQL_RELEASE), (claim.id, claim.attempt))
+                    else:
+                        outcomes.append((claim, *self._execute(conn, cursor, index, claim)))
+                if outcomes:
+                    self._check_transaction(cursor, outcomes)
                 done = [claim.id for claim, outcome, _ in outcomes if outcome == 'succeeded']
                 if done:
                     cursor.execute(self.registry._sql(SQL_COMPLETE, ids=len(done)), done)
+                if carry and not self._stopping.is_set():
+                    following, buried = self._claim_rows(cursor)
         except _TransactionLost as lost:
             self._recover(claimed, lost)
-            return
+            return [], []
         except _ColdShutdown:
             self._release(claimed)
             raise
         for claim, outcome, info in outcomes:
             self._emit(f'task_{outcome}', claim.context(None, self), info)
+        return following, buried
 
-    def _execute(self, conn: Any, cursor: Any, claim: _Claim) -> tuple[str, dict]:
+    def _check_transaction(self, cursor: Any, outcomes: list[tuple[_Claim, str, dict]]) -> None:
+        """Fail the batch if its transaction was lost under a task that returned normally."""
+        try:
+            cursor.execute(SQL_RELEASE_SAVEPOINT)
+        except Exception as exc:
+            alone = len(outcomes) == 1
+            culprit = f'{outcomes[0][0].task.name}() returned, but' if alone else 'a task of this batch returned, but'
+            info = {'duration': sum(o[2]['duration'] for o in outcomes), 'exception': None,
+                    'error': f'TransactionLost: {culprit} the transaction it ran in had been rolled back or '
+                             'committed under it (a deadlock or lost connection it caught, or its own '
+                             f'commit/rollback), so its writes cannot complete it ({_describe_error(exc, short=True)})'}
+            raise _TransactionLost(outcomes[0][0] if alone else None, info) from exc
+
+    def _execute(self, conn: Any, cursor: Any, index: int, claim: _Claim) -> tuple[str, dict]:
         """Run one task in a savepoint; on failure roll back to it and record the retry."""
         if self._abandon_signal is not None:   # a second signal came between tasks: start no more
             raise _ColdShutdown(self._abandon_signal)
-        cursor.execute(SQL_SAVEPOINT)
+        cursor.execute(SQL_SAVEPOINT.format(n=index))
         context = claim.context(conn, self)
         started = time.perf_counter()
         # A context of its own per task: current() and whatever the task sets in context
@@ -927,20 +1048,12 @@ class Worker:
         error = contextvars.copy_context().run(self._call, claim, context)
         info = {'duration': time.perf_counter() - started}
         if error is None:
-            try:
-                cursor.execute(SQL_RELEASE_SAVEPOINT)
-            except Exception as exc:
-                info.update(error=f'TransactionLost: {claim.task.name}() returned, but the transaction it ran in '
-                                  'had been rolled back or committed under it (a deadlock or lost connection it '
-                                  'caught, or its own commit/rollback), so its writes cannot complete it '
-                                  f'({_describe_error(exc, short=True)})', exception=None)
-                raise _TransactionLost(claim, info) from exc
             logger.info('task %s %s attempt %d succeeded in %.1f ms', claim.id, claim.task.name, claim.attempt,
                         info['duration'] * 1000)
             return 'succeeded', info
         info.update(error=_describe_error(error), exception=error)
         try:
-            cursor.execute(SQL_ROLLBACK_TO_SAVEPOINT)
+            cursor.execute(SQL_ROLLBACK_TO_SAVEPOINT.format(n=index))
         except Exception:
             raise _TransactionLost(claim, info) from error
         return self._record_failure(cursor, claim, info['error']), info
@@ -962,15 +1075,15 @@ class Worker:
             self._local.in_task = False
         return None
 
-    def _record_failure(self, cursor: Any, claim: _Claim, error: str) -> str:
-        """Retry after a back-off, or bury once the task's retries are used up."""
+    def _record_failure(self, cursor: Any, claim: _Claim, error: str, at_once: bool = False) -> str:
+        """Retry after a back-off (or at once), or bury once the task's retries are used up."""
         sql = self.registry._sql
         if claim.attempt > claim.task.retries:
             cursor.execute(sql(SQL_BURY), (_cut(error), claim.id))
             logger.error('task %s %s attempt %d failed; it is dead:\n%s', claim.id, claim.task.name,
                          claim.attempt, error)
             return 'dead'
-        delay = backoff(claim.task.backoff, claim.attempt)
+        delay = 0.0 if at_once else backoff(claim.task.backoff, claim.attempt)
         cursor.execute(sql(SQL_RETRY), (int(delay * 1e6), _cut(error), claim.id))
         logger.warning('task %s %s attempt %d failed; retry in %.1fs:\n%s', claim.id, claim.task.name,
                        claim.attempt, delay, error)
@@ -982,22 +1095,25 @@ class Worker:
 
     def _recover(self, claimed: list[_Claim], lost: _TransactionLost) -> None:
         """The batch's transaction is gone: record the failure that caused it and hand the other
-        tasks back uncounted. Each write applies only while the claim is still ours, so a claim
-        whose lease ran out meanwhile is left to whoever holds it now. If this fails too, the
-        leases bring every task back."""
-        outcome = None
+        tasks back uncounted; if which task caused it is unknown, every task of the batch gets
+        the failure, and as a retried task runs alone, the next round tells them apart. Each
+        write applies only while the claim is still ours, so a claim whose lease ran out
+        meanwhile is left to whoever holds it now. If this fails too, the leases bring every
+        task back."""
+        outcomes = []
         with self._transaction() as conn:
             cursor = conn.cursor()
             held = self._lock(cursor, claimed)
             for claim in claimed:
                 if held.get(claim.id) != claim.attempt:
                     continue
-                if claim is lost.claim:
-                    outcome = self._record_failure(cursor, claim, lost.info['error'])
+                if lost.claim is None or claim is lost.claim:
+                    outcomes.append((claim, self._record_failure(cursor, claim, lost.info['error'],
+                                                                 at_once=lost.claim is None)))
                 else:
                     cursor.execute(self.registry._sql(SQL_RELEASE), (claim.id, claim.attempt))
-        if outcome:
-            self._emit(f'task_{outcome}', lost.claim.context(None, self), lost.info)
+        for claim, outcome in outcomes:
+            self._emit(f'task_{outcome}', claim.context(None, self), lost.info)
 
     def _release(self, claimed: list[_Claim]) -> None:
         """Hand back tasks abandoned by a cold shutdown, uncounted; best effort (the lease is the net)."""
@@ -1027,6 +1143,9 @@ class Worker:
         conn = getattr(self._local, 'connection', None)
         if conn is None:
             conn = self._open()
+        elif getattr(self._local, 'idle', False):
+            _autocommit_off(conn)
+            self._local.idle = False
         try:
             yield conn
         except BaseException:
@@ -1057,7 +1176,7 @@ class Worker:
 
     def _discard_connection(self) -> None:
         conn = getattr(self._local, 'connection', None)
-        self._local.connection = None
+        self._local.connection, self._local.idle = None, False
         if conn is not None and not isinstance(self.connect, _SharedConnection):
             with contextlib.suppress(Exception):
                 conn.close()
