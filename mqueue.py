@@ -25,6 +25,7 @@ the DB-API driver you already use.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import contextvars
 import datetime as dt
@@ -120,13 +121,16 @@ SQL_CLAIM = ('SELECT id, name, args, retries, queue, eta, priority FROM {task} F
              'WHERE queue = %s AND dead_at IS NULL AND eta <= UTC_TIMESTAMP(6) '
              'ORDER BY priority, eta, id LIMIT %s FOR UPDATE SKIP LOCKED')
 SQL_CLAIM_ORDER = ' ORDER BY priority, eta, id LIMIT %s'
+# Statements on a list of ids end in ORDER BY id LIMIT n: without it, on a small table (or stale
+# statistics) the optimizer scans the whole table, and waits on, or deadlocks with, the rows
+# other workers hold; with it, it reads just those rows by primary key.
 # Count the attempt and hide the tasks for the lease; committed before any task runs.
 SQL_LEASE = ('UPDATE {task} SET retries = retries + 1, eta = UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND '
-             'WHERE id IN ({ids})')
+             'WHERE id IN ({ids}) ORDER BY id LIMIT %s')
 # Re-lock claimed tasks for the transaction they run in; retries shows whether the claim is ours.
-SQL_LOCK = 'SELECT id, retries FROM {task} WHERE id IN ({ids}) FOR UPDATE'
+SQL_LOCK = 'SELECT id, retries FROM {task} WHERE id IN ({ids}) ORDER BY id LIMIT %s FOR UPDATE'
 # A task finished: its row goes in the same commit as the task's writes.
-SQL_COMPLETE = 'DELETE FROM {task} WHERE id IN ({ids})'
+SQL_COMPLETE = 'DELETE FROM {task} WHERE id IN ({ids}) ORDER BY id LIMIT %s'
 # A failed attempt: due again after the back-off, with the error kept.
 SQL_RETRY = 'UPDATE {task} SET eta = UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND, last_error = %s WHERE id = %s'
 # A task that gave up: kept, never claimed again, until brought back.
@@ -138,7 +142,7 @@ SQL_RELEASE = ('UPDATE {task} SET retries = retries - 1, eta = UTC_TIMESTAMP(6) 
 SQL_FIND_DEAD = 'SELECT id FROM {task} WHERE dead_at IS NOT NULL'
 # ...and bring them back by primary key: a fresh count of attempts, due at once.
 SQL_RETRY_DEAD = ('UPDATE {task} SET dead_at = NULL, retries = 0, eta = UTC_TIMESTAMP(6) '
-                  'WHERE dead_at IS NOT NULL AND id IN ({ids})')
+                  'WHERE dead_at IS NOT NULL AND id IN ({ids}) ORDER BY id LIMIT %s')
 # Lock a cron's row to schedule it; a worker that finds it locked skips it rather than wait.
 SQL_CRON_LOCK = ('SELECT last, UTC_TIMESTAMP(6), task_id FROM {cron} WHERE queue = %s AND name = %s '
                  'FOR UPDATE SKIP LOCKED')
@@ -399,7 +403,7 @@ class Registry:
             count = 0
             for start in range(0, len(ids), 1000):
                 chunk = ids[start:start + 1000]
-                cursor.execute(self._sql(SQL_RETRY_DEAD, ids=len(chunk)), chunk)
+                cursor.execute(self._sql(SQL_RETRY_DEAD, ids=len(chunk)), (*chunk, len(chunk)))
                 count += cursor.rowcount
             return count
         finally:
@@ -702,6 +706,7 @@ class Worker:
         self._local = threading.local()
         self._signals = 0
         self._abandon_signal: int | None = None    # set by a second signal
+        self.stats: collections.Counter = collections.Counter()   # lock_conflicts: deadlocks and lock-wait timeouts retried
         self._inflight: dict[int, tuple[int | None, list[_Claim]]] = {}   # thread -> (connection id, claims)
 
     # The loop
@@ -759,6 +764,10 @@ class Worker:
         self._inflight[thread] = (getattr(self._local, 'connection_id', None), claimed)
         try:
             following, more_buried = self._process(claimed, carry)
+        except Exception as exc:
+            if _lock_conflict(exc):   # the batch's writes went with its transaction: hand it back uncounted
+                self._release(claimed)
+            raise
         finally:
             self._inflight.pop(thread, None)
         self._report_buried(more_buried)
@@ -773,6 +782,11 @@ class Worker:
             try:
                 done = self._step(carry=True)
             except Exception as exc:
+                if _lock_conflict(exc):   # InnoDB rolled the transaction back; the connection is fine
+                    self.stats['lock_conflicts'] += 1
+                    logger.info('lock conflict (%s); retrying', _describe_error(exc, short=True))
+                    self._stopping.wait(random.uniform(0, 0.01))
+                    continue
                 if burst and not _retryable(exc):
                     raise
                 errors += 1
@@ -857,7 +871,8 @@ class Worker:
                 runnable.append(claim_or_error)
         claimed = _batch_of(runnable)
         if claimed:
-            cursor.execute(sql(SQL_LEASE, ids=len(claimed)), (int(self.lease * 1e6), *(c.id for c in claimed)))
+            cursor.execute(sql(SQL_LEASE, ids=len(claimed)),
+                           (int(self.lease * 1e6), *(c.id for c in claimed), len(claimed)))
         return claimed, buried
 
     def _probe(self) -> bool:
@@ -1010,7 +1025,7 @@ class Worker:
                     self._check_transaction(cursor, outcomes)
                 done = [claim.id for claim, outcome, _ in outcomes if outcome == 'succeeded']
                 if done:
-                    cursor.execute(self.registry._sql(SQL_COMPLETE, ids=len(done)), done)
+                    cursor.execute(self.registry._sql(SQL_COMPLETE, ids=len(done)), (*done, len(done)))
                 if carry and not self._stopping.is_set():
                     following, buried = self._claim_rows(cursor)
         except _TransactionLost as lost:
@@ -1090,7 +1105,7 @@ class Worker:
         return 'failed'
 
     def _lock(self, cursor: Any, claimed: list[_Claim]) -> dict[int, int]:
-        cursor.execute(self.registry._sql(SQL_LOCK, ids=len(claimed)), [c.id for c in claimed])
+        cursor.execute(self.registry._sql(SQL_LOCK, ids=len(claimed)), (*(c.id for c in claimed), len(claimed)))
         return dict(cursor.fetchall())
 
     def _recover(self, claimed: list[_Claim], lost: _TransactionLost) -> None:
@@ -1414,6 +1429,11 @@ def _cut(text: str) -> str:
         return text
     head = ERROR_MAX // 4
     return f'{text[:head]}\n... [{len(text) - ERROR_MAX} characters cut] ...\n{text[-(ERROR_MAX - head - 50):]}'
+
+
+def _lock_conflict(exc: BaseException) -> bool:
+    """A deadlock (1213) or lock-wait timeout (1205): the server rolled back, try again."""
+    return bool(exc.args) and exc.args[0] in (1205, 1213) and type(exc).__name__ == 'OperationalError'
 
 
 def _retryable(exc: BaseException) -> bool:

@@ -1,7 +1,7 @@
 """Drain rates of other Python task queues, for comparison with mqueue.
 
 Each peer runs a no-op task on ONE worker (a single process, the peer's simplest in-process worker,
-in its normal single-worker configuration; logging above ERROR silenced). ``drain_rate(peer, n)``
+in its normal single-worker configuration; its logging below ERROR silenced). ``drain_rate(peer, n)``
 enqueues n tasks (not timed), then runs the worker and times it from the moment the first task
 starts to the moment the n-th task starts: that span holds exactly n - 1 full cycles (finish a
 task, fetch the next, start it), so worker start-up and shut-down are left out; the rate returned
@@ -235,7 +235,7 @@ def _celery(n: int) -> float:
         app.conf.update(task_ignore_result=True, result_backend=None, worker_hijack_root_logger=False,
                         broker_connection_retry_on_startup=True, worker_redirect_stdouts=False)
 
-        @app.task(name='bench_peers.noop')
+        @app.task(name='bench_peers.noop', shared=False)
         def noop():
             _CLOCK.tick()
 
@@ -254,6 +254,7 @@ def _celery(n: int) -> float:
 
         def run():
             try:
+                app.set_current()   # thread-local: the solo pool's tracer looks the task up there
                 worker.start()
             except BaseException as exc:  # noqa: B902 - reported by the waiting thread
                 failure.append(exc)
@@ -262,8 +263,12 @@ def _celery(n: int) -> float:
         thread = threading.Thread(target=run, name='celery-worker', daemon=True)
         _CLOCK.start()
         thread.start()
+        give_up = time.perf_counter() + TIMEOUT + SETUP_TIMEOUT
         try:
-            _CLOCK.done.wait(TIMEOUT + SETUP_TIMEOUT)
+            while not _CLOCK.done.wait(0.2) and thread.is_alive() and time.perf_counter() < give_up:
+                pass
+            if not _CLOCK.done.is_set() and not thread.is_alive() and not failure:
+                raise Skip(f'celery worker stopped by itself after {_CLOCK.count} of {n} tasks')
         finally:
             worker_state.should_terminate = 0      # how celery's own embedded worker is stopped
             thread.join(SETUP_TIMEOUT)
@@ -275,7 +280,16 @@ def _celery(n: int) -> float:
         return _CLOCK.rate('celery-sqlalchemy')
     finally:
         if app is not None:
-            _cleanup('close the celery app', app.close)
+            def close():   # kombu pools connections per URL for the whole process: drop ours
+                from kombu import pools
+                from kombu.utils.collections import eqhash
+                key = eqhash(app.connection_for_write())
+                for group in (pools.producers, pools.connections):
+                    pool = dict.pop(group, key, None)
+                    if pool is not None:
+                        pool.force_close_all()
+                app.close()
+            _cleanup('close the celery app and its connection pools', close)
 
         def dispose():   # kombu caches one engine per URL for the whole process
             for key in [key for key in Channel._engines if CELERY_DATABASE in str(key)]:
@@ -283,13 +297,14 @@ def _celery(n: int) -> float:
                 engine.dispose()
         _cleanup('dispose of kombu\'s engine', dispose)
 
-        def drop():
-            admin.ping(reconnect=True)
-            with admin.cursor() as cur:
+        def drop():   # on a connection of its own: the server may have restarted meanwhile
+            again = pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user='root', password='',
+                                    autocommit=True, connect_timeout=5)
+            with again, again.cursor() as cur:
                 cur.execute('SET SESSION lock_wait_timeout = 30')
                 cur.execute(f'DROP DATABASE IF EXISTS {CELERY_DATABASE}')
         _cleanup(f'drop database {CELERY_DATABASE}', drop)
-        admin.close()
+        _cleanup('close the admin connection', admin.close)
 
 
 # procrastinate on PostgreSQL ######################################################################
@@ -333,7 +348,7 @@ def _procrastinate(n: int) -> float:
             with psycopg.connect(PG_CONNINFO, autocommit=True, connect_timeout=5) as again:
                 again.execute(f'DROP DATABASE IF EXISTS {PROCRASTINATE_DATABASE} WITH (FORCE)')
         _cleanup(f'drop database {PROCRASTINATE_DATABASE}', drop)
-        admin.close()
+        _cleanup('close the admin connection', admin.close)
 
 
 # huey: one worker loop (what huey's consumer Worker.loop does: dequeue, execute) ################
