@@ -236,6 +236,7 @@ class Registry:
         self.cron_table = _identifier(cron_table)
         self.tasks: dict[str, Task] = {}
         self.crons: dict[str, Cron] = {}
+        self._statements: dict[tuple, str] = {}
 
     def init(self, queue: str | None = None, *, connection: Callable[[], Any] | None = None,
              table: str | None = None, cron_table: str | None = None) -> None:
@@ -428,8 +429,15 @@ class Registry:
         return sorted({self.queue} | {t.queue for t in self.tasks.values() if t.queue})
 
     def _sql(self, statement: str, **lists: int) -> str:
-        return statement.format(task=self.table, cron=self.cron_table,
-                                **{key: _placeholders(n) for key, n in lists.items()})
+        """A statement with this registry's table names and ``n`` placeholders per list."""
+        key = (statement, self.table, self.cron_table, *lists.items())
+        text = self._statements.get(key)
+        if text is None:
+            if len(self._statements) > 10_000:
+                self._statements.clear()
+            text = self._statements[key] = statement.format(
+                task=self.table, cron=self.cron_table, **{name: _placeholders(n) for name, n in lists.items()})
+        return text
 
 
 class Task:
@@ -451,10 +459,25 @@ class Task:
         self.retries, self.backoff = retries, float(backoff)
         self.priority = _checked_priority(priority)
         self.signature = inspect.signature(func)
+        self._fits: dict[int | tuple, str | None] = {}
         functools.update_wrapper(self, func)
 
     def __call__(self, *args, **kwargs):
         return self.func(*args, **kwargs)
+
+    def check_call(self, call: list | dict) -> str | None:
+        """Why stored args (a list or a dict) cannot be passed to the function, or None. Whether
+        they fit depends only on their shape (how many, which names), so the answer is cached."""
+        shape = len(call) if isinstance(call, list) else tuple(call)
+        if shape not in self._fits:
+            if len(self._fits) > 1000:   # a bound on shapes kept; they are few in practice
+                self._fits.clear()
+            try:
+                self.signature.bind(*call) if isinstance(call, list) else self.signature.bind(**call)
+                self._fits[shape] = None
+            except TypeError as exc:
+                self._fits[shape] = str(exc)
+        return self._fits[shape]
 
     def __repr__(self) -> str:
         return f'<mqueue.Task {self.name}>'
@@ -909,10 +932,9 @@ class Worker:
             call = []
         if not isinstance(call, (list, dict)):
             return f'BadArguments: args must be a JSON list or object, not {type(call).__name__}'
-        try:
-            task.signature.bind(*call) if isinstance(call, list) else task.signature.bind(**call)
-        except TypeError as exc:
-            return f'BadArguments: {name}() cannot take these arguments: {exc}'
+        problem = task.check_call(call)
+        if problem:
+            return f'BadArguments: {name}() cannot take these arguments: {problem}'
         if attempts > task.retries:
             return (f'Lost: all {attempts} attempts were begun and the last never finished '
                     '(the worker died or lost its connection while running it)')
@@ -1035,7 +1057,8 @@ class Worker:
             self._release(claimed)
             raise
         for claim, outcome, info in outcomes:
-            self._emit(f'task_{outcome}', claim.context(None, self), info)
+            if f'task_{outcome}' in self.hooks:
+                self._emit(f'task_{outcome}', claim.context(None, self), info)
         return following, buried
 
     def _check_transaction(self, cursor: Any, outcomes: list[tuple[_Claim, str, dict]]) -> None:
@@ -1076,7 +1099,8 @@ class Worker:
     def _call(self, claim: _Claim, context: TaskContext) -> Exception | None:
         """Call the task (inside its own context); returns the exception it raised, if any."""
         _current.set(context)
-        self._emit('task_started', claim.context(None, self), {})
+        if 'task_started' in self.hooks:
+            self._emit('task_started', claim.context(None, self), {})
         self._local.in_task = True
         try:
             with self.hooks['around_task'](context) if 'around_task' in self.hooks else contextlib.nullcontext():

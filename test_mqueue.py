@@ -1048,6 +1048,55 @@ def test_stop_from_another_thread_and_concurrency_threads(db, reg, ledger):
     assert len(threads_seen) > 1 and all(t.startswith('mqueue-worker-') for t in threads_seen)
 
 
+def test_stopping_hands_back_the_batch_claimed_ahead(db, reg, ledger):
+    first_done = threading.Event()
+
+    @reg.task(name='step')
+    def step(i):
+        write_ledger(ledger, str(i))
+        first_done.set()
+    conn = connect()
+    reg.enqueue_many(conn, 'step', [[i] for i in range(6)])
+    conn.commit()
+    conn.close()
+    w = worker(reg, batch=2)
+    original = w._process
+
+    def process_then_stop(claimed, carry=False):
+        result = original(claimed, carry)   # runs 2 tasks, claims the next 2 in the same commit
+        w.stop()
+        return result
+    w._process = process_then_stop
+    assert w.run() == 2
+    rows = tasks_in(db, reg)
+    assert len(rows) == 4 and query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 2
+    assert all(r['retries'] == 0 for r in rows)         # the two claimed ahead came back uncounted
+    assert query(db, f'SELECT MAX(eta) <= UTC_TIMESTAMP(6) FROM {reg.table}')[0][0] == 1
+
+
+def test_an_idle_worker_sends_one_statement_per_poll(reg, monkeypatch):
+    reg.task(name='nothing')(lambda: None)
+    sent = []
+    execute = pymysql.connections.Connection._execute_command
+
+    def counting(conn, command, sql):
+        sent.append(sql)
+        return execute(conn, command, sql)
+    monkeypatch.setattr(pymysql.connections.Connection, '_execute_command', counting)
+    w = worker(reg, poll_interval=0.02)
+    thread = run_in_thread(w)
+    try:
+        wait_for(lambda: any(b'SELECT 1 FROM' in s for s in sent if isinstance(s, bytes)))  # idle: probing
+        before = len(sent)
+        time.sleep(0.5)                                     # about 25 polls
+        idle = sent[before:]
+    finally:
+        w.stop()
+        thread.join(10)
+    assert 15 <= len(idle) <= 30, len(idle)
+    assert all(s.startswith(b'SELECT 1 FROM') for s in idle)   # the probe alone: no COMMIT, no claim
+
+
 def test_worker_options_are_checked():
     reg = mqueue.Registry()
     with pytest.raises(ValueError, match='concurrency'):

@@ -159,7 +159,8 @@ def _server_errors() -> tuple:
     for module, names in (('redis.exceptions', ('ConnectionError', 'TimeoutError')),
                           ('pymysql.err', ('OperationalError', 'InterfaceError')),
                           ('psycopg', ('OperationalError',)),
-                          ('sqlalchemy.exc', ('OperationalError',))):
+                          ('sqlalchemy.exc', ('OperationalError',)),
+                          ('kombu.exceptions', ('OperationalError',))):
         try:
             loaded = __import__(module, fromlist=list(names))
         except ImportError:
