@@ -116,7 +116,9 @@ def write_ledger(ledger, note=''):
 
 
 def worker(reg, **options):
+    """A worker polling fast, one task per step unless a test asks for batches."""
     options.setdefault('poll_interval', 0.01)
+    options.setdefault('batch', 1)
     return mqueue.Worker(connect, registry=reg, **options)
 
 
@@ -594,7 +596,8 @@ def test_two_processes_with_threads_never_run_a_task_twice(db, reg, ledger, tmp_
                            f"'record', 'default')", [(json.dumps([i]),) for i in range(n)])
     conn.commit()
     conn.close()
-    children = [spawn(spec_for(reg, ledger, tmp_path, concurrency=3, burst=True, runlog=str(tmp_path / f'run{i}')))
+    children = [spawn(spec_for(reg, ledger, tmp_path, concurrency=3, burst=True, batch=mqueue.DEFAULT_BATCH,
+                               runlog=str(tmp_path / f'run{i}')))
                 for i in range(2)]
     for child in children:
         out, _ = child.communicate(timeout=120)
@@ -917,7 +920,7 @@ def test_worker_connections_are_set_up_for_long_transactional_tasks(db, reg):
     conn = connect(autocommit=True)     # an autocommit connection must not disable the guarantees
     reg.enqueue(conn, 'look', [])
     assert mqueue.Worker(conn, registry=reg).run(burst=True) == 1
-    assert seen['settings'] == (0, 31536000, 'READ-COMMITTED', 0)
+    assert seen['settings'] == (0, 31536000, 'REPEATABLE-READ', 0)      # the server's level by default
     conn.close()
 
 
