@@ -202,9 +202,10 @@ class NotInTaskError(MQueueError, LookupError):
 class _TransactionLost(Exception):
     """A task's failure took its whole transaction with it (the savepoint is gone)."""
 
-    def __init__(self, claim: _Claim, info: dict):
+    def __init__(self, claim: _Claim | None, info: dict, conflict: bool = False):
         super().__init__(info['error'])
         self.claim, self.info = claim, info
+        self.conflict = conflict   # a deadlock: nobody's fault, every task of the batch goes back uncounted
 
 
 class _ColdShutdown(KeyboardInterrupt):
@@ -1057,7 +1058,7 @@ class Worker:
             self._release(claimed)
             raise
         for claim, outcome, info in outcomes:
-            if f'task_{outcome}' in self.hooks:
+            if f'task_{outcome}' in self.hooks:   # task_succeeded, task_failed, task_dead
                 self._emit(f'task_{outcome}', claim.context(None, self), info)
         return following, buried
 
@@ -1090,10 +1091,17 @@ class Worker:
                         info['duration'] * 1000)
             return 'succeeded', info
         info.update(error=_describe_error(error), exception=error)
+        conflict = _lock_conflict(error)
         try:
             cursor.execute(SQL_ROLLBACK_TO_SAVEPOINT.format(n=index))
         except Exception:
-            raise _TransactionLost(claim, info) from error
+            raise _TransactionLost(claim, info, conflict) from error
+        if conflict:   # a deadlock or lock-wait timeout is the database's doing: again, uncounted
+            self.stats['lock_conflicts'] += 1
+            logger.info('task %s %s attempt %d hit a lock conflict; it runs again (%s)', claim.id, claim.task.name,
+                        claim.attempt, info['error'].splitlines()[0])
+            cursor.execute(self.registry._sql(SQL_RELEASE), (claim.id, claim.attempt))
+            return 'released', info
         return self._record_failure(cursor, claim, info['error']), info
 
     def _call(self, claim: _Claim, context: TaskContext) -> Exception | None:
@@ -1140,13 +1148,17 @@ class Worker:
         meanwhile is left to whoever holds it now. If this fails too, the leases bring every
         task back."""
         outcomes = []
+        if lost.conflict:
+            self.stats['lock_conflicts'] += 1
+            logger.info('task %s %s hit a deadlock; its batch runs again (%s)', lost.claim.id, lost.claim.task.name,
+                        lost.info['error'].splitlines()[0])
         with self._transaction() as conn:
             cursor = conn.cursor()
             held = self._lock(cursor, claimed)
             for claim in claimed:
                 if held.get(claim.id) != claim.attempt:
                     continue
-                if lost.claim is None or claim is lost.claim:
+                if not lost.conflict and (lost.claim is None or claim is lost.claim):
                     outcomes.append((claim, self._record_failure(cursor, claim, lost.info['error'],
                                                                  at_once=lost.claim is None)))
                 else:

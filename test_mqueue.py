@@ -856,6 +856,38 @@ def test_a_task_that_rolls_back_or_commits_the_workers_transaction_is_caught(db,
     assert query(db, f"SELECT COUNT(*) FROM {ledger} WHERE note IN ('commit 0', 'after commit')")[0][0] == 1
 
 
+def test_two_tasks_that_deadlock_each_other_both_complete_uncounted(db, reg, ledger):
+    query(db, f'INSERT INTO {ledger} (id, note) VALUES (1, "one"), (2, "two")')
+    both_hold_one = threading.Barrier(2, timeout=10)
+    first_time = {'a', 'b'}
+    failures = []
+
+    @reg.task(name='swap')
+    def swap(label, first, second):
+        with mqueue.current().connection.cursor() as cursor:
+            cursor.execute(f'SELECT note FROM {ledger} WHERE id = %s FOR UPDATE', (first,))
+            if label in first_time:
+                first_time.discard(label)
+                both_hold_one.wait()
+            cursor.execute(f'SELECT note FROM {ledger} WHERE id = %s FOR UPDATE', (second,))   # one of them: 1213
+            cursor.execute(f'INSERT INTO {ledger} (task_id, note) VALUES (%s, %s)', (mqueue.current().id, label))
+    conn = connect()
+    reg.enqueue(conn, 'swap', ['a', 1, 2])
+    reg.enqueue(conn, 'swap', ['b', 2, 1])
+    conn.commit()
+    conn.close()
+    hooks = {'task_failed': lambda context, **info: failures.append(info['error'])}
+    workers = [worker(reg, hooks=hooks) for _ in range(2)]
+    threads = [threading.Thread(target=w.run, kwargs={'burst': True}) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert tasks_in(db, reg) == [] and failures == []          # not the tasks' failure
+    assert sorted(n for n, in query(db, f'SELECT note FROM {ledger} WHERE task_id IS NOT NULL')) == ['a', 'b']
+    assert sum(w.stats['lock_conflicts'] for w in workers) == 1
+
+
 def test_a_task_running_past_its_lease_is_never_run_twice(db, reg):
     runs = []
 
