@@ -34,6 +34,7 @@ import importlib
 import inspect
 import json
 import logging
+import math
 import os
 import pkgutil
 import random
@@ -68,6 +69,8 @@ DEFAULT_BATCH = 20              # tasks claimed and run per transaction (bench/:
                                 # faster than 1; more gains less and makes a slow task's batch-mates wait)
 BATCH_SECONDS = 1.0             # seconds after which a batch starts no new task: quick tasks' commits
                                 # must not wait on slow ones
+PRIORITY_REFRESH = 1.0          # seconds between looks for priorities in use while busy (x5 while idle)
+MAX_PRIORITIES = 32             # distinct priorities per queue a worker claims from (the smallest)
 ERROR_BACKOFF_MIN = 0.25        # seconds: first wait after a database error; doubles per error
 ERROR_BACKOFF_MAX = 30.0        # seconds: cap on that wait
 NAME_MAX = 128                  # characters in task.name (the original package's width)
@@ -113,14 +116,18 @@ SQL_ENQUEUE = 'INSERT INTO {task} (args, eta, name, queue, retries, priority) VA
 SQL_ENQUEUE_ROW = '(%s, COALESCE(%s, UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND), %s, %s, 0, %s)'
 ENQUEUE_MANY_ROWS = 1000        # rows per INSERT statement of enqueue_many
 ENQUEUE_MANY_BYTES = 4_000_000  # bytes of args per INSERT statement (well inside max_allowed_packet)
-# Lock the next due tasks of one queue, skipping those another worker holds. The index is forced:
-# on a small table the optimizer would rather scan and sort, which locks every due row. With
-# several queues, one such block per queue joined by UNION ALL: each stays an index range scan,
-# where `queue IN (...)` would sort, and lock, every due row of all of them.
+# Lock the next due tasks of one queue and priority, skipping those another worker holds: within a
+# priority the index is in eta order, so the range stops at the first task not yet due. (A range
+# over all priorities could not stop there: it would read, and lock, every task scheduled for
+# later.) The index is forced: on a small table the optimizer would rather scan and sort. Several
+# (queue, priority) pairs are one such block each, joined by UNION ALL.
 SQL_CLAIM = ('SELECT id, name, args, retries, queue, eta, priority FROM {task} FORCE INDEX (claim) '
-             'WHERE queue = %s AND dead_at IS NULL AND eta <= UTC_TIMESTAMP(6) '
-             'ORDER BY priority, eta, id LIMIT %s FOR UPDATE SKIP LOCKED')
+             'WHERE queue = %s AND dead_at IS NULL AND priority = %s AND eta <= UTC_TIMESTAMP(6) '
+             'ORDER BY eta, id LIMIT %s FOR UPDATE SKIP LOCKED')
 SQL_CLAIM_ORDER = ' ORDER BY priority, eta, id LIMIT %s'
+# The priorities in use in a queue, one index dive each: the next one above a given priority.
+SQL_NEXT_PRIORITY = ('SELECT MIN(priority) FROM {task} FORCE INDEX (claim) '
+                     'WHERE queue = %s AND dead_at IS NULL AND priority > %s')
 # Statements on a list of ids end in ORDER BY id LIMIT n: without it, on a small table (or stale
 # statistics) the optimizer scans the whole table, and waits on, or deadlocks with, the rows
 # other workers hold; with it, it reads just those rows by primary key.
@@ -164,10 +171,11 @@ SQL_NOW = 'SELECT UTC_TIMESTAMP(6)'
 SQL_SAVEPOINT = 'SAVEPOINT mqueue_{n}'
 SQL_ROLLBACK_TO_SAVEPOINT = 'ROLLBACK TO SAVEPOINT mqueue_{n}'
 SQL_RELEASE_SAVEPOINT = 'RELEASE SAVEPOINT mqueue_0'
-# Whether any task is due, asked by an idle worker in autocommit mode: one statement per poll, no
-# transaction (and no metadata lock) left open between polls.
+# Whether a task of one queue and priority is due, asked by an idle worker in autocommit mode (one
+# block per pair, joined by UNION ALL): one statement per poll, no transaction (and no metadata
+# lock) left open between polls.
 SQL_PROBE = ('SELECT 1 FROM {task} FORCE INDEX (claim) '
-             'WHERE queue IN ({queues}) AND dead_at IS NULL AND eta <= UTC_TIMESTAMP(6) LIMIT 1')
+             'WHERE queue = %s AND dead_at IS NULL AND priority = %s AND eta <= UTC_TIMESTAMP(6) LIMIT 1')
 # Set up a worker's own connection (the isolation level only if asked). A task's exclusivity rests on its row lock, which lives as long
 # as the connection: no idle timeout may cut it while a long task runs (MariaDB has three).
 SQL_ISOLATION = 'SET SESSION TRANSACTION ISOLATION LEVEL {level}'
@@ -732,6 +740,8 @@ class Worker:
         self._abandon_signal: int | None = None    # set by a second signal
         self.stats: collections.Counter = collections.Counter()   # lock_conflicts: deadlocks and lock-wait timeouts retried
         self._inflight: dict[int, tuple[int | None, list[_Claim]]] = {}   # thread -> (connection id, claims)
+        self._priorities: set[tuple[str, int]] = set()   # (queue, priority) pairs seen in use...
+        self._priorities_at = -math.inf                  # ...as of this time.monotonic()
 
     # The loop
 
@@ -878,14 +888,9 @@ class Worker:
         """Lock due rows, count the attempt and start the lease (committed by the caller before
         any of them runs). Rows that cannot run (unknown name, bad args, attempts used up by
         crashes) are buried here."""
-        queues = self._served_queues()
         sql = self.registry._sql
         runnable, buried = [], []
-        if len(queues) == 1:
-            cursor.execute(sql(SQL_CLAIM), (queues[0], self.batch))
-        else:
-            union = ' UNION ALL '.join([f'({sql(SQL_CLAIM)})'] * len(queues)) + SQL_CLAIM_ORDER
-            cursor.execute(union, (*(p for q in queues for p in (q, self.batch)), self.batch))
+        cursor.execute(*self._claim_statement(self._pairs(cursor)))
         for task_id, name, args, attempts, queue, eta, _ in cursor.fetchall():
             claim_or_error = self._vet(task_id, name, args, attempts, queue, _utc(eta))
             if isinstance(claim_or_error, str):
@@ -899,15 +904,45 @@ class Worker:
                            (int(self.lease * 1e6), *(c.id for c in claimed), len(claimed)))
         return claimed, buried
 
+    def _claim_statement(self, pairs: list[tuple[str, int]]) -> tuple[str, tuple]:
+        """SQL_CLAIM for these (queue, priority) pairs, and its parameters."""
+        claim = self.registry._sql(SQL_CLAIM)
+        if len(pairs) == 1:
+            return claim, (*pairs[0], self.batch)
+        union = ' UNION ALL '.join([f'({claim})'] * len(pairs)) + SQL_CLAIM_ORDER
+        return union, (*(p for pair in pairs for p in (*pair, self.batch)), self.batch)
+
     def _probe(self) -> bool:
         """Whether a task is due (asked while idle, in autocommit mode)."""
-        queues = self._served_queues()
         cursor = self._local.connection.cursor()
         try:
-            cursor.execute(self.registry._sql(SQL_PROBE, queues=len(queues)), queues)
+            pairs = self._pairs(cursor, idle=True)
+            probe = self.registry._sql(SQL_PROBE)
+            if len(pairs) > 1:
+                probe = ' UNION ALL '.join([f'({probe})'] * len(pairs)) + ' LIMIT 1'
+            cursor.execute(probe, [p for pair in pairs for p in pair])
             return cursor.fetchone() is not None
         finally:
             cursor.close()
+
+    def _pairs(self, cursor: Any, idle: bool = False) -> list[tuple[str, int]]:
+        """The (queue, priority) pairs to claim from, smallest priority first: the priorities
+        in use, looked up again every PRIORITY_REFRESH seconds, and those the tasks declare."""
+        now = time.monotonic()
+        if now - self._priorities_at > PRIORITY_REFRESH * (5 if idle else 1):
+            in_use = set()
+            for queue in self._served_queues():
+                priority = PRIORITY_RANGE[0] - 1
+                for _ in range(MAX_PRIORITIES):
+                    cursor.execute(self.registry._sql(SQL_NEXT_PRIORITY), (queue, priority))
+                    priority = cursor.fetchone()[0]
+                    if priority is None:
+                        break
+                    in_use.add((queue, priority))
+            self._priorities, self._priorities_at = in_use, now
+        declared = {(queue, task.priority) for queue in self._served_queues() for task in self.registry.tasks.values()
+                    if (task.queue or self.registry.queue) == queue} | {(q, 0) for q in self._served_queues()}
+        return sorted(self._priorities | declared, key=lambda pair: (pair[1], pair[0]))
 
     def _go_idle(self) -> None:
         """After an empty claim: autocommit, so polling is one statement each, with no transaction

@@ -920,9 +920,10 @@ def test_several_queues_are_claimed_by_index_without_blocking_each_other(db, reg
     w = worker(reg, queues=['a', 'b'], batch=3)
     first, second = connect(), connect()
     try:
-        claim = ' UNION ALL '.join([f'({reg._sql(mqueue.SQL_CLAIM)})'] * 2) + mqueue.SQL_CLAIM_ORDER
-        params = ('a', 3, 'b', 3, 3)
         with first.cursor() as cursor:
+            pairs = w._pairs(cursor)
+            assert pairs == [(q, p) for p in range(3) for q in 'ab']     # the priorities in use, found
+            claim, params = w._claim_statement(pairs)
             cursor.execute('EXPLAIN ' + claim, params)
             plans = cursor.fetchall()
             assert all(p[3] != 'ALL' for p in plans if p[2] == reg.table), plans   # index ranges only
@@ -938,6 +939,31 @@ def test_several_queues_are_claimed_by_index_without_blocking_each_other(db, reg
     reg.task(name='x')(lambda i: started.append(i % 3))
     assert w.run(burst=True) == 40 and tasks_in(db, reg) == []
     assert started == sorted(started)        # priority orders the tasks across both queues
+
+
+@pytest.mark.parametrize('isolation', [None, 'READ COMMITTED'])
+def test_a_claim_never_reads_or_locks_the_tasks_scheduled_for_later(db, reg, isolation):
+    """A claim asking for more rows than are due must stop at the first task not yet due; reading
+    on through thousands scheduled for later locked them all and, at a million, crashed MariaDB."""
+    query(db, f"INSERT INTO {reg.table} (args, eta, name, queue, priority) SELECT '[]', "
+              f"UTC_TIMESTAMP(6) + INTERVAL 1 DAY, 'x', 'default', MOD(seq, 3) FROM seq_1_to_5000")
+    reg.task(name='x')(lambda: None)
+    conn = connect()
+    reg.enqueue_many(conn, 'x', [[] for _ in range(3)])
+    reg.enqueue_many(conn, 'x', [[] for _ in range(2)], priority=2)
+    conn.commit()
+    w = worker(reg, batch=20, isolation=isolation)
+    with conn.cursor() as cursor:
+        if isolation:
+            cursor.execute(f'SET SESSION TRANSACTION ISOLATION LEVEL {isolation}')
+        claimed, _ = w._claim_rows(cursor)
+        cursor.execute('SELECT trx_rows_locked FROM information_schema.innodb_trx '
+                       'WHERE trx_mysql_thread_id = CONNECTION_ID()')
+        locked = cursor.fetchone()[0]
+    conn.rollback()
+    conn.close()
+    assert [c.task.name for c in claimed] == ['x'] * 5
+    assert locked < 40, locked          # the five, their index entries and a boundary each; not 5000
 
 
 def test_worker_connections_are_set_up_for_long_transactional_tasks(db, reg):
@@ -1128,8 +1154,10 @@ def test_an_idle_worker_sends_one_statement_per_poll(reg, monkeypatch):
     finally:
         w.stop()
         thread.join(10)
-    assert 15 <= len(idle) <= 30, len(idle)
-    assert all(s.startswith(b'SELECT 1 FROM') for s in idle)   # the probe alone: no COMMIT, no claim
+    probes = [s for s in idle if s.startswith(b'SELECT 1 FROM')]
+    lookups = [s for s in idle if s.startswith(b'SELECT MIN(priority)')]   # priorities in use, every 5 s
+    assert 15 <= len(probes) <= 30, len(probes)
+    assert len(probes) + len(lookups) == len(idle) and len(lookups) <= 2   # no COMMIT, no claim
 
 
 def test_worker_options_are_checked():
