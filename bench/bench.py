@@ -163,54 +163,40 @@ def same_sql_drain(batch, prepare=False, prepared=None):
 same_sql_drain.prepares = True
 
 
-def insert_commit(n):
+def commit_rate(rows, per_commit, write):
+    """Rows written per second by ``write(conn, cursor)`` calls of ``per_commit`` rows, each
+    followed by a commit, ``rows`` in all."""
     conn = connect()
     cursor = conn.cursor()
     began = time.perf_counter()
-    for _ in range(n):
-        cursor.execute(f"INSERT INTO {TABLE} (args, eta, name, queue, retries, priority) VALUES "
-                       f"('[]', UTC_TIMESTAMP(6), 'noop', 'default', 0, 0)")
+    for _ in range(rows // per_commit):
+        write(conn, cursor)
         conn.commit()
     elapsed = time.perf_counter() - began
     conn.close()
-    return n / elapsed
+    return rows / elapsed
+
+
+def insert_commit(n):
+    return commit_rate(n, 1, lambda conn, cursor: cursor.execute(
+        f"INSERT INTO {TABLE} (args, eta, name, queue, retries, priority) VALUES "
+        f"('[]', UTC_TIMESTAMP(6), 'noop', 'default', 0, 0)"))
 
 
 def executemany_rows(n, rows=100):
-    conn = connect()
-    cursor = conn.cursor()
-    began = time.perf_counter()
-    for _ in range(n // rows):
-        cursor.executemany(f'INSERT INTO {TABLE} (args, eta, name, queue, retries, priority) VALUES '
-                           f'(%s, UTC_TIMESTAMP(6), %s, %s, 0, 0)', [('[]', 'noop', 'default')] * rows)
-        conn.commit()
-    elapsed = time.perf_counter() - began
-    conn.close()
-    return n / elapsed
+    return commit_rate(n, rows, lambda conn, cursor: cursor.executemany(
+        f'INSERT INTO {TABLE} (args, eta, name, queue, retries, priority) VALUES '
+        f'(%s, UTC_TIMESTAMP(6), %s, %s, 0, 0)', [('[]', 'noop', 'default')] * rows))
 
 
 # mqueue ##########################################################################################
 
 def mqueue_enqueue(n):
-    conn = connect()
-    began = time.perf_counter()
-    for _ in range(n):
-        REGISTRY.enqueue(conn, 'noop', [])
-        conn.commit()
-    elapsed = time.perf_counter() - began
-    conn.close()
-    return n / elapsed
+    return commit_rate(n, 1, lambda conn, cursor: REGISTRY.enqueue(conn, 'noop', []))
 
 
 def mqueue_enqueue_many(n, rows=1000):
-    conn = connect()
-    began = time.perf_counter()
-    for _ in range(n // rows):
-        REGISTRY.enqueue_many(conn, 'noop', [[] for _ in range(rows)])
-        conn.commit()
-    elapsed = time.perf_counter() - began
-    conn.close()
-    return n / elapsed
+    return commit_rate(n, rows, lambda conn, cursor: REGISTRY.enqueue_many(conn, 'noop', [[] for _ in range(rows)]))
 
 
 def mqueue_drain(batch, threads=1, isolation=None, registry_name='main'):
@@ -305,7 +291,7 @@ def scale(n_idle, n, batch, workers=2):
     conn.commit()
     cursor.execute(f'ANALYZE TABLE {BIG_TABLE}')
     cursor.fetchall()
-    cursor.execute('EXPLAIN ' + BIG._sql(mqueue.SQL_CLAIM), ('default', batch))
+    cursor.execute('EXPLAIN ' + BIG._sql(mqueue.SQL_CLAIM), ('default', 0, batch))
     plan = cursor.fetchall()[0]
     conn.close()
     fill(n, BIG)
