@@ -346,7 +346,7 @@ def test_enqueue_many_writes_all_or_nothing_in_the_callers_transaction(db, reg, 
     conn.close()
     rows = tasks_in(db, reg)
     assert [json.loads(r['args']) for r in rows] == [[i] for i in range(30)]
-    assert {(r['queue'], r['priority'], r['eta'] > dt.datetime.utcnow()) for r in rows} == {('default', 0, True)}
+    assert {(r['queue'], r['priority'], r['eta'] > dt.datetime.now(UTC).replace(tzinfo=None)) for r in rows} == {('default', 0, True)}
 
 
 def test_task_enqueue_checks_the_signature_and_stores_keywords_in_the_seed_form(db, reg):
