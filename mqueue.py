@@ -1202,15 +1202,22 @@ class Worker:
             self._emit(f'task_{outcome}', claim.context(None, self), lost.info)
 
     def _release(self, claimed: list[_Claim]) -> None:
-        """Hand back tasks abandoned by a cold shutdown, uncounted; best effort (the lease is the net)."""
-        try:
-            with self._transaction() as conn:
-                cursor = conn.cursor()
-                for claim in claimed:
-                    cursor.execute(self.registry._sql(SQL_RELEASE), (claim.id, claim.attempt))
-        except Exception as exc:
-            logger.warning('could not hand back %d tasks (%s); they return after the lease',
-                           len(claimed), _describe_error(exc, short=True))
+        """Hand back claimed tasks that did not complete, uncounted and due at once; a lock
+        conflict is tried again a few times; best effort (the lease is the net)."""
+        for attempt in range(3):
+            try:
+                with self._transaction() as conn:
+                    cursor = conn.cursor()
+                    for claim in claimed:
+                        cursor.execute(self.registry._sql(SQL_RELEASE), (claim.id, claim.attempt))
+                return
+            except Exception as exc:
+                if _lock_conflict(exc) and attempt < 2:
+                    self.stats['lock_conflicts'] += 1
+                    continue
+                logger.warning('could not hand back %d tasks (%s); they return after the lease',
+                               len(claimed), _describe_error(exc, short=True))
+                return
 
     def _emit(self, event: str, context: TaskContext, info: dict) -> None:
         hook = self.hooks.get(event)
