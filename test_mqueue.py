@@ -1571,3 +1571,126 @@ def test_cli_crons_lists_expression_zone_last_and_next_fire(db, reg, tmp_path, m
     assert lines[1].split() == ['report', 'default', '0', '9', '*', '*', '1-5', 'Europe/Berlin',
                                 '2026-11-27', '08:00:00', '2026-11-30', '08:00:00']
     assert lines[2].split() == ['gone', 'default', '(not', 'declared)', '2026-01-01', '00:00:00']
+
+
+# Hostile input ###################################################################################
+
+
+def test_hostile_rows_end_as_documented_and_the_worker_carries_on(db, reg):
+    ran = []
+    reg.task(name='ok')(lambda *a, **k: ran.append((a, k)))
+    nasty = "q'\"%s%%\\\x00😀"
+    rows = [
+        ('truncated JSON', '{"a": [1, 2', 'ok', 'default', 'UTC_TIMESTAMP(6)', 'not valid JSON'),
+        ('deep nesting', '[' * 100_000 + ']' * 100_000, 'ok', 'default', 'UTC_TIMESTAMP(6)', 'not valid JSON'),
+        ('far past', '[]', 'ok', 'default', "'1000-01-01'", None),
+        ('year 9999', '[]', 'ok', 'default', "'9999-12-31 23:59:59'", 'never due'),
+        ('nasty name', '[]', nasty, 'default', 'UTC_TIMESTAMP(6)', 'UnknownTask'),
+        ('nasty queue', '[]', 'ok', nasty[:30], 'UTC_TIMESTAMP(6)', 'not served'),
+        ('multi-MB args', json.dumps(['x' * 3_000_000]), 'ok', 'default', 'UTC_TIMESTAMP(6)', None),
+    ]
+    ids = {}
+    for label, args, name, queue, eta, _ in rows:
+        with db.cursor() as cursor:
+            cursor.execute(f'INSERT INTO {reg.table} (args, eta, name, queue) VALUES (%s, {eta}, %s, %s)',
+                           (args, name, queue))
+            ids[label] = cursor.lastrowid
+    assert worker(reg).run(burst=True) == 5
+    left = {r['id']: r for r in tasks_in(db, reg)}
+    for label, _, name, queue, _, outcome in rows:
+        row = left.get(ids[label])
+        if outcome is None:
+            assert row is None, label                                   # ran and completed
+        elif outcome in ('never due', 'not served'):
+            assert row is not None and row['dead_at'] is None, label    # untouched
+        else:
+            assert row['dead_at'] is not None and outcome in row['last_error'], label
+    assert left[ids['nasty name']]['name'] == nasty                   # stored and read back as data
+    assert ran.count(((), {})) == 1 and any(a and len(a[0]) == 3_000_000 for a, _ in ran)
+
+
+def test_sql_metacharacters_in_every_parameter_are_stored_as_data(db, reg):
+    metas = ["'; DROP TABLE x; --", '" OR 1=1 --', '%s %(x)s %%', '\\', '`', '\x00']
+    conn = connect()
+    for i, meta in enumerate(metas):
+        reg.enqueue(conn, f'n{meta}'[:128], [meta], queue=f'q{meta}'[:32], priority=i)
+        reg.enqueue(conn, 'x', {meta: meta})
+    reg.enqueue_many(conn, f'm{metas[0]}', [[m] for m in metas], queue=f'q{metas[2]}')
+    conn.commit()
+    rows = tasks_in(db, reg)
+    assert len(rows) == 3 * len(metas)
+    stored = {(r['name'], r['queue'], r['args']) for r in rows}
+    for meta in metas:
+        assert (f'n{meta}'[:128], f'q{meta}'[:32], json.dumps([meta], separators=(',', ':'))) in stored
+    assert reg.retry_dead(conn, name=metas[0], queue=metas[1]) == 0
+    conn.close()
+    for bad in ('task; DROP TABLE x', 'task`', "task'", 'a b', 'a.b'):
+        with pytest.raises(ValueError, match='plain identifier'):
+            mqueue.Registry(table=bad)
+        with pytest.raises(ValueError, match='plain identifier'):
+            mqueue.Registry(cron_table=bad)
+
+
+json_values = None
+try:
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers(-2 ** 53, 2 ** 53) | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(), lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+        max_leaves=12)
+except ImportError:   # hypothesis is in the test extra; without it these two tests are skipped
+    pass
+
+
+@pytest.mark.skipif(json_values is None, reason='pip install hypothesis')
+def test_any_json_args_round_trip_through_enqueue_and_a_worker(db, reg):
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(args=st.lists(json_values, max_size=4) | st.dictionaries(st.from_regex(r'[a-z_][a-z0-9_]{0,8}', fullmatch=True),
+                                                                  json_values, max_size=4))
+    def round_trip(args):
+        got = []
+        name = f'echo{uuid.uuid4().hex[:6]}'
+        reg.task(name=name)(lambda *a, **k: got.append(list(a) if isinstance(args, list) else k))
+        conn = connect()
+        reg.enqueue(conn, name, args)
+        conn.commit()
+        conn.close()
+        assert worker(reg).run(burst=True) == 1
+        assert got == [args]
+    round_trip()
+
+
+@pytest.mark.skipif(json_values is None, reason='pip install hypothesis')
+def test_backoff_is_within_its_bounds_for_every_attempt():
+    @given(base=st.floats(0, mqueue.MAX_BACKOFF), attempt=st.integers(1, 10_000))
+    def within(base, attempt):
+        ceiling = min(mqueue.MAX_BACKOFF, base * 2.0 ** min(attempt - 1, 64))
+        assert ceiling / 2 <= mqueue.backoff(base, attempt) <= ceiling
+    within()
+
+
+def test_a_worker_needs_only_row_privileges_on_the_two_tables(db, reg, tmp_path, capsys):
+    """README's GRANT: SELECT, INSERT, UPDATE, DELETE on the task and cron tables, nothing else."""
+    user, password = f'mq_{uuid.uuid4().hex[:8]}', 'pw-' + uuid.uuid4().hex[:8]
+    grants = re.findall(r"^GRANT .*;$", (ROOT / 'README.md').read_text(), re.M)
+    assert len(grants) == 2, grants
+    query(db, f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'")
+    try:
+        for grant in grants:
+            grant = grant.replace('app.task', f"{DB['database']}.{reg.table}")
+            grant = grant.replace('app.cron', f"{DB['database']}.{reg.cron_table}")
+            query(db, grant.replace("'mqueue_worker'@'%'", f"'{user}'@'127.0.0.1'").rstrip(';'))
+        ran = []
+        reg.task(name='t')(lambda: ran.append(1))
+        reg.cron('@hourly', name='c')(lambda: None)
+        as_user = lambda: pymysql.connect(host=DB['host'], port=DB['port'], user=user, password=password,
+                                          database=DB['database'], autocommit=False)
+        conn = as_user()
+        reg.enqueue(conn, 't', [])
+        conn.commit()
+        conn.close()
+        assert mqueue.Worker(as_user, registry=reg, poll_interval=0.01).run(burst=True) == 1 and ran == [1]
+        mqueue._print_crons(reg, as_user)                      # what `mqueue crons` reads
+        assert 'c ' in capsys.readouterr().out
+    finally:
+        query(db, f"DROP USER '{user}'@'127.0.0.1'")
