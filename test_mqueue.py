@@ -1597,7 +1597,7 @@ def test_hostile_rows_end_as_documented_and_the_worker_carries_on(db, reg):
             ids[label] = cursor.lastrowid
     assert worker(reg).run(burst=True) == 5
     left = {r['id']: r for r in tasks_in(db, reg)}
-    for label, _, name, queue, _, outcome in rows:
+    for label, _, _, _, _, outcome in rows:
         row = left.get(ids[label])
         if outcome is None:
             assert row is None, label                                   # ran and completed
