@@ -1139,8 +1139,9 @@ class Worker:
             return 'released', info
         return self._record_failure(cursor, claim, info['error']), info
 
-    def _call(self, claim: _Claim, context: TaskContext) -> Exception | None:
-        """Call the task (inside its own context); returns the exception it raised, if any."""
+    def _call(self, claim: _Claim, context: TaskContext) -> BaseException | None:
+        """Call the task (inside its own context); returns the exception it raised, if any, be it
+        SystemExit or KeyboardInterrupt: a task cannot stop its worker (only a second signal can)."""
         _current.set(context)
         if 'task_started' in self.hooks:
             self._emit('task_started', claim.context(None, self), {})
@@ -1151,7 +1152,9 @@ class Worker:
                     claim.task.func(*claim.call)
                 else:
                     claim.task.func(**claim.call)
-        except Exception as exc:
+        except _ColdShutdown:
+            raise
+        except BaseException as exc:   # SystemExit, KeyboardInterrupt... raised by a task are its failure
             return exc
         finally:
             self._local.in_task = False

@@ -564,8 +564,11 @@ def child_worker(spec):
             time.sleep(0.01)
 
     @reg.task(name='crash', retries=spec.get('retries', 3), backoff=0)
-    def crash():
+    def crash(how='exit'):
         (marks / f'crash-{mqueue.current().retries}').touch()
+        if how == 'segfault':
+            import ctypes
+            ctypes.string_at(0)      # SIGSEGV: the process dies in C, no Python handler runs
         os._exit(3)
     w = mqueue.Worker(connect, registry=reg, concurrency=spec.get('concurrency', 1), batch=spec.get('batch', 1),
                       lease=spec.get('lease', 60), poll_interval=0.01)
@@ -629,9 +632,10 @@ def test_a_sigkilled_workers_task_comes_back_after_the_lease(db, reg, ledger, tm
     assert query(db, f'SELECT task_id FROM {ledger}') == ((task_id,),)
 
 
-def test_a_task_that_kills_its_worker_every_time_ends_dead(db, reg, ledger, tmp_path):
+@pytest.mark.parametrize('how', ['exit', 'segfault'])
+def test_a_task_that_kills_its_worker_every_time_ends_dead(db, reg, ledger, tmp_path, how):
     conn = connect()
-    reg.enqueue(conn, 'crash', [])
+    reg.enqueue(conn, 'crash', [how])
     reg.enqueue(conn, 'record', [1], delay=0.5)
     conn.commit()
     conn.close()
@@ -1003,18 +1007,39 @@ def test_an_error_whose_text_cannot_be_encoded_is_still_recorded(db, reg):
     assert errors[1].startswith('Unprintable: <unprintable>')
 
 
-def test_a_task_leaves_no_context_behind(db, reg):
-    @reg.task(name='interrupt')
-    def interrupt():
-        raise KeyboardInterrupt
+@pytest.mark.parametrize('raised', [SystemExit(3), KeyboardInterrupt(), MemoryError(), RecursionError()])
+def test_a_task_raising_anything_fails_alone_and_leaves_no_context_behind(db, reg, raised):
+    ran = []
+
+    @reg.task(name='poison', retries=0)
+    def poison():
+        raise raised
+    reg.task(name='after')(lambda: ran.append(1))
     conn = connect()
-    reg.enqueue(conn, 'interrupt', [])
+    reg.enqueue(conn, 'poison', [])
+    reg.enqueue(conn, 'after', [])
     conn.commit()
     conn.close()
-    with pytest.raises(KeyboardInterrupt):
-        worker(reg).run_once()
+    assert worker(reg).run(burst=True) == 2 and ran == [1]      # the worker carried on
+    row, = tasks_in(db, reg)
+    assert row['dead_at'] and row['last_error'].startswith(type(raised).__name__)
     with pytest.raises(mqueue.NotInTaskError):
         mqueue.current()
+
+
+def test_a_task_that_closes_its_connection_fails_and_the_worker_reconnects(db, reg):
+    @reg.task(name='closer', retries=1, backoff=0)
+    def closer():
+        if mqueue.current().retries == 0:
+            mqueue.current().connection.close()
+    conn = connect()
+    reg.enqueue(conn, 'closer', [])
+    conn.commit()
+    conn.close()
+    failures = []
+    w = worker(reg, hooks={'task_failed': lambda context, error, **info: failures.append(error)})
+    assert w.run(burst=True) == 2 and tasks_in(db, reg) == []
+    assert len(failures) == 1 and failures[0].startswith('TransactionLost')
 
 
 def test_retry_dead_never_waits_on_a_running_task(db, reg):
