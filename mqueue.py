@@ -821,8 +821,8 @@ class Worker:
                     logger.info('lock conflict (%s); retrying', _describe_error(exc, short=True))
                     self._stopping.wait(random.uniform(0, 0.01))
                     continue
-                if burst and not _retryable(exc):
-                    raise
+                if isinstance(exc, MQueueError) or (burst and not _retryable(exc)):
+                    raise   # a server or setup mqueue cannot work with: retrying will not help
                 errors += 1
                 wait = _jittered(min(ERROR_BACKOFF_MAX, ERROR_BACKOFF_MIN * 2 ** (errors - 1)))
                 logger.warning('worker error (%s); retrying in %.2fs', _describe_error(exc, short=True), wait,
@@ -1263,6 +1263,11 @@ class Worker:
         cursor.execute(SQL_NO_TIMEOUT)
         cursor.execute(SQL_CONNECTION)
         self._local.connection_id, version = cursor.fetchone()
+        problem = _skip_locked_missing(str(version))
+        if problem:
+            cursor.close()
+            conn.close()
+            raise MQueueError(problem)
         if 'mariadb' in str(version).lower():
             cursor.execute(SQL_NO_IDLE_TIMEOUT_MARIADB)
         cursor.close()
@@ -1371,6 +1376,17 @@ def _batch_of(runnable: list[_Claim]) -> list[_Claim]:
     if not runnable or runnable[0].attempt > 1:
         return runnable[:1]
     return [claim for claim in runnable if claim.attempt == 1]
+
+
+def _skip_locked_missing(version: str) -> str | None:
+    """Why a server cannot run the worker's claim (no FOR UPDATE SKIP LOCKED), or None."""
+    numbers = [int(part) for part in re.findall(r'\d+', version.split('-')[0])[:3]] + [0, 0, 0]
+    mariadb = 'mariadb' in version.lower()
+    if numbers[:3] < ([10, 6, 0] if mariadb else [8, 0, 1]):
+        return (f'the server is {"MariaDB" if mariadb else "MySQL"} {version}, which has no FOR UPDATE SKIP LOCKED: '
+                'mqueue needs MariaDB 10.6+ or MySQL 8.0.1+ (it will not fall back to a claim that '
+                'could hand one task to two workers)')
+    return None
 
 
 def _autocommit_off(conn: Any) -> None:

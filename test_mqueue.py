@@ -1719,3 +1719,16 @@ def test_a_worker_needs_only_row_privileges_on_the_two_tables(db, reg, tmp_path,
         assert 'c ' in capsys.readouterr().out
     finally:
         query(db, f"DROP USER '{user}'@'127.0.0.1'")
+
+
+@pytest.mark.parametrize('version, ok', [
+    ('10.11.19-MariaDB-0+deb12u1', True), ('10.6.0-MariaDB', True), ('10.5.27-MariaDB', False),
+    ('5.5.5-10.3.39-MariaDB', False), ('8.0.36', True), ('8.0.1', True), ('8.0.0-dmr', False), ('5.7.44-log', False)])
+def test_servers_without_skip_locked_are_refused_with_a_clear_message(reg, version, ok, monkeypatch):
+    assert (mqueue._skip_locked_missing(version) is None) == ok
+    if ok:
+        return
+    monkeypatch.setattr(mqueue, 'SQL_CONNECTION', f"SELECT CONNECTION_ID(), '{version}'")
+    reg.task(name='t')(lambda: None)
+    with pytest.raises(mqueue.MQueueError, match=r'needs MariaDB 10\.6\+ or MySQL 8\.0\.1\+'):
+        worker(reg).run(burst=True)
