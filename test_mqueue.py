@@ -892,6 +892,35 @@ def test_two_tasks_that_deadlock_each_other_both_complete_uncounted(db, reg, led
     assert sum(w.stats['lock_conflicts'] for w in workers) == 1
 
 
+def test_a_lock_wait_timeout_in_a_task_runs_it_again_uncounted(db, reg, ledger):
+    query(db, f'INSERT INTO {ledger} (id, note) VALUES (1, "held")')
+    holder = connect()
+    with holder.cursor() as cursor:
+        cursor.execute(f'SELECT note FROM {ledger} WHERE id = 1 FOR UPDATE')   # an app holding a row
+    attempts, failures = [], []
+
+    @reg.task(name='waits')
+    def waits():
+        attempts.append(mqueue.current().retries)
+        with mqueue.current().connection.cursor() as cursor:
+            cursor.execute('SET SESSION innodb_lock_wait_timeout = 1')
+            cursor.execute(f'SELECT note FROM {ledger} WHERE id = 1 FOR UPDATE')   # 1205 while held
+        if len(attempts) == 1:
+            raise AssertionError('the first attempt should have timed out')
+    conn = connect()
+    reg.enqueue(conn, 'waits', [])
+    conn.commit()
+    conn.close()
+    w = worker(reg, hooks={'task_failed': lambda context, error, **info: failures.append(error)})
+    assert w.run_once() == 1                  # timed out: handed back, uncounted, due at once
+    row, = tasks_in(db, reg)
+    assert row['retries'] == 0 and row['last_error'] is None and w.stats['lock_conflicts'] == 1
+    holder.rollback()
+    holder.close()
+    assert w.run(burst=True) == 1 and tasks_in(db, reg) == []
+    assert attempts == [0, 0] and failures == []
+
+
 def test_a_task_running_past_its_lease_is_never_run_twice(db, reg):
     runs = []
 
@@ -1732,3 +1761,15 @@ def test_servers_without_skip_locked_are_refused_with_a_clear_message(reg, versi
     reg.task(name='t')(lambda: None)
     with pytest.raises(mqueue.MQueueError, match=r'needs MariaDB 10\.6\+ or MySQL 8\.0\.1\+'):
         worker(reg).run(burst=True)
+
+
+def test_a_soak_under_faults_loses_nothing_and_runs_nothing_twice(server):
+    """The reduced soak (bench/soak.py has the full one): worker processes SIGKILLed and restarted,
+    their connections KILLed, the server restarted, while 400 tasks (10 ms each, one in ten failing
+    its first attempt) each write one ledger row through their transaction."""
+    sys.path.insert(0, str(ROOT / 'bench'))
+    import soak
+    report = soak.soak(tasks=400, workers=2, seconds=5.0, restart=os.path.exists(soak.MARIADBD), seed=7)
+    assert report['drained'] and report['left in table'] == 0, report
+    assert report['duplicates'] == 0 and report['losses'] == 0, report
+    assert report['faults']['worker SIGKILL'] >= 1 and report['faults']['connection KILL'] >= 1, report
