@@ -668,12 +668,13 @@ class _Claim:
 class Worker:
     """Runs due tasks, each inside the transaction that deletes its row.
 
-    A claim is committed first, in a short transaction that counts the attempt and moves the
-    task's eta ``lease`` seconds ahead, so a worker that dies mid-task cannot make it run forever
-    and cannot lose it: the task is due again when the lease ends. The task then runs in a second
-    transaction that holds its row lock (so no other worker can run it, however long it takes),
-    inside a savepoint: on success the row is deleted in the task's own commit; on failure the
-    savepoint is rolled back and the retry is recorded in that same transaction.
+    A claim is committed before its tasks run (inside ``run()``, in the commit that completes the
+    previous batch): it counts the attempt and moves the tasks' eta ``lease`` seconds ahead, so a
+    worker that dies mid-task cannot make a task run forever and cannot lose it: the task is due
+    again when the lease ends. The tasks then run in a second transaction that holds their row
+    locks (so no other worker can run them, however long they take), each inside a savepoint: on
+    success a row is deleted in the commit of its task's writes; on failure the savepoint is
+    rolled back and the retry is recorded in that same transaction.
 
     Args:
         connect: a zero-argument callable returning a new DB-API connection (one per thread), or
@@ -682,7 +683,8 @@ class Worker:
         registry: default the module's registry. tasks: a package (or list) whose modules are
             all imported first, so their tasks register.
         concurrency: threads, each with its own connection.
-        batch: tasks claimed per transaction.
+        batch: tasks claimed and run per transaction (a batch starts no new task after
+            BATCH_SECONDS; retried tasks run alone).
         lease: seconds a claim hides a task; how long before a dead worker's task returns.
         poll_interval: seconds between claims while idle.
         isolation: the isolation level of the worker's own connections, e.g. 'READ COMMITTED';
