@@ -337,10 +337,7 @@ class Registry:
         Raises:
             TypeError, ValueError: bad arguments; nothing is written.
         """
-        _checked_text('name', name, NAME_MAX)
-        known = self.tasks.get(name)
-        queue = _checked_text('queue', queue or (known and known.queue) or self.queue, QUEUE_MAX)
-        priority = _checked_priority(priority if priority is not None else known.priority if known else 0)
+        queue, priority = self._placement(name, queue, priority)
         encoded = _encode_args(name, args)
         eta_utc, delay_us = _due(delay, eta)
         cursor = conn.cursor()
@@ -363,10 +360,7 @@ class Registry:
         Returns:
             How many tasks were inserted.
         """
-        _checked_text('name', name, NAME_MAX)
-        known = self.tasks.get(name)
-        queue = _checked_text('queue', queue or (known and known.queue) or self.queue, QUEUE_MAX)
-        priority = _checked_priority(priority if priority is not None else known.priority if known else 0)
+        queue, priority = self._placement(name, queue, priority)
         eta_utc, delay_us = _due(delay, eta)
         encoded = [_encode_args(name, args) for args in calls]
         cursor = conn.cursor()
@@ -385,6 +379,13 @@ class Registry:
             return len(encoded)
         finally:
             cursor.close()
+
+    def _placement(self, name: str, queue: str | None, priority: int | None) -> tuple[str, int]:
+        """A new task's checked queue and priority: as given, else its task's, else the defaults."""
+        _checked_text('name', name, NAME_MAX)
+        known = self.tasks.get(name)
+        queue = _checked_text('queue', queue or (known and known.queue) or self.queue, QUEUE_MAX)
+        return queue, _checked_priority(priority if priority is not None else known.priority if known else 0)
 
     def retry_dead(self, conn: Any, ids: Iterable[int] | None = None, *, queue: str | None = None,
                    name: str | None = None) -> int:
