@@ -743,8 +743,8 @@ class Worker:
         self._abandon_signal: int | None = None    # set by a second signal
         self.stats: collections.Counter = collections.Counter()   # lock_conflicts: deadlocks and lock-wait timeouts retried
         self._inflight: dict[int, tuple[int | None, list[_Claim]]] = {}   # thread -> (connection id, claims)
-        self._priorities: set[tuple[str, int]] = set()   # (queue, priority) pairs seen in use...
-        self._priorities_at = -math.inf                  # ...as of this time.monotonic()
+        self._priorities: list[tuple[str, int]] = []   # (queue, priority) pairs to claim from...
+        self._priorities_at = -math.inf                # ...as of this time.monotonic()
 
     # The loop
 
@@ -933,8 +933,11 @@ class Worker:
         in use, looked up again every PRIORITY_REFRESH seconds, and those the tasks declare."""
         now = time.monotonic()
         if now - self._priorities_at > PRIORITY_REFRESH * (5 if idle else 1):
-            in_use = set()
-            for queue in self._served_queues():
+            queues = self._served_queues()
+            in_use = {(q, 0) for q in queues} | {   # and those the tasks declare
+                (task.queue or self.registry.queue, task.priority) for task in self.registry.tasks.values()
+                if (task.queue or self.registry.queue) in queues}
+            for queue in queues:
                 priority = PRIORITY_RANGE[0] - 1
                 for _ in range(MAX_PRIORITIES):
                     cursor.execute(self.registry._sql(SQL_NEXT_PRIORITY), (queue, priority))
@@ -942,10 +945,9 @@ class Worker:
                     if priority is None:
                         break
                     in_use.add((queue, priority))
-            self._priorities, self._priorities_at = in_use, now
-        declared = {(queue, task.priority) for queue in self._served_queues() for task in self.registry.tasks.values()
-                    if (task.queue or self.registry.queue) == queue} | {(q, 0) for q in self._served_queues()}
-        return sorted(self._priorities | declared, key=lambda pair: (pair[1], pair[0]))
+            self._priorities = sorted(in_use, key=lambda pair: (pair[1], pair[0]))
+            self._priorities_at = now
+        return self._priorities
 
     def _go_idle(self) -> None:
         """After an empty claim: autocommit, so polling is one statement each, with no transaction
