@@ -39,6 +39,7 @@ import os
 import pkgutil
 import random
 import re
+import select
 import signal
 import sys
 import threading
@@ -59,12 +60,15 @@ logger = logging.getLogger('mqueue')
 DEFAULT_QUEUE = 'default'
 DEFAULT_TABLE = 'task'
 DEFAULT_CRON_TABLE = 'cron'
+DEFAULT_DATABASE_URL = 'sqlite:///mqueue.db'   # the CLI's database without --db or $MQUEUE_DATABASE_URL
 DEFAULT_RETRIES = 3             # retries after the first attempt: 4 attempts in all
 DEFAULT_BACKOFF = 5.0           # seconds before the first retry; doubles on each later retry
 MAX_BACKOFF = 3600.0            # seconds: the cap on the delay before any one retry
 MAX_RETRIES = 1000              # the retries column is a SMALLINT; keep far below its limit
 DEFAULT_LEASE = 60.0            # seconds: how long a claim hides a task; a dead worker's task returns after it
-DEFAULT_POLL_INTERVAL = 0.5     # seconds an idle worker waits between claims (±10% jitter)
+DEFAULT_POLL_INTERVAL = 0.5     # seconds an idle worker waits between claims (±10% jitter); on
+                                # PostgreSQL a NOTIFY at enqueue's commit wakes it sooner
+SQLITE_BUSY_TIMEOUT = 30.0      # seconds a SQLite connection opened by mqueue waits for the write lock
 DEFAULT_BATCH = 20              # tasks claimed and run per transaction (bench/: 20 drains about 2x
                                 # faster than 1; more gains less and makes a slow task's batch-mates wait)
 BATCH_SECONDS = 1.0             # seconds after which a batch starts no new task: quick tasks' commits
@@ -81,11 +85,77 @@ PRIORITY_RANGE = (-32768, 32767)  # a SMALLINT; smaller runs first
 HOOKS = ('transaction', 'around_task', 'task_started', 'task_succeeded', 'task_failed', 'task_dead')
 
 # SQL #############################################################################################
-# Every statement the library issues, by name. ``{task}`` and ``{cron}`` are table names, checked
-# by _identifier() before they are formatted in; every value is a driver parameter. All times are
-# UTC and come from the database's clock, so workers with skewed clocks agree on what is due.
+# Every statement the library issues, by name, written once for all databases. ``{task}`` and
+# ``{cron}`` are table names, checked by _identifier() before they are formatted in; ``{ids}`` is a
+# list of placeholders; the other ``{...}`` are the dialect's fragments (the Dialects below); every
+# value is a driver parameter. All times are UTC and come from the database's clock, so workers
+# with skewed clocks agree on what is due.
 
-SCHEMA = """\
+# Insert tasks (the row repeated for several); eta is either given (UTC) or the database's now plus a
+# delay. PostgreSQL wraps it to return the id and NOTIFY idle workers at commit.
+SQL_ENQUEUE = '{enqueue_head}INSERT INTO {task} (args, eta, name, queue, retries, priority) VALUES {rows}{enqueue_tail}'
+SQL_ENQUEUE_ROW = '(%s, COALESCE(%s, {later}), %s, %s, 0, %s)'
+ENQUEUE_MANY_ROWS = 1000        # rows per INSERT statement of enqueue_many
+ENQUEUE_MANY_BYTES = 4_000_000  # bytes of args per INSERT statement (well inside max_allowed_packet)
+# Lock the next due tasks of one queue and priority, skipping those another worker holds: within a
+# priority the index is in eta order, so the range stops at the first task not yet due. (A range
+# over all priorities could not stop there: it would read, and lock, every task scheduled for
+# later.) MySQL forces the index: on a small table its optimizer would rather scan and sort.
+# Several (queue, priority) pairs are one such block each, joined by UNION ALL where the database
+# allows a locking read there (MySQL), else one statement each.
+SQL_CLAIM = ('SELECT id, name, args, retries, queue, eta, priority FROM {task}{claim_index} '
+             'WHERE queue = %s AND dead_at IS NULL AND priority = %s AND eta <= {now} '
+             'ORDER BY eta, id LIMIT %s{skip_locked}')
+SQL_CLAIM_ORDER = ' ORDER BY priority, eta, id LIMIT %s'
+# The priorities in use in a queue, one index dive each: the next one above a given priority.
+SQL_NEXT_PRIORITY = ('SELECT MIN(priority) FROM {task}{claim_index} '
+                     'WHERE queue = %s AND dead_at IS NULL AND priority > %s')
+# Count the attempt and hide the tasks for the lease; committed before any task runs.
+SQL_LEASE = 'UPDATE {task} SET retries = retries + 1, eta = {later} WHERE id IN ({ids}){id_limit}'
+# Re-lock claimed tasks for the transaction they run in; retries shows whether the claim is ours.
+SQL_LOCK = 'SELECT id, retries FROM {task} WHERE id IN ({ids}){id_limit}{for_update}'
+# A task finished: its row goes in the same commit as the task's writes.
+SQL_COMPLETE = 'DELETE FROM {task} WHERE id IN ({ids}){id_limit}'
+# A failed attempt: due again after the back-off, with the error kept.
+SQL_RETRY = 'UPDATE {task} SET eta = {later}, last_error = %s WHERE id = %s'
+# A task that gave up: kept, never claimed again, until brought back.
+SQL_BURY = 'UPDATE {task} SET dead_at = {now}, last_error = %s WHERE id = %s'
+# Hand back a claimed task that did not run (shutdown, a lost batch): uncounted, due at once.
+SQL_RELEASE = ('UPDATE {task} SET retries = retries - 1, eta = {now} '
+               'WHERE id = %s AND retries = %s AND dead_at IS NULL')
+# Find dead tasks with a plain read (no locks, so running tasks never make it wait)...
+SQL_FIND_DEAD = 'SELECT id FROM {task} WHERE dead_at IS NOT NULL'
+# ...and bring them back by primary key: a fresh count of attempts, due at once.
+SQL_RETRY_DEAD = ('UPDATE {task} SET dead_at = NULL, retries = 0, eta = {now} '
+                  'WHERE dead_at IS NOT NULL AND id IN ({ids}){id_limit}')
+# Lock a cron's row to schedule it; a worker that finds it locked skips it rather than wait.
+SQL_CRON_LOCK = 'SELECT last, {now}, task_id FROM {cron} WHERE queue = %s AND name = %s{skip_locked}'
+# The database's now, and whether the cron's row exists (it does if SQL_CRON_LOCK skipped it).
+SQL_CRON_PROBE = 'SELECT {now}, COUNT(*) FROM {cron} WHERE queue = %s AND name = %s'
+# A cron's first row: fires after now are its to enqueue. Ignored if another worker raced us.
+SQL_CRON_CREATE = '{insert_ignore} {cron} (queue, name, last) VALUES (%s, %s, %s){on_conflict_ignore}'
+# Whether a cron's previous task is still pending (queued, retrying or running, not dead).
+SQL_CRON_PENDING = 'SELECT 1 FROM {task} WHERE id = %s AND dead_at IS NULL'
+# Record the newest fire covered and the task enqueued for it.
+SQL_CRON_ADVANCE = 'UPDATE {cron} SET last = %s, task_id = %s WHERE queue = %s AND name = %s'
+# Every cron row of some queues, to report those no longer declared; and every one, to list them.
+SQL_CRON_ROWS = 'SELECT queue, name, last FROM {cron} WHERE queue IN ({queues})'
+SQL_CRON_ALL = 'SELECT queue, name, last FROM {cron}'
+SQL_NOW = 'SELECT {now}'
+# A savepoint around each task of a batch: a failure rolls back to its own. Releasing the first
+# before the commit proves the transaction is still the one that holds the claims: it fails if a
+# task's transaction was rolled back or committed under it.
+SQL_SAVEPOINT = 'SAVEPOINT mqueue_{n}'
+SQL_ROLLBACK_TO_SAVEPOINT = 'ROLLBACK TO SAVEPOINT mqueue_{n}'
+SQL_RELEASE_SAVEPOINT = 'RELEASE SAVEPOINT mqueue_0'
+# Whether a task of one queue and priority is due, asked by an idle worker in autocommit mode:
+# one statement per poll (MySQL: one block per pair, joined by UNION ALL), no transaction (and no
+# metadata lock) left open between polls.
+SQL_PROBE = ('SELECT 1 FROM {task}{claim_index} '
+             'WHERE queue = %s AND dead_at IS NULL AND priority = %s AND eta <= {now} LIMIT 1')
+NOTIFY_CHANNEL = 'mqueue'       # PostgreSQL: enqueue notifies it (payload "table:queue"); idle workers listen
+
+SCHEMA_MYSQL = """\
 -- mqueue schema: MySQL 8.0.1+ or MariaDB 10.6+ (the worker claims with FOR UPDATE SKIP LOCKED).
 CREATE TABLE IF NOT EXISTS {task} (
     id BIGINT NOT NULL AUTO_INCREMENT,
@@ -110,87 +180,220 @@ CREATE TABLE IF NOT EXISTS {cron} (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 """
 
-# Insert one task (or, with the row repeated, many); eta is either given (UTC) or the database's
-# now plus a delay.
-SQL_ENQUEUE = 'INSERT INTO {task} (args, eta, name, queue, retries, priority) VALUES '
-SQL_ENQUEUE_ROW = '(%s, COALESCE(%s, UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND), %s, %s, 0, %s)'
-ENQUEUE_MANY_ROWS = 1000        # rows per INSERT statement of enqueue_many
-ENQUEUE_MANY_BYTES = 4_000_000  # bytes of args per INSERT statement (well inside max_allowed_packet)
-# Lock the next due tasks of one queue and priority, skipping those another worker holds: within a
-# priority the index is in eta order, so the range stops at the first task not yet due. (A range
-# over all priorities could not stop there: it would read, and lock, every task scheduled for
-# later.) The index is forced: on a small table the optimizer would rather scan and sort. Several
-# (queue, priority) pairs are one such block each, joined by UNION ALL.
-SQL_CLAIM = ('SELECT id, name, args, retries, queue, eta, priority FROM {task} FORCE INDEX (claim) '
-             'WHERE queue = %s AND dead_at IS NULL AND priority = %s AND eta <= UTC_TIMESTAMP(6) '
-             'ORDER BY eta, id LIMIT %s FOR UPDATE SKIP LOCKED')
-SQL_CLAIM_ORDER = ' ORDER BY priority, eta, id LIMIT %s'
-# The priorities in use in a queue, one index dive each: the next one above a given priority.
-SQL_NEXT_PRIORITY = ('SELECT MIN(priority) FROM {task} FORCE INDEX (claim) '
-                     'WHERE queue = %s AND dead_at IS NULL AND priority > %s')
-# Statements on a list of ids end in ORDER BY id LIMIT n: without it, on a small table (or stale
-# statistics) the optimizer scans the whole table, and waits on, or deadlocks with, the rows
-# other workers hold; with it, it reads just those rows by primary key.
-# Count the attempt and hide the tasks for the lease; committed before any task runs.
-SQL_LEASE = ('UPDATE {task} SET retries = retries + 1, eta = UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND '
-             'WHERE id IN ({ids}) ORDER BY id LIMIT %s')
-# Re-lock claimed tasks for the transaction they run in; retries shows whether the claim is ours.
-SQL_LOCK = 'SELECT id, retries FROM {task} WHERE id IN ({ids}) ORDER BY id LIMIT %s FOR UPDATE'
-# A task finished: its row goes in the same commit as the task's writes.
-SQL_COMPLETE = 'DELETE FROM {task} WHERE id IN ({ids}) ORDER BY id LIMIT %s'
-# A failed attempt: due again after the back-off, with the error kept.
-SQL_RETRY = 'UPDATE {task} SET eta = UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND, last_error = %s WHERE id = %s'
-# A task that gave up: kept, never claimed again, until brought back.
-SQL_BURY = 'UPDATE {task} SET dead_at = UTC_TIMESTAMP(6), last_error = %s WHERE id = %s'
-# Hand back a claimed task that did not run (shutdown, a lost batch): uncounted, due at once.
-SQL_RELEASE = ('UPDATE {task} SET retries = retries - 1, eta = UTC_TIMESTAMP(6) '
-               'WHERE id = %s AND retries = %s AND dead_at IS NULL')
-# Find dead tasks with a plain read (no locks, so running tasks never make it wait)...
-SQL_FIND_DEAD = 'SELECT id FROM {task} WHERE dead_at IS NOT NULL'
-# ...and bring them back by primary key: a fresh count of attempts, due at once.
-SQL_RETRY_DEAD = ('UPDATE {task} SET dead_at = NULL, retries = 0, eta = UTC_TIMESTAMP(6) '
-                  'WHERE dead_at IS NOT NULL AND id IN ({ids}) ORDER BY id LIMIT %s')
-# Lock a cron's row to schedule it; a worker that finds it locked skips it rather than wait.
-SQL_CRON_LOCK = ('SELECT last, UTC_TIMESTAMP(6), task_id FROM {cron} WHERE queue = %s AND name = %s '
-                 'FOR UPDATE SKIP LOCKED')
-# The database's now, and whether the cron's row exists (it does if SQL_CRON_LOCK skipped it).
-SQL_CRON_PROBE = 'SELECT UTC_TIMESTAMP(6), COUNT(*) FROM {cron} WHERE queue = %s AND name = %s'
-# A cron's first row: fires after now are its to enqueue. IGNORE: another worker may race us.
-SQL_CRON_CREATE = 'INSERT IGNORE INTO {cron} (queue, name, last) VALUES (%s, %s, %s)'
-# Whether a cron's previous task is still pending (queued, retrying or running, not dead).
-SQL_CRON_PENDING = 'SELECT 1 FROM {task} WHERE id = %s AND dead_at IS NULL'
-# Record the newest fire covered and the task enqueued for it.
-SQL_CRON_ADVANCE = 'UPDATE {cron} SET last = %s, task_id = %s WHERE queue = %s AND name = %s'
-# Every cron row of some queues, to report those no longer declared; and every one, to list them.
-SQL_CRON_ROWS = 'SELECT queue, name, last FROM {cron} WHERE queue IN ({queues})'
-SQL_CRON_ALL = 'SELECT queue, name, last FROM {cron}'
-SQL_NOW = 'SELECT UTC_TIMESTAMP(6)'
-# A savepoint around each task of a batch: a failure rolls back to its own. Releasing the first
-# before the commit proves the transaction is still the one that holds the claims: it fails if a
-# task's transaction was rolled back or committed under it.
-SQL_SAVEPOINT = 'SAVEPOINT mqueue_{n}'
-SQL_ROLLBACK_TO_SAVEPOINT = 'ROLLBACK TO SAVEPOINT mqueue_{n}'
-SQL_RELEASE_SAVEPOINT = 'RELEASE SAVEPOINT mqueue_0'
-# Whether a task of one queue and priority is due, asked by an idle worker in autocommit mode (one
-# block per pair, joined by UNION ALL): one statement per poll, no transaction (and no metadata
-# lock) left open between polls.
-SQL_PROBE = ('SELECT 1 FROM {task} FORCE INDEX (claim) '
-             'WHERE queue = %s AND dead_at IS NULL AND priority = %s AND eta <= UTC_TIMESTAMP(6) LIMIT 1')
-# Set up a worker's own connection (the isolation level only if asked). A task's exclusivity rests on its row lock, which lives as long
-# as the connection: no idle timeout may cut it while a long task runs (MariaDB has three).
-SQL_ISOLATION = 'SET SESSION TRANSACTION ISOLATION LEVEL {level}'
-SQL_CONNECTION = 'SELECT CONNECTION_ID(), VERSION()'
-SQL_NO_TIMEOUT = 'SET SESSION wait_timeout = 31536000'
-SQL_NO_IDLE_TIMEOUT_MARIADB = ('SET SESSION idle_transaction_timeout = 0, idle_write_transaction_timeout = 0, '
-                               'idle_readonly_transaction_timeout = 0')
-SQL_KILL = 'KILL CONNECTION %s'
+SCHEMA_POSTGRESQL = """\
+-- mqueue schema: PostgreSQL 9.6+ (the worker claims with FOR UPDATE SKIP LOCKED).
+CREATE TABLE IF NOT EXISTS {task} (
+    id BIGSERIAL PRIMARY KEY,
+    args TEXT NOT NULL,                    -- JSON: a list (positional) or an object (keyword arguments)
+    eta TIMESTAMP(6) NOT NULL,             -- UTC: due time, or while claimed the end of the lease
+    name VARCHAR(128) NOT NULL,            -- the registered task name, e.g. tasks.mail
+    queue VARCHAR(32) NOT NULL,
+    retries SMALLINT NOT NULL DEFAULT 0,   -- attempts begun (counted when claimed)
+    priority SMALLINT NOT NULL DEFAULT 0,  -- smaller runs first
+    dead_at TIMESTAMP(6) NULL,             -- UTC: when the task gave up (dead: never claimed)
+    last_error TEXT NULL                   -- the last failure: type, message, traceback
+);
+CREATE INDEX IF NOT EXISTS {task}_claim ON {task} (queue, dead_at, priority, eta);
 
-# MySQL/MariaDB error codes that mean "try again", not "this task is broken".
+CREATE TABLE IF NOT EXISTS {cron} (
+    queue VARCHAR(32) NOT NULL,
+    name VARCHAR(128) NOT NULL,
+    last TIMESTAMP(6) NOT NULL,            -- UTC: the newest fire already covered
+    task_id BIGINT NULL,                   -- the task enqueued for it (no new one while it is pending)
+    PRIMARY KEY (queue, name)
+);
+"""
+
+SCHEMA_SQLITE = """\
+-- mqueue schema: SQLite 3.24+ (one writer at a time: the worker claims under BEGIN IMMEDIATE).
+-- WAL: readers (a web request's SELECTs) never wait for a running task, nor it for them.
+PRAGMA journal_mode = WAL;
+CREATE TABLE IF NOT EXISTS {task} (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a finished task's id is never reused
+    args TEXT NOT NULL,                    -- JSON: a list (positional) or an object (keyword arguments)
+    eta TEXT NOT NULL,                     -- UTC, 'YYYY-MM-DD HH:MM:SS.ffffff': due time, or the lease's end
+    name TEXT NOT NULL,                    -- the registered task name, e.g. tasks.mail
+    queue TEXT NOT NULL,
+    retries INTEGER NOT NULL DEFAULT 0,    -- attempts begun (counted when claimed)
+    priority INTEGER NOT NULL DEFAULT 0,   -- smaller runs first
+    dead_at TEXT NULL,                     -- UTC: when the task gave up (dead: never claimed)
+    last_error TEXT NULL                   -- the last failure: type, message, traceback
+);
+CREATE INDEX IF NOT EXISTS {task}_claim ON {task} (queue, dead_at, priority, eta);
+
+CREATE TABLE IF NOT EXISTS {cron} (
+    queue TEXT NOT NULL,
+    name TEXT NOT NULL,
+    last TEXT NOT NULL,                    -- UTC: the newest fire already covered
+    task_id INTEGER NULL,                  -- the task enqueued for it (no new one while it is pending)
+    PRIMARY KEY (queue, name)
+);
+"""
+
+
+class Dialect:
+    """What differs between databases, as data: the fragments formatted into the statements
+    above, the schema, and how a worker sets up its own connection. One instance per database."""
+    name = ''
+    param = '%s'                 # the driver's placeholder (paramstyle format, or qmark)
+    now = ''                     # the database's clock: UTC, to the microsecond where it can
+    later = ''                   # that plus %s microseconds
+    claim_index = ''             # an index hint for the claim
+    skip_locked = ' FOR UPDATE SKIP LOCKED'
+    for_update = ' FOR UPDATE'
+    id_limit = ''                # appended to statements on a list of n ids
+    claim_union = False          # whether several claim blocks may be joined by UNION ALL
+    insert_ignore = 'INSERT INTO'
+    on_conflict_ignore = ' ON CONFLICT DO NOTHING'
+    enqueue_head = ''
+    enqueue_tail = ''            # after the VALUES: returns the new id where lastrowid does not
+    notify = False               # enqueue notifies NOTIFY_CHANNEL (its last parameter: the payload)
+    begin = None                 # starts a worker's transaction; None: the driver's implicit BEGIN
+    isolation = ''               # sets the isolation level of a worker's own connection
+    kill = None                  # ends another connection (and its transaction) by id
+    connection_info = ''         # (connection id, server version)
+    schema = ''
+    FRAGMENTS = ('now', 'later', 'claim_index', 'skip_locked', 'for_update', 'insert_ignore',
+                 'on_conflict_ignore', 'enqueue_head', 'enqueue_tail')
+
+    def render(self, statement: str, task: str, cron: str, lists: Mapping[str, int]) -> str:
+        """A statement for this database: tables, fragments, and per list n placeholders (for
+        ``rows``, n rows of SQL_ENQUEUE_ROW)."""
+        values = {name: getattr(self, name) for name in self.FRAGMENTS}
+        values.update({name: _placeholders(n) for name, n in lists.items()})
+        values['rows'] = ', '.join([SQL_ENQUEUE_ROW] * lists.get('rows', 0)).format(later=self.later)
+        text = statement.format(task=task, cron=cron, id_limit=self.id_limit.format(n=lists.get('ids', 0)), **values)
+        return text if self.param == '%s' else text.replace('%s', self.param)
+
+    def setup(self, version: str) -> list[str]:
+        """Statements setting up a worker's own connection to a server of this version."""
+        return []
+
+    def refusal(self, version: str) -> str | None:
+        """Why the worker cannot run on this server, or None."""
+        return None
+
+    def take_over(self, conn: Any) -> None:
+        """Make a worker's own connection transactional: claims hold no locks in autocommit mode."""
+        _set_autocommit(conn, False)
+
+    def idle(self, conn: Any, on: bool) -> None:
+        """Switch a worker's own connection in and out of autocommit between polls."""
+        _set_autocommit(conn, on)
+
+    def stamp(self, value: dt.datetime) -> Any:
+        """A naive UTC datetime as a parameter."""
+        return value
+
+
+class MySQL(Dialect):
+    """MySQL 8.0.1+ and MariaDB 10.6+, through pymysql or mysqlclient (MySQLdb)."""
+    name = 'mysql'
+    now = 'UTC_TIMESTAMP(6)'
+    later = 'UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND'
+    claim_index = ' FORCE INDEX (claim)'
+    # Without it, on a small table (or stale statistics) the optimizer scans the whole table, and
+    # waits on, or deadlocks with, the rows other workers hold; with it, it reads just those rows.
+    id_limit = ' ORDER BY id LIMIT {n}'
+    claim_union = True
+    insert_ignore, on_conflict_ignore = 'INSERT IGNORE INTO', ''
+    isolation = 'SET SESSION TRANSACTION ISOLATION LEVEL {level}'
+    kill = 'KILL CONNECTION %s'
+    connection_info = 'SELECT CONNECTION_ID(), VERSION()'
+    schema = SCHEMA_MYSQL
+
+    def setup(self, version: str) -> list[str]:
+        # A task's exclusivity rests on its row lock, which lives as long as the connection: no
+        # idle timeout may cut it while a long task runs (MariaDB has three more).
+        statements = ['SET SESSION wait_timeout = 31536000']
+        if 'mariadb' in version.lower():
+            statements.append('SET SESSION idle_transaction_timeout = 0, idle_write_transaction_timeout = 0, '
+                              'idle_readonly_transaction_timeout = 0')
+        return statements
+
+    def refusal(self, version: str) -> str | None:
+        numbers = [int(part) for part in re.findall(r'\d+', version.split('-')[0])[:3]] + [0, 0, 0]
+        mariadb = 'mariadb' in version.lower()
+        if numbers[:3] < ([10, 6, 0] if mariadb else [8, 0, 1]):
+            return (f'the server is {"MariaDB" if mariadb else "MySQL"} {version}, which has no FOR UPDATE SKIP '
+                    'LOCKED: mqueue needs MariaDB 10.6+ or MySQL 8.0.1+ (it will not fall back to a claim that '
+                    'could hand one task to two workers)')
+        return None
+
+
+class PostgreSQL(Dialect):
+    """PostgreSQL 9.6+, through psycopg 3 or psycopg2. Idle workers LISTEN, enqueue NOTIFYs."""
+    name = 'postgresql'
+    # clock_timestamp(), not now(): now() is when the transaction began, and a batch's
+    # transaction lasts as long as its tasks.
+    now = "(clock_timestamp() AT TIME ZONE 'UTC')"
+    later = "(clock_timestamp() AT TIME ZONE 'UTC') + %s * INTERVAL '1 microsecond'"
+    enqueue_head = 'WITH new AS ('
+    enqueue_tail = f" RETURNING id) SELECT MIN(id), pg_notify('{NOTIFY_CHANNEL}', %s) FROM new"
+    notify = True
+    isolation = 'SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {level}'
+    kill = 'SELECT pg_terminate_backend(%s)'
+    connection_info = 'SELECT pg_backend_pid(), version()'
+    schema = SCHEMA_POSTGRESQL
+
+    def setup(self, version: str) -> list[str]:
+        statements = ['SET idle_in_transaction_session_timeout = 0', f'LISTEN {NOTIFY_CHANNEL}']
+        match = re.search(r'PostgreSQL (\d+)', version)
+        if match and int(match.group(1)) >= 14:
+            statements.append('SET idle_session_timeout = 0')
+        return statements
+
+
+class SQLite(Dialect):
+    """SQLite 3.24+ through the standard library: no row locks, so a worker's transaction takes
+    the database's write lock (BEGIN IMMEDIATE) and one task runs at a time per database file."""
+    name = 'sqlite'
+    param = '?'
+    now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+    later = "strftime('%Y-%m-%d %H:%M:%f', 'now', (%s / 1e6) || ' seconds')"
+    skip_locked = for_update = ''
+    begin = 'BEGIN IMMEDIATE'
+    connection_info = 'SELECT NULL, sqlite_version()'
+    schema = SCHEMA_SQLITE
+
+    def setup(self, version: str) -> list[str]:
+        return ['PRAGMA journal_mode = WAL', f'PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}']
+
+    def refusal(self, version: str) -> str | None:
+        if [int(part) for part in version.split('.')[:2]] < [3, 24]:
+            return f'SQLite {version} is too old: mqueue needs 3.24+ (ON CONFLICT)'
+        return None
+
+    def take_over(self, conn: Any) -> None:
+        # The worker issues BEGIN IMMEDIATE itself: sqlite3's implicit BEGIN is DEFERRED, and
+        # would let a SAVEPOINT outside a transaction start (and its RELEASE commit) one.
+        if getattr(conn, 'autocommit', -1) != -1:   # Python 3.12+: back to legacy transaction control
+            conn.autocommit = -1
+        conn.isolation_level = None
+
+    def idle(self, conn: Any, on: bool) -> None:
+        pass   # outside BEGIN IMMEDIATE the connection autocommits already
+
+    def stamp(self, value: dt.datetime) -> str:
+        return value.isoformat(' ', 'microseconds')
+
+
+DIALECTS = {dialect.name: dialect for dialect in (MySQL(), PostgreSQL(), SQLite())}
+# The module a driver's connection class lives in -> its database.
+DRIVERS = {'pymysql': 'mysql', 'MySQLdb': 'mysql', 'psycopg': 'postgresql', 'psycopg2': 'postgresql',
+           'sqlite3': 'sqlite'}
+
+# Errors that mean "try again", not "this task is broken": a lock conflict (the server rolled the
+# statement or transaction back) or a lost connection. MySQL error numbers; PostgreSQL SQLSTATEs;
+# SQLite result codes.
+LOCK_CONFLICTS = {1205: 'lock wait timeout', 1213: 'deadlock', '40P01': 'deadlock', '40001': 'serialization failure',
+                  '55P03': 'lock not available', ('sqlite', 5): 'database is locked', ('sqlite', 6): 'table is locked'}
 RETRYABLE_ERRORS = {
-    1205: 'lock wait timeout', 1213: 'deadlock', 1053: 'server shutdown', 1927: 'connection killed',
-    2002: 'cannot connect', 2003: 'cannot connect', 2006: 'server has gone away',
-    2013: 'lost connection', 2055: 'lost connection', 4031: 'disconnected for inactivity',
+    1053: 'server shutdown', 1927: 'connection killed', 2002: 'cannot connect', 2003: 'cannot connect',
+    2006: 'server has gone away', 2013: 'lost connection', 2055: 'lost connection', 4031: 'disconnected for inactivity',
+    '57P01': 'admin shutdown', '57P02': 'crash shutdown', '57P03': 'cannot connect now',
 }
+RETRYABLE_SQLSTATE_CLASSES = ('08',)   # PostgreSQL connection exceptions
 
 # Errors ##########################################################################################
 
@@ -222,7 +425,6 @@ class _ColdShutdown(KeyboardInterrupt):
 
 # Tasks ###########################################################################################
 
-
 class Registry:
     """The tasks a program knows, where their rows live, and how to reach the caller's connection.
 
@@ -234,22 +436,25 @@ class Registry:
         connection: a zero-argument callable returning the DB-API connection that ``Task.enqueue``
             uses outside a running task (e.g. the connection of the current web request).
         table: the task table's name; cron_table: the cron table's name. Plain identifiers only.
+        dialect: 'mysql', 'postgresql' or 'sqlite'; default: told by each connection's driver
+            (pymysql, MySQLdb, psycopg, psycopg2, sqlite3). Give it for other drivers.
     """
 
     def __init__(self, *, queue: str = DEFAULT_QUEUE, connection: Callable[[], Any] | None = None,
-                 table: str = DEFAULT_TABLE, cron_table: str = DEFAULT_CRON_TABLE):
+                 table: str = DEFAULT_TABLE, cron_table: str = DEFAULT_CRON_TABLE, dialect: str | None = None):
         self.queue = _checked_text('queue', queue, QUEUE_MAX)
         self.connection = connection
         self.table = _identifier(table)
         self.cron_table = _identifier(cron_table)
+        self.dialect = _dialect_named(dialect) if dialect is not None else None
         self.tasks: dict[str, Task] = {}
         self.crons: dict[str, Cron] = {}
         self._statements: dict[tuple, str] = {}
 
     def init(self, queue: str | None = None, *, connection: Callable[[], Any] | None = None,
-             table: str | None = None, cron_table: str | None = None) -> None:
-        """Set the default queue, the connection provider and/or the table names (the original
-        ``mqueue.init`` took the queue only)."""
+             table: str | None = None, cron_table: str | None = None, dialect: str | None = None) -> None:
+        """Set the default queue, the connection provider, the table names and/or the dialect (the
+        original ``mqueue.init`` took the queue only)."""
         if queue is not None:
             self.queue = _checked_text('queue', queue, QUEUE_MAX)
         if connection is not None:
@@ -258,6 +463,8 @@ class Registry:
             self.table = _identifier(table)
         if cron_table is not None:
             self.cron_table = _identifier(cron_table)
+        if dialect is not None:
+            self.dialect = _dialect_named(dialect)
 
     def task(self, func: Callable | None = None, *, name: str | None = None, queue: str | None = None,
              retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF, priority: int = 0):
@@ -337,15 +544,7 @@ class Registry:
         Raises:
             TypeError, ValueError: bad arguments; nothing is written.
         """
-        queue, priority = self._placement(name, queue, priority)
-        encoded = _encode_args(name, args)
-        eta_utc, delay_us = _due(delay, eta)
-        cursor = conn.cursor()
-        try:
-            cursor.execute(self._sql(SQL_ENQUEUE) + SQL_ENQUEUE_ROW, (encoded, eta_utc, delay_us, name, queue, priority))
-            return cursor.lastrowid
-        finally:
-            cursor.close()
+        return self._insert(conn, name, [_encode_args(name, args)], queue, delay, eta, priority)
 
     def enqueue_many(self, conn: Any, name: str, calls: Iterable[Sequence | Mapping | None], *,
                      queue: str | None = None, delay: float | dt.timedelta | None = None,
@@ -360,23 +559,34 @@ class Registry:
         Returns:
             How many tasks were inserted.
         """
+        encoded = [_encode_args(name, args) for args in calls]
+        self._insert(conn, name, encoded, queue, delay, eta, priority)
+        return len(encoded)
+
+    def _insert(self, conn: Any, name: str, encoded: list[str], queue: str | None, delay: Any, eta: Any,
+                priority: int | None) -> int | None:
+        """INSERT tasks of one name, a statement per ENQUEUE_MANY_ROWS (or _BYTES); the first's id."""
         queue, priority = self._placement(name, queue, priority)
         eta_utc, delay_us = _due(delay, eta)
-        encoded = [_encode_args(name, args) for args in calls]
-        cursor = conn.cursor()
+        dialect = self.dialect_of(conn)
+        if eta_utc is not None:
+            eta_utc = dialect.stamp(eta_utc)
+        notify = (f'{self.table}:{queue}',) if dialect.notify else ()
+        cursor, first, start = conn.cursor(), None, 0
         try:
-            start = 0
             while start < len(encoded):
                 end, size = start, 0
                 while end < len(encoded) and end - start < ENQUEUE_MANY_ROWS and (
                         end == start or size + len(encoded[end]) <= ENQUEUE_MANY_BYTES):
                     size += len(encoded[end])
                     end += 1
-                rows = encoded[start:end]
-                cursor.execute(self._sql(SQL_ENQUEUE) + ', '.join([SQL_ENQUEUE_ROW] * len(rows)),
-                               [value for args in rows for value in (args, eta_utc, delay_us, name, queue, priority)])
+                statement = self._sql(SQL_ENQUEUE, dialect, rows=end - start)
+                cursor.execute(statement, [*(value for args in encoded[start:end]
+                                             for value in (args, eta_utc, delay_us, name, queue, priority)), *notify])
+                if first is None:
+                    first = cursor.fetchone()[0] if dialect.enqueue_tail else cursor.lastrowid
                 start = end
-            return len(encoded)
+            return first
         finally:
             cursor.close()
 
@@ -398,36 +608,39 @@ class Registry:
         Returns:
             How many tasks came back.
         """
-        sql, params = self._sql(SQL_FIND_DEAD), []
+        statement, params = SQL_FIND_DEAD, []
         for column, value in (('queue', queue), ('name', name)):
             if value is not None:
-                sql += f' AND {column} = %s'
+                statement += f' AND {column} = %s'
                 params.append(value)
+        dialect = self.dialect_of(conn)
         cursor = conn.cursor()
         try:
             if ids is None or queue is not None or name is not None:
-                cursor.execute(sql, params)
+                cursor.execute(self._sql(statement, dialect), params)
                 found = [row[0] for row in cursor.fetchall()]
                 ids = found if ids is None else sorted(set(found) & {int(i) for i in ids})
             ids = [int(i) for i in ids]
             count = 0
             for start in range(0, len(ids), 1000):
                 chunk = ids[start:start + 1000]
-                cursor.execute(self._sql(SQL_RETRY_DEAD, ids=len(chunk)), (*chunk, len(chunk)))
+                cursor.execute(self._sql(SQL_RETRY_DEAD, dialect, ids=len(chunk)), chunk)
                 count += cursor.rowcount
             return count
         finally:
             cursor.close()
 
-    def schema(self) -> str:
-        """The CREATE TABLE statements for this registry's table names."""
-        return SCHEMA.format(task=self.table, cron=self.cron_table)
+    def schema(self, dialect: str = 'mysql') -> str:
+        """The CREATE TABLE statements for this registry's table names, for 'mysql', 'postgresql'
+        or 'sqlite'."""
+        return _dialect_named(dialect).schema.format(task=self.table, cron=self.cron_table)
 
     def create_tables(self, conn: Any) -> None:
-        """Run ``schema()`` on a connection (CREATE TABLE IF NOT EXISTS: safe to repeat)."""
+        """Run ``schema()`` for the connection's database on it (IF NOT EXISTS: safe to repeat).
+        Never commits: PostgreSQL and SQLite keep DDL in the caller's transaction."""
         cursor = conn.cursor()
         try:
-            for statement in self.schema().split(';\n'):
+            for statement in self.schema(self.dialect_of(conn).name).split(';\n'):
                 if statement.strip():
                     cursor.execute(statement)
         finally:
@@ -437,15 +650,18 @@ class Registry:
         """The queues a worker serves by default: the registry's and every registered task's."""
         return sorted({self.queue} | {t.queue for t in self.tasks.values() if t.queue})
 
-    def _sql(self, statement: str, **lists: int) -> str:
-        """A statement with this registry's table names and ``n`` placeholders per list."""
-        key = (statement, self.table, self.cron_table, *lists.items())
+    def dialect_of(self, conn: Any) -> Dialect:
+        """The registry's dialect if it was given one, else the one the connection's driver tells."""
+        return self.dialect or _dialect_of(conn)
+
+    def _sql(self, statement: str, dialect: Dialect, **lists: int) -> str:
+        """A statement in a dialect, with this registry's table names and n placeholders per list."""
+        key = (statement, dialect.name, self.table, self.cron_table, *lists.items())
         text = self._statements.get(key)
         if text is None:
             if len(self._statements) > 10_000:
                 self._statements.clear()
-            text = self._statements[key] = statement.format(
-                task=self.table, cron=self.cron_table, **{name: _placeholders(n) for name, n in lists.items()})
+            text = self._statements[key] = dialect.render(statement, self.table, self.cron_table, lists)
         return text
 
 
@@ -714,7 +930,7 @@ class Worker:
         self.hooks = dict(hooks or {})
         if connect is None and 'transaction' not in self.hooks:
             raise ValueError('Worker needs connect, or a transaction hook')
-        if connect is not None and not callable(connect):
+        if connect is not None and (hasattr(connect, 'cursor') or not callable(connect)):   # a connection
             if concurrency != 1:
                 raise ValueError('one connection serves one thread: pass a connection factory for concurrency > 1')
             connect = _SharedConnection(connect)
@@ -732,7 +948,8 @@ class Worker:
         self.concurrency, self.batch = concurrency, batch
         self.lease, self.poll_interval, self.isolation = lease, poll_interval, isolation
         self.crons = crons
-        self._transaction = self.hooks.get('transaction', self._own_transaction)
+        self._transaction = self._hook_transaction if 'transaction' in self.hooks else self._own_transaction
+        self.dialect: Dialect | None = self.registry.dialect   # else learnt from the first connection
         self._cron_due: dict[str, float] = {}      # cron name -> when (by self._clock) to check it again
         self._cron_lock = threading.Lock()         # one thread of a worker schedules at a time
         self._clock = time.time                    # this host's clock; crons use it only through...
@@ -840,7 +1057,7 @@ class Worker:
             if not done:
                 if burst:
                     break
-                self._stopping.wait(self._idle_wait())
+                self._wait_idle(self._idle_wait())
         carried = self._local.__dict__.pop('carried', None)
         if carried:
             self._release(carried)
@@ -880,6 +1097,9 @@ class Worker:
     def _served_queues(self) -> list[str]:
         return self.queues or self.registry.queues()
 
+    def _sql(self, statement: str, **lists: int) -> str:
+        return self.registry._sql(statement, self.dialect, **lists)
+
     # Claiming
 
     def _claim(self) -> tuple[list[_Claim], list[tuple[TaskContext, str]]]:
@@ -891,10 +1111,9 @@ class Worker:
         """Lock due rows, count the attempt and start the lease (committed by the caller before
         any of them runs). Rows that cannot run (unknown name, bad args, attempts used up by
         crashes) are buried here."""
-        sql = self.registry._sql
+        sql = self._sql
         runnable, buried = [], []
-        cursor.execute(*self._claim_statement(self._pairs(cursor)))
-        for task_id, name, args, attempts, queue, eta, _ in cursor.fetchall():
+        for task_id, name, args, attempts, queue, eta, _ in self._claim_due(cursor, self._pairs(cursor)):
             claim_or_error = self._vet(task_id, name, args, attempts, queue, _utc(eta))
             if isinstance(claim_or_error, str):
                 cursor.execute(sql(SQL_BURY), (_cut(claim_or_error), task_id))
@@ -903,28 +1122,38 @@ class Worker:
                 runnable.append(claim_or_error)
         claimed = _batch_of(runnable)
         if claimed:
-            cursor.execute(sql(SQL_LEASE, ids=len(claimed)),
-                           (int(self.lease * 1e6), *(c.id for c in claimed), len(claimed)))
+            cursor.execute(sql(SQL_LEASE, ids=len(claimed)), (int(self.lease * 1e6), *(c.id for c in claimed)))
         return claimed, buried
 
-    def _claim_statement(self, pairs: list[tuple[str, int]]) -> tuple[str, tuple]:
-        """SQL_CLAIM for these (queue, priority) pairs, and its parameters."""
-        claim = self.registry._sql(SQL_CLAIM)
-        if len(pairs) == 1:
-            return claim, (*pairs[0], self.batch)
-        union = ' UNION ALL '.join([f'({claim})'] * len(pairs)) + SQL_CLAIM_ORDER
-        return union, (*(p for pair in pairs for p in (*pair, self.batch)), self.batch)
+    def _claim_due(self, cursor: Any, pairs: list[tuple[str, int]]) -> list[tuple]:
+        """Lock up to a batch of due rows from these (queue, priority) pairs, smallest priority first."""
+        claim = self._sql(SQL_CLAIM)
+        if len(pairs) == 1 or not self.dialect.claim_union:
+            rows: list[tuple] = []
+            for pair in pairs:
+                cursor.execute(claim, (*pair, self.batch - len(rows)))
+                rows += cursor.fetchall()
+                if len(rows) >= self.batch:
+                    break
+            return rows
+        union = ' UNION ALL '.join([f'({claim})'] * len(pairs)) + self._sql(SQL_CLAIM_ORDER)
+        cursor.execute(union, (*(p for pair in pairs for p in (*pair, self.batch)), self.batch))
+        return cursor.fetchall()
 
     def _probe(self) -> bool:
         """Whether a task is due (asked while idle, in autocommit mode)."""
         cursor = self._local.connection.cursor()
         try:
-            pairs = self._pairs(cursor, idle=True)
-            probe = self.registry._sql(SQL_PROBE)
-            if len(pairs) > 1:
-                probe = ' UNION ALL '.join([f'({probe})'] * len(pairs)) + ' LIMIT 1'
-            cursor.execute(probe, [p for pair in pairs for p in pair])
-            return cursor.fetchone() is not None
+            pairs, probe = self._pairs(cursor, idle=True), self._sql(SQL_PROBE)
+            if len(pairs) > 1 and self.dialect.claim_union:
+                cursor.execute(' UNION ALL '.join([f'({probe})'] * len(pairs)) + ' LIMIT 1',
+                               [p for pair in pairs for p in pair])
+                return cursor.fetchone() is not None
+            for pair in pairs:
+                cursor.execute(probe, pair)
+                if cursor.fetchone() is not None:
+                    return True
+            return False
         finally:
             cursor.close()
 
@@ -940,7 +1169,7 @@ class Worker:
             for queue in queues:
                 priority = PRIORITY_RANGE[0] - 1
                 for _ in range(MAX_PRIORITIES):
-                    cursor.execute(self.registry._sql(SQL_NEXT_PRIORITY), (queue, priority))
+                    cursor.execute(self._sql(SQL_NEXT_PRIORITY), (queue, priority))
                     priority = cursor.fetchone()[0]
                     if priority is None:
                         break
@@ -953,10 +1182,21 @@ class Worker:
         """After an empty claim: autocommit, so polling is one statement each, with no transaction
         (nor its metadata lock) held open between polls. Only on the worker's own connections."""
         conn = getattr(self._local, 'connection', None)
-        setting = getattr(conn, 'autocommit', None)
-        if conn is not None and callable(setting) and 'transaction' not in self.hooks:
-            setting(True)
+        if conn is not None and 'transaction' not in self.hooks:
+            self.dialect.idle(conn, True)
             self._local.idle = True
+
+    def _wait_idle(self, seconds: float) -> None:
+        """Wait between polls; on PostgreSQL a NOTIFY from a committed enqueue ends the wait early."""
+        conn = getattr(self._local, 'connection', None)
+        if conn is None or not getattr(self._local, 'idle', False) or not self.dialect.notify:
+            self._stopping.wait(seconds)
+            return
+        try:
+            _await_notification(conn, seconds)
+        except Exception as exc:   # the next probe meets the same trouble and deals with it
+            logger.debug('waiting for a notification failed (%s)', _describe_error(exc, short=True))
+            self._stopping.wait(seconds)
 
     def _vet(self, task_id: int, name: str, args: str, attempts: int, queue: str,
              eta: dt.datetime) -> _Claim | str:
@@ -1003,7 +1243,7 @@ class Worker:
     def _schedule(self, schedule: Cron) -> dt.datetime | None:
         """On the locked cron row: enqueue one task if a fire is due, and record the newest fire
         covered. Returns the next fire, or None if another worker holds the row."""
-        name, queue, sql = schedule.task.name, schedule.task.queue or self.registry.queue, self.registry._sql
+        name, queue, sql = schedule.task.name, schedule.task.queue or self.registry.queue, self._sql
         with self._transaction() as conn:
             cursor = conn.cursor()
             cursor.execute(sql(SQL_CRON_LOCK), (queue, name))
@@ -1034,7 +1274,7 @@ class Worker:
                 task_id = self.registry.enqueue(conn, name, [], queue=queue, eta=newest)
                 logger.info('cron %s: enqueued task %s for the fire at %s%s', name, task_id, newest,
                             f' (covering the fires since {fire})' if fire != newest else '')
-            cursor.execute(sql(SQL_CRON_ADVANCE), (newest.replace(tzinfo=None), task_id, queue, name))
+            cursor.execute(sql(SQL_CRON_ADVANCE), (self.dialect.stamp(newest.replace(tzinfo=None)), task_id, queue, name))
         return schedule.next_fire(newest)
 
     def _learn_clock(self, database_now: dt.datetime) -> None:
@@ -1052,7 +1292,7 @@ class Worker:
         try:
             with self._transaction() as conn:
                 cursor = conn.cursor()
-                cursor.execute(self.registry._sql(SQL_CRON_ROWS, queues=len(queues)), queues)
+                cursor.execute(self._sql(SQL_CRON_ROWS, queues=len(queues)), queues)
                 rows = cursor.fetchall()
         except Exception as exc:
             logger.warning('could not read the cron table (%s)', _describe_error(exc, short=True))
@@ -1081,14 +1321,14 @@ class Worker:
                         logger.warning('task %s %s: its claim was lost before it ran (lease of %gs ended?); '
                                        'skipped', claim.id, claim.task.name, self.lease)
                     elif index and time.monotonic() - began > BATCH_SECONDS:
-                        cursor.execute(self.registry._sql(SQL_RELEASE), (claim.id, claim.attempt))
+                        cursor.execute(self._sql(SQL_RELEASE), (claim.id, claim.attempt))
                     else:
                         outcomes.append((claim, *self._execute(conn, cursor, index, claim)))
                 if outcomes:
                     self._check_transaction(cursor, outcomes)
                 done = [claim.id for claim, outcome, _ in outcomes if outcome == 'succeeded']
                 if done:
-                    cursor.execute(self.registry._sql(SQL_COMPLETE, ids=len(done)), (*done, len(done)))
+                    cursor.execute(self._sql(SQL_COMPLETE, ids=len(done)), done)
                 if carry and not self._stopping.is_set():
                     following, buried = self._claim_rows(cursor)
         except _TransactionLost as lost:
@@ -1140,7 +1380,7 @@ class Worker:
             self.stats['lock_conflicts'] += 1
             logger.info('task %s %s attempt %d hit a lock conflict; it runs again (%s)', claim.id, claim.task.name,
                         claim.attempt, info['error'].splitlines()[0])
-            cursor.execute(self.registry._sql(SQL_RELEASE), (claim.id, claim.attempt))
+            cursor.execute(self._sql(SQL_RELEASE), (claim.id, claim.attempt))
             return 'released', info
         return self._record_failure(cursor, claim, info['error']), info
 
@@ -1167,7 +1407,7 @@ class Worker:
 
     def _record_failure(self, cursor: Any, claim: _Claim, error: str, at_once: bool = False) -> str:
         """Retry after a back-off (or at once), or bury once the task's retries are used up."""
-        sql = self.registry._sql
+        sql = self._sql
         if claim.attempt > claim.task.retries:
             cursor.execute(sql(SQL_BURY), (_cut(error), claim.id))
             logger.error('task %s %s attempt %d failed; it is dead:\n%s', claim.id, claim.task.name,
@@ -1180,7 +1420,7 @@ class Worker:
         return 'failed'
 
     def _lock(self, cursor: Any, claimed: list[_Claim]) -> dict[int, int]:
-        cursor.execute(self.registry._sql(SQL_LOCK, ids=len(claimed)), (*(c.id for c in claimed), len(claimed)))
+        cursor.execute(self._sql(SQL_LOCK, ids=len(claimed)), [c.id for c in claimed])
         return dict(cursor.fetchall())
 
     def _recover(self, claimed: list[_Claim], lost: _TransactionLost) -> None:
@@ -1205,7 +1445,7 @@ class Worker:
                     outcomes.append((claim, self._record_failure(cursor, claim, lost.info['error'],
                                                                  at_once=lost.claim is None)))
                 else:
-                    cursor.execute(self.registry._sql(SQL_RELEASE), (claim.id, claim.attempt))
+                    cursor.execute(self._sql(SQL_RELEASE), (claim.id, claim.attempt))
         for claim, outcome in outcomes:
             self._emit(f'task_{outcome}', claim.context(None, self), lost.info)
 
@@ -1217,7 +1457,7 @@ class Worker:
                 with self._transaction() as conn:
                     cursor = conn.cursor()
                     for claim in claimed:
-                        cursor.execute(self.registry._sql(SQL_RELEASE), (claim.id, claim.attempt))
+                        cursor.execute(self._sql(SQL_RELEASE), (claim.id, claim.attempt))
                 return
             except Exception as exc:
                 if _lock_conflict(exc) and attempt < 2:
@@ -1245,9 +1485,13 @@ class Worker:
         if conn is None:
             conn = self._open()
         elif getattr(self._local, 'idle', False):
-            _autocommit_off(conn)
+            self.dialect.idle(conn, False)
             self._local.idle = False
         try:
+            if self.dialect.begin:
+                cursor = conn.cursor()
+                cursor.execute(self.dialect.begin)
+                cursor.close()
             yield conn
         except BaseException:
             try:
@@ -1257,26 +1501,46 @@ class Worker:
             raise
         conn.commit()
 
+    @contextlib.contextmanager
+    def _hook_transaction(self) -> Iterator[Any]:
+        """The transaction hook's transaction; its connection tells the dialect if none was given."""
+        with self.hooks['transaction']() as conn:
+            if self.dialect is None:
+                self.dialect = self.registry.dialect_of(conn)
+            if self.dialect.begin and not getattr(conn, 'in_transaction', True):   # SQLite: take the write lock
+                cursor = conn.cursor()
+                cursor.execute(self.dialect.begin)
+                cursor.close()
+            yield conn
+
     def _open(self) -> Any:
-        """A new connection of this thread's, set up for the worker: no autocommit, the chosen
-        isolation, and no idle timeout that could drop a long task's row lock."""
+        """A new connection of this thread's, set up for the worker: transactional, the chosen
+        isolation, no idle timeout that could drop a long task's row lock, and on PostgreSQL
+        listening for enqueues."""
         conn = self.connect()
-        _autocommit_off(conn)
+        if self.dialect is None:
+            self.dialect = self.registry.dialect_of(conn)
+        dialect = self.dialect
+        dialect.take_over(conn)
         cursor = conn.cursor()
-        if self.isolation:
-            cursor.execute(SQL_ISOLATION.format(level=self.isolation.upper()))
-        cursor.execute(SQL_NO_TIMEOUT)
-        cursor.execute(SQL_CONNECTION)
-        self._local.connection_id, version = cursor.fetchone()
-        problem = _skip_locked_missing(str(version))
-        if problem:
+        try:
+            if self.isolation:
+                if not dialect.isolation:
+                    raise MQueueError(f'{dialect.name} has no isolation levels to choose from; leave isolation unset')
+                cursor.execute(dialect.isolation.format(level=self.isolation.upper()))
+            cursor.execute(dialect.connection_info)
+            self._local.connection_id, version = cursor.fetchone()
+            problem = dialect.refusal(str(version))
+            if problem:
+                raise MQueueError(problem)
+            for statement in dialect.setup(str(version)):
+                cursor.execute(statement)
             cursor.close()
-            conn.close()
-            raise MQueueError(problem)
-        if 'mariadb' in str(version).lower():
-            cursor.execute(SQL_NO_IDLE_TIMEOUT_MARIADB)
-        cursor.close()
-        conn.commit()
+            conn.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
         self._local.connection = conn
         return conn
 
@@ -1319,8 +1583,8 @@ class Worker:
         their row locks go), then hand their tasks back uncounted. Best effort: the lease is the
         net. Not possible with a transaction hook (its connections are not the worker's)."""
         inflight = list(self._inflight.values())
-        if not inflight or 'transaction' in self.hooks:
-            return
+        if not inflight or 'transaction' in self.hooks or self.dialect is None or not self.dialect.kill:
+            return   # SQLite: the process exits, and its uncommitted transactions go with it
         try:
             conn = self.connect()
             try:
@@ -1328,10 +1592,10 @@ class Worker:
                 for connection_id, _ in inflight:
                     if connection_id is not None:
                         with contextlib.suppress(Exception):
-                            cursor.execute(SQL_KILL, (connection_id,))
+                            cursor.execute(self.dialect.kill, (connection_id,))
                 for _, claimed in inflight:
                     for claim in claimed:
-                        cursor.execute(self.registry._sql(SQL_RELEASE), (claim.id, claim.attempt))
+                        cursor.execute(self._sql(SQL_RELEASE), (claim.id, claim.attempt))
                 conn.commit()
             finally:
                 conn.close()
@@ -1383,33 +1647,58 @@ def _batch_of(runnable: list[_Claim]) -> list[_Claim]:
     return [claim for claim in runnable if claim.attempt == 1]
 
 
-def _skip_locked_missing(version: str) -> str | None:
-    """Why a server cannot run the worker's claim (no FOR UPDATE SKIP LOCKED), or None."""
-    numbers = [int(part) for part in re.findall(r'\d+', version.split('-')[0])[:3]] + [0, 0, 0]
-    mariadb = 'mariadb' in version.lower()
-    if numbers[:3] < ([10, 6, 0] if mariadb else [8, 0, 1]):
-        return (f'the server is {"MariaDB" if mariadb else "MySQL"} {version}, which has no FOR UPDATE SKIP LOCKED: '
-                'mqueue needs MariaDB 10.6+ or MySQL 8.0.1+ (it will not fall back to a claim that '
-                'could hand one task to two workers)')
-    return None
-
-
-def _autocommit_off(conn: Any) -> None:
-    """Worker transactions need autocommit off: without it claims hold no locks and savepoints
-    do nothing."""
+def _set_autocommit(conn: Any, on: bool) -> None:
     setting = getattr(conn, 'autocommit', None)
     if callable(setting):       # pymysql, MySQLdb
-        setting(False)
-    elif setting:               # drivers with an attribute
-        conn.autocommit = False
+        setting(on)
+    elif setting is not None:   # psycopg, psycopg2: an attribute
+        conn.autocommit = on
+
+
+def _dialect_named(name: str) -> Dialect:
+    try:
+        return DIALECTS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f'unknown dialect {name!r}; the dialects are {", ".join(DIALECTS)}') from None
+
+
+def _dialect_of(conn: Any) -> Dialect:
+    """The database behind a DB-API connection, told by the module its driver's class lives in;
+    SQLAlchemy's pooled wrapper is looked through."""
+    inner = getattr(conn, 'dbapi_connection', None) or getattr(conn, 'driver_connection', None)
+    if inner is not None:
+        conn = inner
+    driver = type(conn).__module__.split('.')[0]
+    if driver not in DRIVERS:
+        raise MQueueError(f'cannot tell the database behind a {driver}.{type(conn).__name__} connection: give '
+                          f'Registry(dialect=...) / mqueue.init(dialect=...) one of {", ".join(DIALECTS)}')
+    return DIALECTS[DRIVERS[driver]]
+
+
+def _await_notification(conn: Any, timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for a NOTIFY on a listening PostgreSQL connection, and drop
+    those received meanwhile (the probe that follows looks at the table, not at payloads)."""
+    notifies = conn.notifies
+    if callable(notifies):                  # psycopg 3: yields those already received first
+        for _ in notifies(timeout=timeout, stop_after=1):
+            break
+        for _ in notifies(timeout=0):       # drain: one probe answers them all
+            pass
+    else:                                   # psycopg2: a list that poll() fills
+        if not notifies:
+            select.select([conn], [], [], timeout)
+            conn.poll()
+        notifies.clear()
 
 
 def _jittered(seconds: float) -> float:
     return seconds * random.uniform(0.9, 1.1)
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    """A naive UTC datetime from the database, made aware."""
+def _utc(value: dt.datetime | str) -> dt.datetime:
+    """A naive UTC datetime from the database (SQLite's is text), made aware."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
     return value.replace(tzinfo=dt.timezone.utc)
 
 
@@ -1427,6 +1716,8 @@ def _identifier(name: str) -> str:
 def _checked_text(what: str, value: Any, limit: int) -> str:
     if not isinstance(value, str) or not value:
         raise TypeError(f'{what} must be a non-empty string, not {value!r}')
+    if '\x00' in value:   # PostgreSQL's text cannot hold it, and no name needs it
+        raise ValueError(f'{what} {value[:40]!r} contains a NUL character')
     if len(value) > limit:
         raise ValueError(f'{what} {value[:40]!r}... is {len(value)} characters; the {what} column holds {limit}')
     return value
@@ -1533,17 +1824,37 @@ def _cut(text: str) -> str:
     return f'{text[:head]}\n... [{len(text) - ERROR_MAX} characters cut] ...\n{text[-(ERROR_MAX - head - 50):]}'
 
 
+def _error_code(exc: BaseException) -> Any:
+    """A database error's code: a MySQL error number, a PostgreSQL SQLSTATE, ('sqlite', result code)."""
+    driver = type(exc).__module__.split('.')[0]
+    if driver in ('pymysql', 'MySQLdb'):
+        return exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    if driver == 'sqlite3':
+        code = getattr(exc, 'sqlite_errorcode', None)   # Python 3.11+
+        if code is None and 'locked' in str(exc):
+            code = 5
+        return ('sqlite', code & 0xff) if code is not None else None
+    return getattr(exc, 'sqlstate', None) or getattr(exc, 'pgcode', None)   # psycopg, psycopg2
+
+
 def _lock_conflict(exc: BaseException) -> bool:
-    """A deadlock (1213) or lock-wait timeout (1205): the server rolled back, try again."""
-    return bool(exc.args) and exc.args[0] in (1205, 1213) and type(exc).__name__ == 'OperationalError'
+    """A deadlock, lock-wait timeout or busy database: the server gave up on a statement (InnoDB:
+    on the transaction); trying again will do."""
+    return _error_code(exc) in LOCK_CONFLICTS
 
 
 def _retryable(exc: BaseException) -> bool:
-    """Whether a database error is transient: a lost connection, a deadlock, a lock-wait timeout."""
+    """Whether a database error is transient: a lost connection or a lock conflict."""
     if type(exc).__name__ == 'InterfaceError':   # PEP 249: the connection itself is unusable
         return True
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-    return code in RETRYABLE_ERRORS or isinstance(exc, (ConnectionError, TimeoutError))
+    code = _error_code(exc)
+    if code in LOCK_CONFLICTS or code in RETRYABLE_ERRORS:
+        return True
+    if isinstance(code, str) and code.startswith(RETRYABLE_SQLSTATE_CLASSES):
+        return True
+    if code is None and type(exc).__name__ == 'OperationalError' and 'psycopg' in type(exc).__module__:
+        return True   # psycopg: a lost connection carries no SQLSTATE
+    return isinstance(exc, (ConnectionError, TimeoutError))
 
 
 def _import_tree(package: str) -> None:
@@ -1554,22 +1865,62 @@ def _import_tree(package: str) -> None:
 
 
 def connect_url(url: str) -> Callable[[], Any]:
-    """A connect callable for ``mysql://user:password@host:port/database`` (through pymysql)."""
+    """A connect callable for a database URL; each call opens a new connection.
+
+    ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (the standard library's
+    sqlite3); ``postgresql://user:password@host:port/db`` (psycopg 3, else psycopg2;
+    ``postgresql+psycopg2://`` picks one); ``mysql://user:password@host:port/db`` (pymysql, else
+    mysqlclient; ``mysql+mysqldb://`` picks one). The callable's ``description`` names the database
+    without the password.
+    """
     parts = urlsplit(url)
-    if parts.scheme not in ('mysql', 'mysql+pymysql', 'mariadb'):
-        raise ValueError(f'unsupported database URL scheme {parts.scheme!r}: use mysql://user:password@host/db')
+    scheme, _, driver = parts.scheme.partition('+')
+    if scheme == 'sqlite':
+        path = unquote(parts.path[1:] if parts.path.startswith('/') else parts.path)
+        if parts.netloc or not path:
+            raise ValueError(f'bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db')
+
+        def connect() -> Any:
+            import sqlite3
+            return sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT)
+        connect.description = f'sqlite:///{path}'
+        return connect
+    if scheme not in ('mysql', 'mariadb', 'postgresql', 'postgres'):
+        raise ValueError(f'unsupported database URL scheme {parts.scheme!r}: use sqlite:///path.db, '
+                         'postgresql://user:password@host/db or mysql://user:password@host/db')
+    postgres = scheme.startswith('postgres')
     options = {
-        'host': parts.hostname or '127.0.0.1', 'port': parts.port or 3306,
-        'user': unquote(parts.username) if parts.username else 'root',
+        'host': parts.hostname or '127.0.0.1', 'port': parts.port or (5432 if postgres else 3306),
+        'user': unquote(parts.username) if parts.username else ('postgres' if postgres else 'root'),
         'password': unquote(parts.password) if parts.password else '',
-        'database': unquote(parts.path.lstrip('/')) or None, 'charset': 'utf8mb4', 'autocommit': False,
+        'database': unquote(parts.path.lstrip('/')) or None,
     }
+    drivers = {'postgresql': ('psycopg', 'psycopg2'), 'postgres': ('psycopg', 'psycopg2'),
+               'mysql': ('pymysql', 'MySQLdb'), 'mariadb': ('pymysql', 'MySQLdb')}[scheme]
+    if driver:
+        chosen = {'pymysql': 'pymysql', 'mysqldb': 'MySQLdb', 'mysqlclient': 'MySQLdb',
+                  'psycopg': 'psycopg', 'psycopg3': 'psycopg', 'psycopg2': 'psycopg2'}.get(driver.lower())
+        if chosen not in drivers:
+            raise ValueError(f'unknown driver {driver!r} for {scheme}: use one of {", ".join(drivers)}')
+        drivers = (chosen,)
 
     def connect() -> Any:
-        import pymysql
-        return pymysql.connect(**options)
-    connect.description = f"{options['user']}@{options['host']}:{options['port']}/{options['database']}"
+        module = _first_importable(drivers)
+        if postgres:
+            return module.connect(host=options['host'], port=options['port'], user=options['user'],
+                                  password=options['password'], dbname=options['database'] or options['user'])
+        return module.connect(charset='utf8mb4', autocommit=False, **options)
+    connect.description = f"{scheme}://{options['user']}@{options['host']}:{options['port']}/{options['database'] or ''}"
     return connect
+
+
+def _first_importable(modules: Sequence[str]) -> Any:
+    for name in modules:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise MQueueError(f'no driver for this database: pip install {modules[0]}')
 
 
 # The registry behind the module-level task(), init(), enqueue(); made here, once its helpers exist.
@@ -1582,14 +1933,19 @@ default_registry = Registry()
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``mqueue`` command. Returns the exit status: 0 ok, 1 an error (one line on stderr),
     2 bad usage; a worker abandoned by a second signal returns 128 + the signal's number."""
-    parser = argparse.ArgumentParser(prog='mqueue', description='A task queue in your MySQL/MariaDB database.')
+    parser = argparse.ArgumentParser(prog='mqueue', description='A task queue in your own database '
+                                     '(MySQL/MariaDB, PostgreSQL or SQLite).')
     commands = parser.add_subparsers(dest='command', required=True)
 
-    def command(name: str, summary: str, example: str, database: bool = True) -> argparse.ArgumentParser:
+    def command(name: str, summary: str, example: str, database: bool = True,
+                tasks: bool = True) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=f'{summary}. Example: {example}')
         if database:
-            sub.add_argument('--db', default=os.environ.get('MQUEUE_DATABASE_URL'),
-                             help='database URL, mysql://user:password@host:port/db (default: $MQUEUE_DATABASE_URL)')
+            sub.add_argument('--db', default=os.environ.get('MQUEUE_DATABASE_URL') or DEFAULT_DATABASE_URL,
+                             help='database URL: sqlite:///path.db, postgresql://user:password@host/db or '
+                                  'mysql://user:password@host/db (default: $MQUEUE_DATABASE_URL, else '
+                                  f'{DEFAULT_DATABASE_URL}, whose tables are created if missing)')
+        if tasks:
             sub.add_argument('--tasks', action='append', required=True, help='package whose modules define tasks')
         sub.add_argument('--table', default=DEFAULT_TABLE, help='task table name (default task)')
         sub.add_argument('--cron-table', default=DEFAULT_CRON_TABLE, help='cron table name (default cron)')
@@ -1603,20 +1959,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument('-v', '--verbose', action='store_true', help='log every task (INFO)')
     command('crons', 'List the declared crons with their expression, zone, last and next fire',
             'mqueue crons --db mysql://app:secret@127.0.0.1/app --tasks myapp.tasks')
-    command('schema', 'Print the CREATE TABLE statements', 'mqueue schema | mysql app', database=False)
+    command('init-db', 'Create the task and cron tables if they are missing',
+            'mqueue init-db --db postgresql://app:secret@127.0.0.1/app', tasks=False)
+    schema = command('schema', 'Print the CREATE TABLE statements',
+                     'mqueue schema --dialect postgresql | psql app', database=False, tasks=False)
+    schema.add_argument('--dialect', choices=list(DIALECTS), default='mysql', help='the database (default mysql)')
     args = parser.parse_args(argv)
 
     try:
         default_registry.init(table=args.table, cron_table=args.cron_table)
         if args.command == 'schema':
-            print(default_registry.schema(), end='')
+            print(default_registry.schema(args.dialect), end='')
             return 0
-        if not args.db:
-            parser.error('give --db URL or set MQUEUE_DATABASE_URL')
+        connect = connect_url(args.db)
+        if args.command == 'init-db' or args.db.startswith('sqlite:'):
+            _create_tables(default_registry, connect)
+            if args.command == 'init-db':
+                print(f'mqueue: tables {default_registry.table} and {default_registry.cron_table} are ready in '
+                      f'{connect.description}')
+                return 0
         sys.path.insert(0, os.getcwd())   # `--tasks tasks` finds ./tasks, as `python -m` would
         for package in args.tasks:
             _import_tree(package)
-        connect = connect_url(args.db)
         if args.command == 'crons':
             _print_crons(default_registry, connect)
             return 0
@@ -1631,13 +1995,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _create_tables(registry: Registry, connect: Callable[[], Any]) -> None:
+    conn = connect()
+    try:
+        registry.create_tables(conn)
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def _print_crons(registry: Registry, connect: Callable[[], Any]) -> None:
     conn = connect()
     try:
+        dialect = registry.dialect_of(conn)
         cursor = conn.cursor()
-        cursor.execute(registry._sql(SQL_CRON_ALL))
-        rows = {(queue, name): last for queue, name, last in cursor.fetchall()}
-        cursor.execute(SQL_NOW)
+        cursor.execute(registry._sql(SQL_CRON_ALL, dialect))
+        rows = {(queue, name): _utc(last) for queue, name, last in cursor.fetchall()}
+        cursor.execute(registry._sql(SQL_NOW, dialect))
         now = _utc(cursor.fetchone()[0])
         conn.rollback()
     finally:
@@ -1646,7 +2020,7 @@ def _print_crons(registry: Registry, connect: Callable[[], Any]) -> None:
     for name, schedule in sorted(registry.crons.items()):
         queue = schedule.task.queue or registry.queue
         last = rows.pop((queue, name), None)
-        upcoming = schedule.next_fire(_utc(last) if last else now)
+        upcoming = schedule.next_fire(last or now)
         table.append((name, queue, schedule.expression, schedule.tz.key,
                       f'{last:%Y-%m-%d %H:%M:%S}' if last else 'never', f'{upcoming:%Y-%m-%d %H:%M:%S}'))
     for (queue, name), last in sorted(rows.items()):
@@ -1661,3 +2035,4 @@ if __name__ == '__main__':
     # register where the worker looks.
     import mqueue
     sys.exit(mqueue.main())
+

@@ -7,8 +7,9 @@ import mqueue
 def _record(recipient, subject):
     """Write one row to example_mail in the running task's transaction (never commit here)."""
     context = mqueue.current()
+    p = context.worker.dialect.param   # the driver's placeholder: %s, or ? for sqlite3
     cursor = context.connection.cursor()
-    cursor.execute('INSERT INTO example_mail (task_id, attempt, recipient, subject) VALUES (%s, %s, %s, %s)',
+    cursor.execute(f'INSERT INTO example_mail (task_id, attempt, recipient, subject) VALUES ({p}, {p}, {p}, {p})',
                    (context.id, context.retries + 1, recipient, subject))
     cursor.close()
 
