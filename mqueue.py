@@ -1,25 +1,25 @@
-"""mqueue: a task queue that lives in your own MySQL/MariaDB database.
+"""mqueue: a task queue that lives in your own database: MySQL/MariaDB, PostgreSQL or SQLite.
 
 Tasks are rows. ``enqueue`` inserts one inside *your* transaction, so a task exists only if your
 business data commits with it; a worker runs each task inside the transaction that deletes its
 row, so the task's own writes commit exactly when it completes::
 
-    import mqueue, pymysql
+    import mqueue, sqlite3
 
     @mqueue.task(retries=5)
     def mail(to, subject):
         conn = mqueue.current().connection          # the worker's transaction
-        conn.cursor().execute('UPDATE user SET mailed = 1 WHERE email = %s', (to,))
+        conn.execute('UPDATE user SET mailed = 1 WHERE email = ?', (to,))
 
-    db = pymysql.connect(host='127.0.0.1', user='root', database='test')
+    db = sqlite3.connect('app.db')                   # or a pymysql / psycopg connection
+    mqueue.default_registry.create_tables(db)
     mail.enqueue_with(connection=db, kwargs={'to': 'a@example.com', 'subject': 'hi'})
     db.commit()                                      # roll back instead, and the task never existed
 
-    connect = lambda: pymysql.connect(host='127.0.0.1', user='root', database='test')
-    mqueue.Worker(connect).run(burst=True)           # or `mqueue worker --db URL --tasks PKG`
+    mqueue.Worker(mqueue.connect_url('sqlite:///app.db')).run(burst=True)   # or `mqueue worker`
 
-Create the tables with ``python -m mqueue schema | mysql DB``. One file, no dependency beyond
-the DB-API driver you already use.
+Create the tables with ``python -m mqueue init-db --db URL`` (or ``schema --dialect ...``). One
+file, no dependency beyond the DB-API driver you already use.
 """
 
 from __future__ import annotations
@@ -154,6 +154,7 @@ SQL_RELEASE_SAVEPOINT = 'RELEASE SAVEPOINT mqueue_0'
 SQL_PROBE = ('SELECT 1 FROM {task}{claim_index} '
              'WHERE queue = %s AND dead_at IS NULL AND priority = %s AND eta <= {now} LIMIT 1')
 NOTIFY_CHANNEL = 'mqueue'       # PostgreSQL: enqueue notifies it (payload "table:queue"); idle workers listen
+NOTIFY_WAIT_SLICE = 0.25        # seconds: an idle PostgreSQL worker looks at stop() at least this often
 
 SCHEMA_MYSQL = """\
 -- mqueue schema: MySQL 8.0.1+ or MariaDB 10.6+ (the worker claims with FOR UPDATE SKIP LOCKED).
@@ -1192,8 +1193,12 @@ class Worker:
         if conn is None or not getattr(self._local, 'idle', False) or not self.dialect.notify:
             self._stopping.wait(seconds)
             return
+        deadline = time.monotonic() + seconds
         try:
-            _await_notification(conn, seconds)
+            # in slices, so that stop() from another thread is seen within NOTIFY_WAIT_SLICE
+            while not self._stopping.is_set() and time.monotonic() < deadline:
+                if _await_notification(conn, min(NOTIFY_WAIT_SLICE, deadline - time.monotonic())):
+                    return
         except Exception as exc:   # the next probe meets the same trouble and deals with it
             logger.debug('waiting for a notification failed (%s)', _describe_error(exc, short=True))
             self._stopping.wait(seconds)
@@ -1675,20 +1680,21 @@ def _dialect_of(conn: Any) -> Dialect:
     return DIALECTS[DRIVERS[driver]]
 
 
-def _await_notification(conn: Any, timeout: float) -> None:
-    """Wait up to ``timeout`` seconds for a NOTIFY on a listening PostgreSQL connection, and drop
-    those received meanwhile (the probe that follows looks at the table, not at payloads)."""
+def _await_notification(conn: Any, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for a NOTIFY on a listening PostgreSQL connection; whether
+    one came. Those received meanwhile are dropped: the probe that follows looks at the table."""
     notifies = conn.notifies
     if callable(notifies):                  # psycopg 3: yields those already received first
-        for _ in notifies(timeout=timeout, stop_after=1):
-            break
+        came = any(True for _ in notifies(timeout=timeout, stop_after=1))
         for _ in notifies(timeout=0):       # drain: one probe answers them all
             pass
-    else:                                   # psycopg2: a list that poll() fills
-        if not notifies:
-            select.select([conn], [], [], timeout)
-            conn.poll()
-        notifies.clear()
+        return came
+    if not notifies:                        # psycopg2: a list that poll() fills
+        select.select([conn], [], [], timeout)
+        conn.poll()
+    came = bool(notifies)
+    notifies.clear()
+    return came
 
 
 def _jittered(seconds: float) -> float:
