@@ -1691,10 +1691,22 @@ def test_connect_url_parses_credentials():
             mqueue.connect_url(bad)
 
 
-def test_readme_quick_start_example_runs(server):
+def test_readme_quick_start_example_runs(server, tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / 'examples' / 'demo.py')], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env=dict(os.environ, MQUEUE_DATABASE_URL=B.url))
     assert done.returncode == 0, done.stdout + done.stderr
+    assert 'task rows left in queue' in done.stdout and 'dead, last_error: ValueError' in done.stdout
+
+
+def test_readme_first_command_needs_no_database_server(tmp_path):
+    """`python examples/demo.py` with no URL: SQLite, a file in the current folder; -S: no
+    site-packages, so nothing installed is used (mqueue.py comes from the checkout)."""
+    env = {k: v for k, v in os.environ.items() if k not in ('MQUEUE_DATABASE_URL', 'PYTHONPATH')}
+    done = subprocess.run([sys.executable, '-S', str(ROOT / 'examples' / 'demo.py')], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith('database: sqlite:///mqueue-demo.db') and (tmp_path / 'mqueue-demo.db').exists()
+    assert "mails to ghost@example.com: 0" in done.stdout and 'processed 7 task runs' in done.stdout
 
 
 # Crons ###########################################################################################

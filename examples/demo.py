@@ -10,7 +10,8 @@ import logging
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # so `import tasks` finds examples/tasks
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]   # examples/tasks, and mqueue.py without installing it
 
 import mqueue
 import tasks.mail
