@@ -1668,16 +1668,23 @@ def _dialect_named(name: str) -> Dialect:
 
 
 def _dialect_of(conn: Any) -> Dialect:
-    """The database behind a DB-API connection, told by the module its driver's class lives in;
-    SQLAlchemy's pooled wrapper is looked through."""
+    """The database behind a DB-API connection, told by the module its driver's class lives in
+    (remembered per class: enqueue asks on every call); SQLAlchemy's pooled wrapper is looked through."""
+    dialect = _DIALECT_OF_CLASS.get(type(conn))
+    if dialect is not None:
+        return dialect
     inner = getattr(conn, 'dbapi_connection', None) or getattr(conn, 'driver_connection', None)
-    if inner is not None:
-        conn = inner
-    driver = type(conn).__module__.split('.')[0]
+    driver = type(inner if inner is not None else conn).__module__.split('.')[0]
     if driver not in DRIVERS:
         raise MQueueError(f'cannot tell the database behind a {driver}.{type(conn).__name__} connection: give '
                           f'Registry(dialect=...) / mqueue.init(dialect=...) one of {", ".join(DIALECTS)}')
-    return DIALECTS[DRIVERS[driver]]
+    dialect = DIALECTS[DRIVERS[driver]]
+    if inner is None:
+        _DIALECT_OF_CLASS[type(conn)] = dialect
+    return dialect
+
+
+_DIALECT_OF_CLASS: dict[type, Dialect] = {}
 
 
 def _await_notification(conn: Any, timeout: float) -> bool:
