@@ -49,9 +49,10 @@ import zoneinfo
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 from urllib.parse import unquote, urlsplit
 
-__version__ = '0.1.0'
+__version__ = '0.2.0'
 __all__ = ['Registry', 'Task', 'TaskContext', 'Worker', 'MQueueError', 'connect_url', 'cron', 'current',
-           'enqueue', 'enqueue_many', 'init', 'retry_dead', 'task']
+           'enqueue', 'enqueue_many', 'init', 'task', 'queue_stats', 'dead_tasks', 'retry_dead', 'cancel',
+           'purge_dead']
 
 logger = logging.getLogger('mqueue')
 
@@ -111,23 +112,46 @@ SQL_CLAIM_ORDER = ' ORDER BY priority, eta, id LIMIT %s'
 SQL_NEXT_PRIORITY = ('SELECT MIN(priority) FROM {task}{claim_index} '
                      'WHERE queue = %s AND dead_at IS NULL AND priority > %s')
 # Count the attempt and hide the tasks for the lease; committed before any task runs.
-SQL_LEASE = 'UPDATE {task} SET retries = retries + 1, eta = {later} WHERE id IN ({ids}){id_limit}'
+SQL_LEASE = 'UPDATE {task} SET retries = retries + 1, eta = {later}, claimed_at = {now} WHERE id IN ({ids}){id_limit}'
 # Re-lock claimed tasks for the transaction they run in; retries shows whether the claim is ours.
 SQL_LOCK = 'SELECT id, retries FROM {task} WHERE id IN ({ids}){id_limit}{for_update}'
 # A task finished: its row goes in the same commit as the task's writes.
 SQL_COMPLETE = 'DELETE FROM {task} WHERE id IN ({ids}){id_limit}'
 # A failed attempt: due again after the back-off, with the error kept.
-SQL_RETRY = 'UPDATE {task} SET eta = {later}, last_error = %s WHERE id = %s'
+SQL_RETRY = 'UPDATE {task} SET eta = {later}, claimed_at = NULL, last_error = %s WHERE id = %s'
 # A task that gave up: kept, never claimed again, until brought back.
-SQL_BURY = 'UPDATE {task} SET dead_at = {now}, last_error = %s WHERE id = %s'
+SQL_BURY = 'UPDATE {task} SET dead_at = {now}, claimed_at = NULL, last_error = %s WHERE id = %s'
 # Hand back a claimed task that did not run (shutdown, a lost batch): uncounted, due at once.
-SQL_RELEASE = ('UPDATE {task} SET retries = retries - 1, eta = {now} '
+SQL_RELEASE = ('UPDATE {task} SET retries = retries - 1, eta = {now}, claimed_at = NULL '
                'WHERE id = %s AND retries = %s AND dead_at IS NULL')
-# Find dead tasks with a plain read (no locks, so running tasks never make it wait)...
-SQL_FIND_DEAD = 'SELECT id FROM {task} WHERE dead_at IS NOT NULL'
-# ...and bring them back by primary key: a fresh count of attempts, due at once.
+# Operating: statistics and the dead are plain reads (no locks: running tasks never make them
+# wait, nor they a worker); writes go by primary key to rows no worker holds. Filters by queue or
+# name are appended as ' AND column = %s'.
+# Find dead tasks...
+SQL_FIND = 'SELECT id FROM {task}'
+SQL_FIND_DEAD = SQL_FIND + ' WHERE dead_at IS NOT NULL'
+# ...bring them back: a fresh count of attempts, due at once...
 SQL_RETRY_DEAD = ('UPDATE {task} SET dead_at = NULL, retries = 0, eta = {now} '
                   'WHERE dead_at IS NOT NULL AND id IN ({ids}){id_limit}')
+# ...or delete them.
+SQL_FIND_DEAD_BEFORE = 'SELECT id FROM {task} WHERE dead_at IS NOT NULL AND dead_at < {later}'
+SQL_PURGE_DEAD = 'DELETE FROM {task} WHERE dead_at IS NOT NULL AND id IN ({ids}){id_limit}'
+# The dead, newest first, with their last error.
+SQL_DEAD_TASKS = 'SELECT id, queue, name, args, retries, dead_at, last_error FROM {task} WHERE dead_at IS NOT NULL'
+SQL_DEAD_TASKS_ORDER = ' ORDER BY dead_at DESC, id DESC LIMIT %s'
+# Per queue: ready (due), scheduled (due later: delayed or waiting to retry), running (claimed, in
+# its lease), dead, and the oldest ready task's due time; "now" is read once and passed in, so the
+# four counts agree (PostgreSQL's clock_timestamp() would move on between them).
+SQL_QUEUE_STATS = ('SELECT queue, COUNT(CASE WHEN dead_at IS NULL AND eta <= %s THEN 1 END), '
+                   'COUNT(CASE WHEN dead_at IS NULL AND eta > %s AND claimed_at IS NULL THEN 1 END), '
+                   'COUNT(CASE WHEN dead_at IS NULL AND eta > %s AND claimed_at IS NOT NULL THEN 1 END), '
+                   'COUNT(dead_at), MIN(CASE WHEN dead_at IS NULL AND eta <= %s THEN eta END) FROM {task}')
+SQL_QUEUE_STATS_GROUP = ' GROUP BY queue ORDER BY queue'
+# Cancel a task no worker is running (pending or dead): lock its row unless a worker holds it,
+# then delete it. (A plain DELETE would wait for a running task to commit.)
+SQL_NOT_RUNNING = 'id = %s AND (dead_at IS NOT NULL OR claimed_at IS NULL OR eta <= {now})'
+SQL_CANCEL_LOCK = 'SELECT id FROM {task} WHERE ' + SQL_NOT_RUNNING + '{skip_locked}'
+SQL_CANCEL = 'DELETE FROM {task} WHERE ' + SQL_NOT_RUNNING
 # Lock a cron's row to schedule it; a worker that finds it locked skips it rather than wait.
 SQL_CRON_LOCK = 'SELECT last, {now}, task_id FROM {cron} WHERE queue = %s AND name = %s{skip_locked}'
 # The database's now, and whether the cron's row exists (it does if SQL_CRON_LOCK skipped it).
@@ -166,6 +190,7 @@ CREATE TABLE IF NOT EXISTS {task} (
     queue VARCHAR(32) NOT NULL,
     retries SMALLINT NOT NULL DEFAULT 0,   -- attempts begun (counted when claimed)
     priority SMALLINT NOT NULL DEFAULT 0,  -- smaller runs first
+    claimed_at DATETIME(6) NULL,           -- UTC: when a worker claimed the attempt now running; NULL once it ends
     dead_at DATETIME(6) NULL,              -- UTC: when the task gave up (dead: never claimed)
     last_error TEXT NULL,                  -- the last failure: type, message, traceback
     PRIMARY KEY (id),
@@ -191,6 +216,7 @@ CREATE TABLE IF NOT EXISTS {task} (
     queue VARCHAR(32) NOT NULL,
     retries SMALLINT NOT NULL DEFAULT 0,   -- attempts begun (counted when claimed)
     priority SMALLINT NOT NULL DEFAULT 0,  -- smaller runs first
+    claimed_at TIMESTAMP(6) NULL,          -- UTC: when a worker claimed the attempt now running; NULL once it ends
     dead_at TIMESTAMP(6) NULL,             -- UTC: when the task gave up (dead: never claimed)
     last_error TEXT NULL                   -- the last failure: type, message, traceback
 );
@@ -217,6 +243,7 @@ CREATE TABLE IF NOT EXISTS {task} (
     queue TEXT NOT NULL,
     retries INTEGER NOT NULL DEFAULT 0,    -- attempts begun (counted when claimed)
     priority INTEGER NOT NULL DEFAULT 0,   -- smaller runs first
+    claimed_at TEXT NULL,                  -- UTC: when a worker claimed the attempt now running; NULL once it ends
     dead_at TEXT NULL,                     -- UTC: when the task gave up (dead: never claimed)
     last_error TEXT NULL                   -- the last failure: type, message, traceback
 );
@@ -253,6 +280,7 @@ class Dialect:
     isolation = ''               # sets the isolation level of a worker's own connection
     kill = None                  # ends another connection (and its transaction) by id
     connection_info = ''         # (connection id, server version)
+    whereabouts = ''             # where the connection is, for the log: host:port/database, or the file
     schema = ''
     FRAGMENTS = ('now', 'later', 'claim_index', 'skip_locked', 'for_update', 'insert_ignore',
                  'on_conflict_ignore', 'enqueue_head', 'enqueue_tail')
@@ -301,6 +329,7 @@ class MySQL(Dialect):
     isolation = 'SET SESSION TRANSACTION ISOLATION LEVEL {level}'
     kill = 'KILL CONNECTION %s'
     connection_info = 'SELECT CONNECTION_ID(), VERSION()'
+    whereabouts = "SELECT CONCAT(@@hostname, ':', @@port, '/', COALESCE(DATABASE(), ''))"
     schema = SCHEMA_MYSQL
 
     def setup(self, version: str) -> list[str]:
@@ -335,6 +364,8 @@ class PostgreSQL(Dialect):
     isolation = 'SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {level}'
     kill = 'SELECT pg_terminate_backend(%s)'
     connection_info = 'SELECT pg_backend_pid(), version()'
+    whereabouts = ("SELECT COALESCE(HOST(inet_server_addr()), 'local socket') || ':' || current_setting('port') "
+                   "|| '/' || current_database()")
     schema = SCHEMA_POSTGRESQL
 
     def setup(self, version: str) -> list[str]:
@@ -355,6 +386,7 @@ class SQLite(Dialect):
     skip_locked = for_update = ''
     begin = 'BEGIN IMMEDIATE'
     connection_info = 'SELECT NULL, sqlite_version()'
+    whereabouts = "SELECT file FROM pragma_database_list WHERE name = 'main'"
     schema = SCHEMA_SQLITE
 
     def setup(self, version: str) -> list[str]:
@@ -395,6 +427,9 @@ RETRYABLE_ERRORS = {
     '57P01': 'admin shutdown', '57P02': 'crash shutdown', '57P03': 'cannot connect now',
 }
 RETRYABLE_SQLSTATE_CLASSES = ('08',)   # PostgreSQL connection exceptions
+# mqueue's tables are not there, or not as this version needs them (SQLite says so in words only).
+MISSING_TABLE = {1146: 'no such table', '42P01': 'undefined table'}
+MISSING_COLUMN = {1054: 'unknown column', '42703': 'undefined column'}
 
 # Errors ##########################################################################################
 
@@ -598,6 +633,42 @@ class Registry:
         queue = _checked_text('queue', queue or (known and known.queue) or self.queue, QUEUE_MAX)
         return queue, _checked_priority(priority if priority is not None else known.priority if known else 0)
 
+    # Operating: each in the caller's transaction, like enqueue (reads lock nothing; the caller
+    # commits the writes). The CLI's status, dead, retry, cancel and purge are these.
+
+    def queue_stats(self, conn: Any, queue: str | None = None) -> list[QueueStats]:
+        """Per queue (those with rows, or just ``queue``): tasks ready, scheduled, running and dead,
+        and how long the oldest ready task has waited. A plain read: it never waits on a worker."""
+        dialect = self.dialect_of(conn)
+        statement, params = _filtered(SQL_QUEUE_STATS, queue=queue)
+        cursor = conn.cursor()
+        try:
+            cursor.execute(self._sql(SQL_NOW, dialect))
+            now = cursor.fetchone()[0]
+            cursor.execute(self._sql(statement + SQL_QUEUE_STATS_GROUP, dialect), [now] * 4 + params)
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        now = _utc(now)
+        return [QueueStats(name, ready, scheduled, running, dead,
+                           max(0.0, (now - _utc(oldest)).total_seconds()) if oldest is not None else 0.0)
+                for name, ready, scheduled, running, dead, oldest in rows]
+
+    def dead_tasks(self, conn: Any, *, queue: str | None = None, name: str | None = None,
+                   limit: int = 100) -> list[DeadTask]:
+        """Dead tasks, most recently dead first, with their last error (a plain read)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f'limit must be a whole number >= 1, not {limit!r}')
+        statement, params = _filtered(SQL_DEAD_TASKS, queue=queue, name=name)
+        cursor = conn.cursor()
+        try:
+            cursor.execute(self._sql(statement + SQL_DEAD_TASKS_ORDER, self.dialect_of(conn)), [*params, limit])
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        return [DeadTask(task_id, queue_, name_, args, attempts, _utc(dead_at), last_error or '')
+                for task_id, queue_, name_, args, attempts, dead_at, last_error in rows]
+
     def retry_dead(self, conn: Any, ids: Iterable[int] | None = None, *, queue: str | None = None,
                    name: str | None = None) -> int:
         """Bring dead tasks back, due now with a fresh count of attempts, in the caller's transaction.
@@ -609,23 +680,59 @@ class Registry:
         Returns:
             How many tasks came back.
         """
-        statement, params = SQL_FIND_DEAD, []
-        for column, value in (('queue', queue), ('name', name)):
-            if value is not None:
-                statement += f' AND {column} = %s'
-                params.append(value)
-        dialect = self.dialect_of(conn)
+        if ids is None or queue is not None or name is not None:
+            found = self._find(conn, *_filtered(SQL_FIND_DEAD, queue=queue, name=name))
+            ids = found if ids is None else sorted(set(found) & {int(i) for i in ids})
+        return self._by_ids(conn, SQL_RETRY_DEAD, [int(i) for i in ids])
+
+    def cancel(self, conn: Any, task_id: int) -> bool:
+        """Delete a task that no worker is running: pending (due, scheduled, waiting to retry) or
+        dead. Never waits on a worker. Returns False if there is no such task: it finished, was
+        never enqueued (or not yet committed), or a worker is running it (its attempt ends as it
+        ends; cancel it again if it is retried)."""
+        dialect, task_id = self.dialect_of(conn), int(task_id)
         cursor = conn.cursor()
         try:
-            if ids is None or queue is not None or name is not None:
-                cursor.execute(self._sql(statement, dialect), params)
-                found = [row[0] for row in cursor.fetchall()]
-                ids = found if ids is None else sorted(set(found) & {int(i) for i in ids})
-            ids = [int(i) for i in ids]
-            count = 0
+            cursor.execute(self._sql(SQL_CANCEL_LOCK, dialect), (task_id,))
+            if cursor.fetchone() is None:
+                return False
+            cursor.execute(self._sql(SQL_CANCEL, dialect), (task_id,))
+            return cursor.rowcount == 1
+        finally:
+            cursor.close()
+
+    def purge_dead(self, conn: Any, older_than: float | dt.timedelta, *, queue: str | None = None,
+                   name: str | None = None) -> int:
+        """Delete dead tasks that died more than ``older_than`` (seconds or a timedelta) ago, by
+        the database's clock; 0 deletes every dead task. Dead tasks are kept until purged.
+
+        Returns:
+            How many were deleted.
+        """
+        if isinstance(older_than, dt.timedelta):
+            older_than = older_than.total_seconds()
+        if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or not 0 <= older_than < 10 ** 10:
+            raise ValueError(f'older_than must be a non-negative number of seconds or a timedelta, not {older_than!r}')
+        statement, params = _filtered(SQL_FIND_DEAD_BEFORE, queue=queue, name=name)
+        return self._by_ids(conn, SQL_PURGE_DEAD, self._find(conn, statement, [-int(older_than * 1e6), *params]))
+
+    def _find(self, conn: Any, statement: str, params: list) -> list[int]:
+        """The ids a plain read finds."""
+        cursor = conn.cursor()
+        try:
+            cursor.execute(self._sql(statement, self.dialect_of(conn)), params)
+            return [row[0] for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def _by_ids(self, conn: Any, statement: str, ids: list[int]) -> int:
+        """Run a statement on a list of ids, a thousand at a time; the rows it changed."""
+        dialect, count = self.dialect_of(conn), 0
+        cursor = conn.cursor()
+        try:
             for start in range(0, len(ids), 1000):
                 chunk = ids[start:start + 1000]
-                cursor.execute(self._sql(SQL_RETRY_DEAD, dialect, ids=len(chunk)), chunk)
+                cursor.execute(self._sql(statement, dialect, ids=len(chunk)), chunk)
                 count += cursor.rowcount
             return count
         finally:
@@ -739,6 +846,27 @@ class TaskContext(NamedTuple):
     worker: Any             # the Worker running it
 
 
+class QueueStats(NamedTuple):
+    """One queue's tasks, as ``queue_stats`` counts them."""
+    queue: str
+    ready: int              # due now, waiting for a worker
+    scheduled: int          # due later: delayed, or waiting to retry
+    running: int            # claimed by a worker, within its lease
+    dead: int               # gave up; kept until retried or purged
+    latency: float          # seconds the oldest ready task has been due; 0.0 when none is ready
+
+
+class DeadTask(NamedTuple):
+    """A dead task, as ``dead_tasks`` lists it."""
+    id: int
+    queue: str
+    name: str
+    args: str               # the stored JSON
+    attempts: int
+    dead_at: dt.datetime    # UTC
+    error: str              # the last failure: type, message, traceback
+
+
 _current: contextvars.ContextVar[TaskContext] = contextvars.ContextVar('mqueue_current')
 
 
@@ -774,9 +902,29 @@ def enqueue_many(conn: Any, name: str, calls: Iterable[Sequence | Mapping | None
     return default_registry.enqueue_many(conn, name, calls, **options)
 
 
+def queue_stats(conn: Any, queue: str | None = None) -> list[QueueStats]:
+    """Ready, scheduled, running and dead tasks per queue, and latency (see ``Registry.queue_stats``)."""
+    return default_registry.queue_stats(conn, queue)
+
+
+def dead_tasks(conn: Any, **filters) -> list[DeadTask]:
+    """Dead tasks with their last error, newest first (see ``Registry.dead_tasks``)."""
+    return default_registry.dead_tasks(conn, **filters)
+
+
 def retry_dead(conn: Any, ids: Iterable[int] | None = None, **filters) -> int:
     """Bring dead tasks back (see ``Registry.retry_dead``); returns how many."""
     return default_registry.retry_dead(conn, ids, **filters)
+
+
+def cancel(conn: Any, task_id: int) -> bool:
+    """Delete a task no worker is running (see ``Registry.cancel``); whether there was one."""
+    return default_registry.cancel(conn, task_id)
+
+
+def purge_dead(conn: Any, older_than: float | dt.timedelta, **filters) -> int:
+    """Delete tasks dead for longer than ``older_than`` (see ``Registry.purge_dead``); how many."""
+    return default_registry.purge_dead(conn, older_than, **filters)
 
 
 # Crons ###########################################################################################
@@ -886,10 +1034,9 @@ class _Claim:
 class Worker:
     """Runs due tasks, each inside the transaction that deletes its row.
 
-    A claim is committed before its tasks run (inside ``run()``, in the commit that completes the
-    previous batch): it counts the attempt and moves the tasks' eta ``lease`` seconds ahead, so a
-    worker that dies mid-task cannot make a task run forever and cannot lose it: the task is due
-    again when the lease ends. The tasks then run in a second transaction that holds their row
+    A claim is committed, in a short transaction of its own, before its tasks run: it counts the
+    attempt and moves the tasks' eta ``lease`` seconds ahead, so a worker that dies mid-task
+    cannot make a task run forever and cannot lose it: the task is due again when the lease ends. The tasks then run in a second transaction that holds their row
     locks (so no other worker can run them, however long they take), each inside a savepoint: on
     success a row is deleted in the commit of its task's writes; on failure the savepoint is
     rolled back and the retry is recorded in that same transaction.
@@ -978,8 +1125,9 @@ class Worker:
         self._stopping.clear()
         self._signals, self._abandon_signal = 0, None
         queues = self._served_queues()
-        logger.info('mqueue %s worker starting: queues %s, concurrency %d, batch %d, tasks %d',
-                    __version__, ', '.join(queues), self.concurrency, self.batch, len(self.registry.tasks))
+        logger.info('mqueue %s worker starting: %squeues %s, concurrency %d, batch %d, tasks %d', __version__,
+                    f'database {self.connect.description}, ' if hasattr(self.connect, 'description') else '',
+                    ', '.join(queues), self.concurrency, self.batch, len(self.registry.tasks))
         if self.crons:
             self._report_undeclared_crons(queues)
         with self._signal_handlers():
@@ -999,56 +1147,55 @@ class Worker:
     def run_once(self) -> int:
         """Enqueue the crons that are due, then claim one batch of due tasks and process it.
         Returns how many tasks were processed."""
-        return self._step(carry=False)
+        return self._step()
 
-    def _step(self, carry: bool) -> int:
-        """One batch. With ``carry`` (inside run()), the next batch is claimed in the same commit
-        that completes this one, and kept for the next step: one commit per batch."""
+    def _step(self) -> int:
+        """One batch: claimed in a short transaction of its own, then run in another.
+
+        Claiming in the transaction that completes the previous batch would save a commit per
+        batch, but on MariaDB two workers' claims can deadlock, and InnoDB then rolls back the
+        whole transaction: the finished batch with it, which would then run again."""
         self._schedule_crons()
-        claimed, buried = self._local.__dict__.pop('carried', None), []
+        if getattr(self._local, 'idle', False) and not self._probe():
+            return 0
+        claimed, buried = self._claim()
+        self._report_buried(buried)
         if not claimed:
-            if getattr(self._local, 'idle', False) and not self._probe():
-                return 0
-            claimed, buried = self._claim()
-            self._report_buried(buried)
-            if not claimed:
-                if not buried:
-                    self._go_idle()
-                return len(buried)
+            if not buried:
+                self._go_idle()
+            return len(buried)
         thread = threading.get_ident()
         self._inflight[thread] = (getattr(self._local, 'connection_id', None), claimed)
         try:
-            following, more_buried = self._process(claimed, carry)
+            self._process(claimed)
         except Exception as exc:
             if _lock_conflict(exc):   # the batch's writes went with its transaction: hand it back uncounted
                 self._release(claimed)
             raise
         finally:
             self._inflight.pop(thread, None)
-        self._report_buried(more_buried)
-        if following:
-            self._local.carried = following
-            self._inflight[thread] = (getattr(self._local, 'connection_id', None), following)
-        return len(claimed) + len(buried) + len(more_buried)
+        return len(claimed) + len(buried)
 
     def _loop(self, burst: bool) -> int:
         processed, errors = 0, 0
         while not self._stopping.is_set():
             try:
-                done = self._step(carry=True)
+                done = self._step()
             except Exception as exc:
                 if _lock_conflict(exc):   # InnoDB rolled the transaction back; the connection is fine
                     self.stats['lock_conflicts'] += 1
                     logger.info('lock conflict (%s); retrying', _describe_error(exc, short=True))
                     self._stopping.wait(random.uniform(0, 0.01))
                     continue
+                problem = _schema_problem(exc)
+                if problem:   # no table, or an older one: waiting will not create it
+                    raise MQueueError(problem) from exc
                 if isinstance(exc, MQueueError) or (burst and not _retryable(exc)):
                     raise   # a server or setup mqueue cannot work with: retrying will not help
                 errors += 1
                 wait = _jittered(min(ERROR_BACKOFF_MAX, ERROR_BACKOFF_MIN * 2 ** (errors - 1)))
                 logger.warning('worker error (%s); retrying in %.2fs', _describe_error(exc, short=True), wait,
                                exc_info=not _retryable(exc))
-                self._local.carried = None          # if claimed, they return when the lease ends
                 self._inflight.pop(threading.get_ident(), None)
                 self._discard_connection()
                 self._stopping.wait(wait)
@@ -1059,9 +1206,6 @@ class Worker:
                 if burst:
                     break
                 self._wait_idle(self._idle_wait())
-        carried = self._local.__dict__.pop('carried', None)
-        if carried:
-            self._release(carried)
         self._inflight.pop(threading.get_ident(), None)
         self._discard_connection()
         return processed
@@ -1104,14 +1248,13 @@ class Worker:
     # Claiming
 
     def _claim(self) -> tuple[list[_Claim], list[tuple[TaskContext, str]]]:
-        """Claim a batch in a short transaction of its own."""
+        """In a short transaction of its own: lock due rows, count the attempt and start the
+        lease. Rows that cannot run (unknown name, bad args, attempts used up by crashes) are
+        buried here."""
         with self._transaction() as conn:
             return self._claim_rows(conn.cursor())
 
     def _claim_rows(self, cursor: Any) -> tuple[list[_Claim], list[tuple[TaskContext, str]]]:
-        """Lock due rows, count the attempt and start the lease (committed by the caller before
-        any of them runs). Rows that cannot run (unknown name, bad args, attempts used up by
-        crashes) are buried here."""
         sql = self._sql
         runnable, buried = [], []
         for task_id, name, args, attempts, queue, eta, _ in self._claim_due(cursor, self._pairs(cursor)):
@@ -1309,13 +1452,11 @@ class Worker:
 
     # Running
 
-    def _process(self, claimed: list[_Claim], carry: bool = False
-                 ) -> tuple[list[_Claim], list[tuple[TaskContext, str]]]:
+    def _process(self, claimed: list[_Claim]) -> None:
         """Run claimed tasks in one transaction, each in a savepoint, and delete the completed ones
-        in the commit that also commits their writes. With ``carry``, the next batch is claimed in
-        that same commit and returned (with any rows buried while claiming it)."""
+        in the commit that also commits their writes. The transaction locks only its own rows (by
+        primary key): no range scan whose locks another worker could be waiting on."""
         outcomes: list[tuple[_Claim, str, dict]] = []
-        following, buried = [], []
         try:
             with self._transaction() as conn:
                 cursor = conn.cursor()
@@ -1334,18 +1475,15 @@ class Worker:
                 done = [claim.id for claim, outcome, _ in outcomes if outcome == 'succeeded']
                 if done:
                     cursor.execute(self._sql(SQL_COMPLETE, ids=len(done)), done)
-                if carry and not self._stopping.is_set():
-                    following, buried = self._claim_rows(cursor)
         except _TransactionLost as lost:
             self._recover(claimed, lost)
-            return [], []
+            return
         except _ColdShutdown:
             self._release(claimed)
             raise
         for claim, outcome, info in outcomes:
             if f'task_{outcome}' in self.hooks:   # task_succeeded, task_failed, task_dead
                 self._emit(f'task_{outcome}', claim.context(None, self), info)
-        return following, buried
 
     def _check_transaction(self, cursor: Any, outcomes: list[tuple[_Claim, str, dict]]) -> None:
         """Fail the batch if its transaction was lost under a task that returned normally."""
@@ -1372,8 +1510,8 @@ class Worker:
         error = contextvars.copy_context().run(self._call, claim, context)
         info = {'duration': time.perf_counter() - started}
         if error is None:
-            logger.info('task %s %s attempt %d succeeded in %.1f ms', claim.id, claim.task.name, claim.attempt,
-                        info['duration'] * 1000)
+            logger.info('task %s %s (queue %s) attempt %d succeeded in %.1f ms', claim.id, claim.task.name,
+                        claim.queue, claim.attempt, info['duration'] * 1000)
             return 'succeeded', info
         info.update(error=_describe_error(error), exception=error)
         conflict = _lock_conflict(error)
@@ -1387,7 +1525,7 @@ class Worker:
                         claim.attempt, info['error'].splitlines()[0])
             cursor.execute(self._sql(SQL_RELEASE), (claim.id, claim.attempt))
             return 'released', info
-        return self._record_failure(cursor, claim, info['error']), info
+        return self._record_failure(cursor, claim, info['error'], info['duration']), info
 
     def _call(self, claim: _Claim, context: TaskContext) -> BaseException | None:
         """Call the task (inside its own context); returns the exception it raised, if any, be it
@@ -1410,18 +1548,19 @@ class Worker:
             self._local.in_task = False
         return None
 
-    def _record_failure(self, cursor: Any, claim: _Claim, error: str, at_once: bool = False) -> str:
+    def _record_failure(self, cursor: Any, claim: _Claim, error: str, duration: float,
+                        at_once: bool = False) -> str:
         """Retry after a back-off (or at once), or bury once the task's retries are used up."""
         sql = self._sql
         if claim.attempt > claim.task.retries:
             cursor.execute(sql(SQL_BURY), (_cut(error), claim.id))
-            logger.error('task %s %s attempt %d failed; it is dead:\n%s', claim.id, claim.task.name,
-                         claim.attempt, error)
+            logger.error('task %s %s (queue %s) attempt %d failed in %.1f ms; it is dead:\n%s', claim.id,
+                         claim.task.name, claim.queue, claim.attempt, duration * 1000, error)
             return 'dead'
         delay = 0.0 if at_once else backoff(claim.task.backoff, claim.attempt)
         cursor.execute(sql(SQL_RETRY), (int(delay * 1e6), _cut(error), claim.id))
-        logger.warning('task %s %s attempt %d failed; retry in %.1fs:\n%s', claim.id, claim.task.name,
-                       claim.attempt, delay, error)
+        logger.warning('task %s %s (queue %s) attempt %d failed in %.1f ms; retry in %.1fs:\n%s', claim.id,
+                       claim.task.name, claim.queue, claim.attempt, duration * 1000, delay, error)
         return 'failed'
 
     def _lock(self, cursor: Any, claimed: list[_Claim]) -> dict[int, int]:
@@ -1448,7 +1587,7 @@ class Worker:
                     continue
                 if not lost.conflict and (lost.claim is None or claim is lost.claim):
                     outcomes.append((claim, self._record_failure(cursor, claim, lost.info['error'],
-                                                                 at_once=lost.claim is None)))
+                                                                 lost.info['duration'], at_once=lost.claim is None)))
                 else:
                     cursor.execute(self._sql(SQL_RELEASE), (claim.id, claim.attempt))
         for claim, outcome in outcomes:
@@ -1540,6 +1679,8 @@ class Worker:
                 raise MQueueError(problem)
             for statement in dialect.setup(str(version)):
                 cursor.execute(statement)
+            cursor.execute(dialect.whereabouts)
+            where = cursor.fetchone()[0]
             cursor.close()
             conn.commit()
         except BaseException:
@@ -1547,6 +1688,12 @@ class Worker:
                 conn.close()
             raise
         self._local.connection = conn
+        again = getattr(self._local, 'opened', False)
+        self._local.opened = True
+        connection_id = self._local.connection_id
+        logger.info('%s to %s %s at %s%s', 'reconnected' if again else 'connected', dialect.name,
+                    ' '.join(str(version).split()[:2]), where,
+                    f' (connection {connection_id})' if connection_id is not None else '')
         return conn
 
     def _discard_connection(self) -> None:
@@ -1715,6 +1862,16 @@ def _utc(value: dt.datetime | str) -> dt.datetime:
     return value.replace(tzinfo=dt.timezone.utc)
 
 
+def _filtered(statement: str, **columns: str | None) -> tuple[str, list]:
+    """A statement with ' AND column = %s' for each column given, and the parameters."""
+    params = []
+    for column, value in columns.items():
+        if value is not None:
+            statement += f' AND {column} = %s' if ' WHERE ' in statement else f' WHERE {column} = %s'
+            params.append(value)
+    return statement, params
+
+
 def _placeholders(n: int) -> str:
     return ', '.join(['%s'] * n)
 
@@ -1822,8 +1979,8 @@ def _describe_error(exc: BaseException, short: bool = False) -> str:
         head = f'{type(exc).__name__}: {exc}'
     except Exception:   # an exception whose __str__ fails must not stop its own bookkeeping
         head = f'{type(exc).__name__}: <unprintable>'
-    if short:
-        return head[:300]
+    if short:   # the first line: PostgreSQL adds the statement and a caret on the next ones
+        return head.strip().split('\n', 1)[0][:300]
     return _cut(head + '\n' + ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
 
 
@@ -1850,6 +2007,11 @@ def _error_code(exc: BaseException) -> Any:
     return getattr(exc, 'sqlstate', None) or getattr(exc, 'pgcode', None)   # psycopg, psycopg2
 
 
+def _database_error(exc: BaseException) -> bool:
+    """Whether an exception comes from a database driver."""
+    return type(exc).__module__.split('.')[0] in DRIVERS
+
+
 def _lock_conflict(exc: BaseException) -> bool:
     """A deadlock, lock-wait timeout or busy database: the server gave up on a statement (InnoDB:
     on the transaction); trying again will do."""
@@ -1868,6 +2030,18 @@ def _retryable(exc: BaseException) -> bool:
     if code is None and type(exc).__name__ == 'OperationalError' and 'psycopg' in type(exc).__module__:
         return True   # psycopg: a lost connection carries no SQLSTATE
     return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def _schema_problem(exc: BaseException) -> str | None:
+    """What to do when a statement failed because mqueue's tables are missing or out of date."""
+    code = _error_code(exc)
+    text = str(exc) if type(exc).__module__.startswith('sqlite3') else ''
+    if code in MISSING_TABLE or text.startswith('no such table'):
+        return f'a table is missing ({_describe_error(exc, short=True)}): run `mqueue init-db` to create it'
+    if code in MISSING_COLUMN or text.startswith('no such column') or 'has no column named' in text:
+        return (f'a table lacks a column ({_describe_error(exc, short=True)}): it was made by an older mqueue; '
+                'see "Upgrading" in the README for the ALTER TABLE')
+    return None
 
 
 def _import_tree(package: str) -> None:
@@ -1946,101 +2120,372 @@ default_registry = Registry()
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``mqueue`` command. Returns the exit status: 0 ok, 1 an error (one line on stderr),
     2 bad usage; a worker abandoned by a second signal returns 128 + the signal's number."""
-    parser = argparse.ArgumentParser(prog='mqueue', description='A task queue in your own database '
-                                     '(MySQL/MariaDB, PostgreSQL or SQLite).')
-    commands = parser.add_subparsers(dest='command', required=True)
+    parser, subparsers = _parser()
+    args = parser.parse_args(argv)
+    if args.command == 'retry' and not (args.ids or args.queue or args.name or args.all):
+        subparsers['retry'].error('give task ids, --queue and/or --name, or --all')
+    try:
+        return _COMMANDS[args.command](args)
+    except _ColdShutdown as exc:
+        return 128 + exc.args[0]
+    except Exception as exc:
+        if not isinstance(exc, (MQueueError, ValueError, ImportError)) and not _database_error(exc):
+            raise   # a bug, not a situation: keep its traceback
+        _fail(args, _schema_problem(exc) or (_describe_error(exc, short=True) if _database_error(exc) else str(exc)))
+        return 1
 
-    def command(name: str, summary: str, example: str, database: bool = True,
-                tasks: bool = True) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=summary, description=f'{summary}. Example: {example}')
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(
+        prog='mqueue', formatter_class=argparse.RawDescriptionHelpFormatter,
+        description='A task queue in your own database (MySQL/MariaDB, PostgreSQL or SQLite).',
+        epilog='Every command takes --db URL (default $MQUEUE_DATABASE_URL, else '
+               f'{DEFAULT_DATABASE_URL}); `mqueue COMMAND --help` shows its options and an example.\n'
+               'Exit status: 0 ok, 1 an error (one line on stderr), 2 bad usage.')
+    commands = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+    subparsers = {}
+
+    def command(name: str, summary: str, examples: str, database: bool = True, tables: str = 'task cron',
+                output: bool = True) -> argparse.ArgumentParser:
+        sub = subparsers[name] = commands.add_parser(
+            name, help=summary, description=summary + '.', epilog='examples:\n' + examples,
+            formatter_class=argparse.RawDescriptionHelpFormatter)
         if database:
-            sub.add_argument('--db', default=os.environ.get('MQUEUE_DATABASE_URL') or DEFAULT_DATABASE_URL,
+            sub.add_argument('--db', metavar='URL', default=os.environ.get('MQUEUE_DATABASE_URL') or DEFAULT_DATABASE_URL,
                              help='database URL: sqlite:///path.db, postgresql://user:password@host/db or '
                                   'mysql://user:password@host/db (default: $MQUEUE_DATABASE_URL, else '
                                   f'{DEFAULT_DATABASE_URL}, whose tables are created if missing)')
-        if tasks:
-            sub.add_argument('--tasks', action='append', required=True, help='package whose modules define tasks')
-        sub.add_argument('--table', default=DEFAULT_TABLE, help='task table name (default task)')
-        sub.add_argument('--cron-table', default=DEFAULT_CRON_TABLE, help='cron table name (default cron)')
+        sub.add_argument('--table', metavar='NAME', default=DEFAULT_TABLE, help='task table name (default task)')
+        if 'cron' in tables:
+            sub.add_argument('--cron-table', metavar='NAME', default=DEFAULT_CRON_TABLE,
+                             help='cron table name (default cron)')
+        if database and output:
+            sub.add_argument('--json', action='store_true', help='print JSON instead of a table (for scripts)')
         return sub
+
+    def tasks(sub: argparse.ArgumentParser, required: bool = True, why: str = '') -> None:
+        sub.add_argument('--tasks', metavar='PACKAGE', action='append', required=required,
+                         help='package whose modules define the tasks (repeatable; the current directory is '
+                              'on the import path)' + why)
+
     worker = command('worker', 'Run a worker until SIGTERM/SIGINT (with --burst: until no due task is left)',
-                     'mqueue worker --db mysql://app:secret@127.0.0.1/app --tasks myapp.tasks --concurrency 4')
-    worker.add_argument('--queue', action='append', dest='queues', help='queue to serve (repeatable)')
-    worker.add_argument('--concurrency', type=int, default=1, help='worker threads (default 1)')
+                     '  mqueue worker --db mysql://app:secret@127.0.0.1/app --tasks myapp.tasks --concurrency 4\n'
+                     '  MQUEUE_DATABASE_URL=postgresql://app@db/app mqueue worker --tasks tasks --queue mail --burst',
+                     output=False)
+    tasks(worker)
+    worker.add_argument('--queue', metavar='Q', action='append', dest='queues',
+                        help='queue to serve (repeatable; default: the default queue and every task\'s queue)')
+    worker.add_argument('--concurrency', metavar='N', type=int, default=1, help='worker threads (default 1)')
     worker.add_argument('--burst', action='store_true', help='exit once no due task is left')
     worker.add_argument('--no-crons', action='store_true', help="don't schedule crons in this worker")
-    worker.add_argument('-v', '--verbose', action='store_true', help='log every task (INFO)')
-    command('crons', 'List the declared crons with their expression, zone, last and next fire',
-            'mqueue crons --db mysql://app:secret@127.0.0.1/app --tasks myapp.tasks')
-    command('init-db', 'Create the task and cron tables if they are missing',
-            'mqueue init-db --db postgresql://app:secret@127.0.0.1/app', tasks=False)
-    schema = command('schema', 'Print the CREATE TABLE statements',
-                     'mqueue schema --dialect postgresql | psql app', database=False, tasks=False)
-    schema.add_argument('--dialect', choices=list(DIALECTS), default='mysql', help='the database (default mysql)')
-    args = parser.parse_args(argv)
+    worker.add_argument('--log-level', choices=['DEBUG', 'INFO', 'WARNING', 'ERROR'], default='INFO',
+                        help='INFO (default): start, stop, connections and one line per task; WARNING: failures only')
+    worker.add_argument('-v', '--verbose', action='store_const', const='INFO', dest='log_level',
+                        help=argparse.SUPPRESS)   # before 0.2 the default was WARNING, and -v meant INFO
 
-    try:
-        default_registry.init(table=args.table, cron_table=args.cron_table)
-        if args.command == 'schema':
-            print(default_registry.schema(args.dialect), end='')
-            return 0
-        connect = connect_url(args.db)
-        if args.command == 'init-db' or args.db.startswith('sqlite:'):
-            _create_tables(default_registry, connect)
-            if args.command == 'init-db':
-                print(f'mqueue: tables {default_registry.table} and {default_registry.cron_table} are ready in '
-                      f'{connect.description}')
-                return 0
-        sys.path.insert(0, os.getcwd())   # `--tasks tasks` finds ./tasks, as `python -m` would
-        for package in args.tasks:
-            _import_tree(package)
-        if args.command == 'crons':
-            _print_crons(default_registry, connect)
-            return 0
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                            format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-        Worker(connect, args.queues, concurrency=args.concurrency, crons=not args.no_crons).run(burst=args.burst)
-    except _ColdShutdown as exc:
-        return 128 + exc.args[0]
-    except (MQueueError, ValueError, ImportError) as exc:
-        print(f'mqueue: {exc}', file=sys.stderr)
-        return 1
+    status = command('status', 'Show each queue: tasks ready, scheduled for later (or waiting to retry), '
+                     'running, dead, and how long the oldest ready task has waited',
+                     '  mqueue status --db mysql://app:secret@127.0.0.1/app\n'
+                     '  mqueue status --queue mail --json', tables='task')
+    status.add_argument('--queue', metavar='Q', help='only this queue')
+
+    dead = command('dead', 'List dead tasks, most recently dead first, with their last error',
+                   '  mqueue dead --queue mail --limit 5\n'
+                   '  mqueue dead --name tasks.mail.send --full     # with arguments and traceback', tables='task')
+    dead.add_argument('--queue', metavar='Q', help='only this queue')
+    dead.add_argument('--name', metavar='TASK', help='only this task name')
+    dead.add_argument('--limit', metavar='N', type=_positive_int, default=20, help='at most N tasks (default 20)')
+    dead.add_argument('--full', action='store_true', help='print each task with its arguments and whole traceback')
+
+    retry = command('retry', 'Bring dead tasks back: due now, with a fresh count of attempts',
+                    '  mqueue retry 41 42\n'
+                    '  mqueue retry --queue mail --name tasks.mail.send\n'
+                    '  mqueue retry --all', tables='task')
+    retry.add_argument('ids', metavar='ID', nargs='*', type=int, help='dead task ids')
+    retry.add_argument('--queue', metavar='Q', help='only dead tasks of this queue')
+    retry.add_argument('--name', metavar='TASK', help='only dead tasks of this name')
+    retry.add_argument('--all', action='store_true', help='every dead task')
+
+    cancel = command('cancel', 'Delete tasks that no worker is running (pending, scheduled or dead) so they never '
+                     'run; a running task cannot be cancelled', '  mqueue cancel 17 18', tables='task')
+    cancel.add_argument('ids', metavar='ID', nargs='+', type=int, help='task ids')
+
+    purge = command('purge', 'Delete dead tasks that died more than a given time ago (dead tasks are kept '
+                    'until purged)', '  mqueue purge --older-than 30d\n'
+                    '  mqueue purge --older-than 0 --queue mail     # every dead task of queue mail', tables='task')
+    purge.add_argument('--older-than', metavar='AGE', type=_duration, required=True,
+                       help='seconds, or a number with s, m, h, d or w: 90s, 15m, 12h, 30d, 2w; 0 for all')
+    purge.add_argument('--queue', metavar='Q', help='only this queue')
+    purge.add_argument('--name', metavar='TASK', help='only this task name')
+
+    enqueue = command('enqueue', 'Enqueue a task by name and commit it',
+                      '  mqueue enqueue tasks.mail.send --args \'["ann@example.com", "Hello"]\'\n'
+                      '  mqueue enqueue tasks.report --args \'{"day": "2026-11-30"}\' --delay 1h --queue reports\n'
+                      '  mqueue enqueue tasks.mail.send --tasks tasks --args \'["ann@example.com", "Hi"]\'',
+                      tables='task')
+    enqueue.add_argument('name', metavar='NAME', help='the registered task name, e.g. tasks.mail.send')
+    enqueue.add_argument('--args', metavar='JSON', type=_json_call, default=[],
+                         help='a JSON list (positional arguments) or object (keyword arguments); default []')
+    enqueue.add_argument('--delay', metavar='AGE', type=_duration, help='due after this long (like --older-than '
+                         'of purge: 90, 15m, 1h...); default now')
+    enqueue.add_argument('--queue', metavar='Q', help="default: the task's queue with --tasks, else default")
+    enqueue.add_argument('--priority', metavar='P', type=int, help='smaller runs first (default the task\'s, else 0)')
+    tasks(enqueue, required=False, why='; with it, NAME must be one of their tasks and the arguments must fit it')
+
+    crons = command('crons', 'List the declared crons with their expression, zone, last and next fire',
+                    '  mqueue crons --db mysql://app:secret@127.0.0.1/app --tasks myapp.tasks')
+    tasks(crons)
+    command('init-db', 'Create the task and cron tables if they are missing',
+            '  mqueue init-db --db postgresql://app:secret@127.0.0.1/app', output=False)
+    schema = command('schema', 'Print the CREATE TABLE statements', '  mqueue schema --dialect postgresql | psql app',
+                     database=False)
+    schema.add_argument('--dialect', choices=list(DIALECTS), default='mysql', help='the database (default mysql)')
+    return parser, subparsers
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    registry, connect = _open_database(args, tasks=True)
+    logging.basicConfig(level=getattr(logging, args.log_level),
+                        format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    Worker(connect, args.queues, registry=registry, concurrency=args.concurrency,
+           crons=not args.no_crons).run(burst=args.burst)
     return 0
 
 
-def _create_tables(registry: Registry, connect: Callable[[], Any]) -> None:
-    conn = connect()
+def _show_status(args: argparse.Namespace) -> int:
+    registry, connect = _open_database(args)
+    with _transaction(connect) as conn:
+        stats = registry.queue_stats(conn, args.queue)
+    if args.json:
+        _print_json([row._asdict() for row in stats])
+    elif not stats:
+        print(f'no tasks{f" in queue {args.queue}" if args.queue else ""} ({registry.table} in {connect.description})')
+    else:
+        _print_table(('QUEUE', 'READY', 'SCHEDULED', 'RUNNING', 'DEAD', 'OLDEST READY'),
+                     [(*row[:5], _age(row.latency) if row.ready else '-') for row in stats])
+    return 0
+
+
+def _show_dead(args: argparse.Namespace) -> int:
+    registry, connect = _open_database(args)
+    with _transaction(connect) as conn:
+        dead = registry.dead_tasks(conn, queue=args.queue, name=args.name, limit=args.limit)
+    if args.json:
+        _print_json([row._asdict() for row in dead])
+    elif not dead:
+        print('no dead tasks')
+    elif args.full:
+        for row in dead:
+            print(f'task {row.id} {row.name} (queue {row.queue}), {row.attempts} attempts, dead since '
+                  f'{row.dead_at:%Y-%m-%d %H:%M:%S} UTC\n  args: {row.args}\n  ' + row.error.rstrip().replace('\n', '\n  '))
+    else:
+        _print_table(('ID', 'QUEUE', 'NAME', 'ATTEMPTS', 'DEAD SINCE (UTC)', 'LAST ERROR'),
+                     [(row.id, row.queue, row.name, row.attempts, f'{row.dead_at:%Y-%m-%d %H:%M:%S}',
+                       _first_line(row.error, 100)) for row in dead])
+    return 0
+
+
+def _retry(args: argparse.Namespace) -> int:
+    registry, connect = _open_database(args)
+    with _transaction(connect) as conn:
+        count = registry.retry_dead(conn, args.ids or None, queue=args.queue, name=args.name)
+    _print_json({'retried': count}) if args.json else print(f'{count} dead tasks brought back')
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    registry, connect = _open_database(args)
+    cancelled, refused = [], {}
+    with _transaction(connect) as conn:
+        for task_id in dict.fromkeys(args.ids):
+            if registry.cancel(conn, task_id):
+                cancelled.append(task_id)
+            else:
+                running = registry._find(conn, *_filtered(SQL_FIND, id=task_id))
+                refused[task_id] = 'a worker is running it' if running else 'no such task (finished, or never enqueued)'
+    if args.json:
+        _print_json({'cancelled': cancelled, 'not_cancelled': [{'id': i, 'reason': r} for i, r in refused.items()]})
+    elif cancelled:
+        print(f'cancelled {", ".join(map(str, cancelled))}')
+    for task_id, reason in refused.items():
+        _fail(args, f'task {task_id} was not cancelled: {reason}')
+    return 1 if refused else 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    registry, connect = _open_database(args)
+    with _transaction(connect) as conn:
+        count = registry.purge_dead(conn, args.older_than, queue=args.queue, name=args.name)
+    _print_json({'purged': count}) if args.json else print(f'{count} dead tasks purged')
+    return 0
+
+
+def _enqueue(args: argparse.Namespace) -> int:
+    registry, connect = _open_database(args, tasks=bool(args.tasks))
+    if args.tasks:
+        task = registry.tasks.get(args.name)
+        if task is None:
+            raise MQueueError(f'no task named {args.name!r} in {", ".join(args.tasks)}; it has '
+                              f'{", ".join(sorted(registry.tasks)) or "none"}')
+        problem = task.check_call(args.args)
+        if problem:
+            raise MQueueError(f'{args.name}() cannot take these arguments: {problem}')
+    queue = registry._placement(args.name, args.queue, args.priority)[0]
+    with _transaction(connect) as conn:
+        task_id = registry.enqueue(conn, args.name, args.args, queue=queue, delay=args.delay, priority=args.priority)
+    if args.json:
+        _print_json({'id': task_id, 'name': args.name, 'queue': queue})
+    else:
+        print(f'enqueued task {task_id} {args.name} (queue {queue})')
+    return 0
+
+
+def _list_crons(args: argparse.Namespace) -> int:
+    registry, connect = _open_database(args, tasks=True)
+    rows = _cron_rows(registry, connect)
+    if args.json:
+        _print_json(rows)
+    else:
+        _print_table(('NAME', 'QUEUE', 'EXPRESSION', 'ZONE', 'LAST FIRE (UTC)', 'NEXT FIRE (UTC)'),
+                     [(row['name'], row['queue'], row['expression'] or '(not declared)', row['zone'] or '',
+                       f'{row["last"]:%Y-%m-%d %H:%M:%S}' if row['last'] else 'never',
+                       f'{row["next"]:%Y-%m-%d %H:%M:%S}' if row['next'] else '') for row in rows])
+    return 0
+
+
+def _init_db(args: argparse.Namespace) -> int:
+    registry, connect = _open_database(args)
+    print(f'mqueue: tables {registry.table} and {registry.cron_table} are ready in {connect.description}')
+    return 0
+
+
+def _print_schema(args: argparse.Namespace) -> int:
+    print(Registry(table=args.table, cron_table=args.cron_table).schema(args.dialect), end='')
+    return 0
+
+
+_COMMANDS = {'worker': _run_worker, 'status': _show_status, 'dead': _show_dead, 'retry': _retry, 'cancel': _cancel,
+             'purge': _purge, 'enqueue': _enqueue, 'crons': _list_crons, 'init-db': _init_db, 'schema': _print_schema}
+
+
+def _open_database(args: argparse.Namespace, tasks: bool = False) -> tuple[Registry, Callable[[], Any]]:
+    """The command's registry (the default one, with its tasks imported, where tasks matter) and
+    connect callable; on SQLite, and for init-db, the tables are created if missing."""
+    registry = default_registry if tasks else Registry()
+    registry.init(table=args.table, cron_table=getattr(args, 'cron_table', None))
+    connect = connect_url(args.db)
+    if args.command == 'init-db' or args.db.startswith('sqlite:'):
+        with _transaction(connect) as conn:
+            registry.create_tables(conn)
+    if tasks:
+        sys.path.insert(0, os.getcwd())   # `--tasks tasks` finds ./tasks, as `python -m` would
+        for package in args.tasks:
+            _import_tree(package)
+    return registry, connect
+
+
+@contextlib.contextmanager
+def _transaction(connect: Callable[[], Any]) -> Iterator[Any]:
+    """A new connection's transaction: committed if the block succeeds, else rolled back."""
     try:
-        registry.create_tables(conn)
+        conn = connect()
+    except Exception as exc:
+        if not _database_error(exc):
+            raise
+        raise MQueueError(f'cannot connect to {connect.description}: {_describe_error(exc, short=True)}') from exc
+    try:
+        yield conn
         conn.commit()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        raise
     finally:
         conn.close()
 
 
-def _print_crons(registry: Registry, connect: Callable[[], Any]) -> None:
-    conn = connect()
-    try:
+def _cron_rows(registry: Registry, connect: Callable[[], Any]) -> list[dict]:
+    """Every declared cron, then every cron row no cron here declares."""
+    with _transaction(connect) as conn:
         dialect = registry.dialect_of(conn)
         cursor = conn.cursor()
         cursor.execute(registry._sql(SQL_CRON_ALL, dialect))
         rows = {(queue, name): _utc(last) for queue, name, last in cursor.fetchall()}
         cursor.execute(registry._sql(SQL_NOW, dialect))
         now = _utc(cursor.fetchone()[0])
-        conn.rollback()
-    finally:
-        conn.close()
-    table = [('NAME', 'QUEUE', 'EXPRESSION', 'ZONE', 'LAST FIRE (UTC)', 'NEXT FIRE (UTC)')]
+    listed = []
     for name, schedule in sorted(registry.crons.items()):
         queue = schedule.task.queue or registry.queue
         last = rows.pop((queue, name), None)
-        upcoming = schedule.next_fire(last or now)
-        table.append((name, queue, schedule.expression, schedule.tz.key,
-                      f'{last:%Y-%m-%d %H:%M:%S}' if last else 'never', f'{upcoming:%Y-%m-%d %H:%M:%S}'))
+        listed.append({'name': name, 'queue': queue, 'expression': schedule.expression, 'zone': schedule.tz.key,
+                       'last': last, 'next': schedule.next_fire(last or now)})
     for (queue, name), last in sorted(rows.items()):
-        table.append((name, queue, '(not declared)', '', f'{last:%Y-%m-%d %H:%M:%S}', ''))
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        print('  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        listed.append({'name': name, 'queue': queue, 'expression': None, 'zone': None, 'last': last, 'next': None})
+    return listed
+
+
+def _print_table(header: Sequence[str], rows: list[Sequence]) -> None:
+    """Aligned columns; numbers to the right."""
+    numeric = [bool(rows) and all(isinstance(row[i], int) for row in rows) for i in range(len(header))]
+    cells = [list(header)] + [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        print('  '.join(cell.rjust(width) if right else cell.ljust(width)
+                        for cell, width, right in zip(row, widths, numeric)).rstrip())
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=lambda v: v.isoformat() if isinstance(v, dt.datetime) else str(v)))
+
+
+def _fail(args: argparse.Namespace, message: str) -> None:
+    """An error as one line on stderr, never with the URL's password."""
+    password = urlsplit(getattr(args, 'db', '') or '').password
+    if password:   # drivers leave it out of their messages; make sure
+        message = message.replace(unquote(password), '***').replace(password, '***')
+    print(f'mqueue: {" ".join(message.split())}', file=sys.stderr)
+
+
+def _first_line(text: str, width: int) -> str:
+    line = text.strip().split('\n', 1)[0]
+    return line if len(line) <= width else line[:width - 3] + '...'
+
+
+def _age(seconds: float) -> str:
+    """A duration for people: 4.2s, 3m05s, 2h03m, 4d02h."""
+    if seconds < 60:
+        return f'{seconds:.1f}s'
+    minutes, hours = int(seconds // 60), int(seconds // 3600)
+    if hours < 1:
+        return f'{minutes}m{int(seconds % 60):02d}s'
+    if hours < 24:
+        return f'{hours}h{minutes % 60:02d}m'
+    return f'{hours // 24}d{hours % 24:02d}h'
+
+
+def _duration(text: str) -> float:
+    """Seconds from '90', '90s', '15m', '12h', '30d' or '2w' (an argparse type)."""
+    match = re.fullmatch(r'\s*(\d+(?:\.\d*)?)\s*([smhdw]?)\s*', text)
+    if not match:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a duration: seconds, or a number with s, m, h, d or w')
+    return float(match.group(1)) * {'': 1, 's': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}[match.group(2)]
+
+
+def _json_call(text: str) -> list | dict:
+    """Task arguments as JSON: a list or an object (an argparse type)."""
+    try:
+        call = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f'not valid JSON ({exc})') from None
+    if not isinstance(call, (list, dict)):
+        raise argparse.ArgumentTypeError(f'must be a JSON list (positional) or object (keyword), not {text!r}')
+    return call
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a whole number >= 1')
+    return int(text)
 
 
 if __name__ == '__main__':

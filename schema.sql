@@ -7,6 +7,7 @@ CREATE TABLE IF NOT EXISTS task (
     queue VARCHAR(32) NOT NULL,
     retries SMALLINT NOT NULL DEFAULT 0,   -- attempts begun (counted when claimed)
     priority SMALLINT NOT NULL DEFAULT 0,  -- smaller runs first
+    claimed_at DATETIME(6) NULL,           -- UTC: when a worker claimed the attempt now running; NULL once it ends
     dead_at DATETIME(6) NULL,              -- UTC: when the task gave up (dead: never claimed)
     last_error TEXT NULL,                  -- the last failure: type, message, traceback
     PRIMARY KEY (id),

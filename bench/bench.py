@@ -122,9 +122,8 @@ floor_drain.prepares = True
 
 
 def same_sql_drain(batch, prepare=False, prepared=None):
-    """mqueue's exact statements, per batch and per task, with no library code: claim and lease
-    (committed with the previous batch's completions), re-lock, a savepoint per task, the check,
-    the delete, the commit."""
+    """mqueue's exact statements, per batch and per task, with no library code: claim and lease,
+    commit; re-lock, a savepoint per task, the check, the delete, commit."""
     if prepare:
         conn = connect()
         cursor = conn.cursor()
@@ -145,9 +144,11 @@ def same_sql_drain(batch, prepare=False, prepared=None):
                            f'MICROSECOND WHERE id IN ({", ".join(["%s"] * len(ids))}) ORDER BY id LIMIT %s',
                            [60_000_000, *ids, len(ids)])
         return ids
-    ids = claim_and_lease()
-    conn.commit()
-    while ids:
+    while True:
+        ids = claim_and_lease()
+        conn.commit()
+        if not ids:
+            break
         marks = ', '.join(['%s'] * len(ids))
         cursor.execute(f'SELECT id, retries FROM {TABLE} WHERE id IN ({marks}) ORDER BY id LIMIT %s FOR UPDATE',
                        [*ids, len(ids)])
@@ -156,7 +157,6 @@ def same_sql_drain(batch, prepare=False, prepared=None):
             cursor.execute(f'SAVEPOINT mqueue_{index}')
         cursor.execute('RELEASE SAVEPOINT mqueue_0')
         cursor.execute(f'DELETE FROM {TABLE} WHERE id IN ({marks}) ORDER BY id LIMIT %s', [*ids, len(ids)])
-        ids = claim_and_lease()
         conn.commit()
 
 
