@@ -2289,7 +2289,7 @@ def _retry(args: argparse.Namespace) -> int:
     registry, connect = _open_database(args)
     with _transaction(connect) as conn:
         count = registry.retry_dead(conn, args.ids or None, queue=args.queue, name=args.name)
-    _print_json({'retried': count}) if args.json else print(f'{count} dead tasks brought back')
+    _print_json({'retried': count}) if args.json else print(f'{_count(count, "dead task")} brought back')
     return 0
 
 
@@ -2316,7 +2316,7 @@ def _purge(args: argparse.Namespace) -> int:
     registry, connect = _open_database(args)
     with _transaction(connect) as conn:
         count = registry.purge_dead(conn, args.older_than, queue=args.queue, name=args.name)
-    _print_json({'purged': count}) if args.json else print(f'{count} dead tasks purged')
+    _print_json({'purged': count}) if args.json else print(f'{_count(count, "dead task")} purged')
     return 0
 
 
@@ -2444,6 +2444,10 @@ def _fail(args: argparse.Namespace, message: str) -> None:
     if password:   # drivers leave it out of their messages; make sure
         message = message.replace(unquote(password), '***').replace(password, '***')
     print(f'mqueue: {" ".join(message.split())}', file=sys.stderr)
+
+
+def _count(n: int, noun: str) -> str:
+    return f'{n} {noun}{"" if n == 1 else "s"}'
 
 
 def _first_line(text: str, width: int) -> str:

@@ -137,16 +137,23 @@ def same_sql_drain(batch, prepare=False, prepared=None):
              f'ORDER BY priority, eta, id LIMIT %s FOR UPDATE SKIP LOCKED')
 
     def claim_and_lease():
-        cursor.execute(claim, ('default', batch))
-        ids = [row[0] for row in cursor.fetchall()]
-        if ids:
-            cursor.execute(f'UPDATE {TABLE} SET retries = retries + 1, eta = UTC_TIMESTAMP(6) + INTERVAL %s '
-                           f'MICROSECOND WHERE id IN ({", ".join(["%s"] * len(ids))}) ORDER BY id LIMIT %s',
-                           [60_000_000, *ids, len(ids)])
-        return ids
+        while True:
+            try:
+                cursor.execute(claim, ('default', batch))
+                ids = [row[0] for row in cursor.fetchall()]
+                if ids:
+                    cursor.execute(f'UPDATE {TABLE} SET retries = retries + 1, claimed_at = UTC_TIMESTAMP(6), '
+                                   f'eta = UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND '
+                                   f'WHERE id IN ({", ".join(["%s"] * len(ids))}) ORDER BY id LIMIT %s',
+                                   [60_000_000, *ids, len(ids)])
+                conn.commit()
+                return ids
+            except pymysql.err.OperationalError as exc:
+                if exc.args[0] not in (1205, 1213):   # as mqueue does: a claim's lock conflict is retried
+                    raise
+                conn.rollback()
     while True:
         ids = claim_and_lease()
-        conn.commit()
         if not ids:
             break
         marks = ', '.join(['%s'] * len(ids))
@@ -291,7 +298,7 @@ def scale(n_idle, n, batch, workers=2):
     conn.commit()
     cursor.execute(f'ANALYZE TABLE {BIG_TABLE}')
     cursor.fetchall()
-    cursor.execute('EXPLAIN ' + BIG._sql(mqueue.SQL_CLAIM), ('default', 0, batch))
+    cursor.execute('EXPLAIN ' + BIG._sql(mqueue.SQL_CLAIM, mqueue.DIALECTS['mysql']), ('default', 0, batch))
     plan = cursor.fetchall()[0]
     conn.close()
     fill(n, BIG)
