@@ -98,6 +98,7 @@ SQL_ENQUEUE = '{enqueue_head}INSERT INTO {task} (args, eta, name, queue, retries
 SQL_ENQUEUE_ROW = '(%s, COALESCE(%s, {later}), %s, %s, 0, %s)'
 ENQUEUE_MANY_ROWS = 1000        # rows per INSERT statement of enqueue_many
 ENQUEUE_MANY_BYTES = 4_000_000  # bytes of args per INSERT statement (well inside max_allowed_packet)
+IDS_PER_STATEMENT = 500         # ids per statement of retry_dead/purge_dead (SQLite < 3.32 takes 999 parameters)
 # Lock the next due tasks of one queue and priority, skipping those another worker holds: within a
 # priority the index is in eta order, so the range stops at the first task not yet due. (A range
 # over all priorities could not stop there: it would read, and lock, every task scheduled for
@@ -125,8 +126,9 @@ SQL_BURY = 'UPDATE {task} SET dead_at = {now}, claimed_at = NULL, last_error = %
 SQL_RELEASE = ('UPDATE {task} SET retries = retries - 1, eta = {now}, claimed_at = NULL '
                'WHERE id = %s AND retries = %s AND dead_at IS NULL')
 # Operating: statistics and the dead are plain reads (no locks: running tasks never make them
-# wait, nor they a worker); writes go by primary key to rows no worker holds. Filters by queue or
-# name are appended as ' AND column = %s'.
+# wait, nor they a worker); writes go by primary key to rows first locked with SKIP LOCKED, so a
+# row a worker holds is passed over, never waited for. Filters by queue or name are appended as
+# ' AND column = %s'.
 # Find dead tasks...
 SQL_FIND = 'SELECT id FROM {task}'
 SQL_FIND_DEAD = SQL_FIND + ' WHERE dead_at IS NOT NULL'
@@ -136,6 +138,9 @@ SQL_RETRY_DEAD = ('UPDATE {task} SET dead_at = NULL, retries = 0, eta = {now} '
 # ...or delete them.
 SQL_FIND_DEAD_BEFORE = 'SELECT id FROM {task} WHERE dead_at IS NOT NULL AND dead_at < {later}'
 SQL_PURGE_DEAD = 'DELETE FROM {task} WHERE dead_at IS NOT NULL AND id IN ({ids}){id_limit}'
+# The dead among some ids, locked for one of those writes (a task retried and claimed meanwhile is
+# skipped: dead no more, or held by its worker).
+SQL_LOCK_DEAD = 'SELECT id FROM {task} WHERE dead_at IS NOT NULL AND id IN ({ids}){id_limit}{skip_locked}'
 # The dead, newest first, with their last error.
 SQL_DEAD_TASKS = 'SELECT id, queue, name, args, retries, dead_at, last_error FROM {task} WHERE dead_at IS NOT NULL'
 SQL_DEAD_TASKS_ORDER = ' ORDER BY dead_at DESC, id DESC LIMIT %s'
@@ -147,10 +152,12 @@ SQL_QUEUE_STATS = ('SELECT queue, COUNT(CASE WHEN dead_at IS NULL AND eta <= %s 
                    'COUNT(CASE WHEN dead_at IS NULL AND eta > %s AND claimed_at IS NOT NULL THEN 1 END), '
                    'COUNT(dead_at), MIN(CASE WHEN dead_at IS NULL AND eta <= %s THEN eta END) FROM {task}')
 SQL_QUEUE_STATS_GROUP = ' GROUP BY queue ORDER BY queue'
-# Cancel a task no worker is running (pending or dead): lock its row unless a worker holds it,
-# then delete it. (A plain DELETE would wait for a running task to commit.)
+# Cancel a task no worker is running (pending or dead): look (a plain read), lock its row unless a
+# worker holds it, delete it. (A plain DELETE would wait for a running task to commit; and the look
+# first keeps a claimed row from being locked, and kept locked, by a cancel that declines it.)
 SQL_NOT_RUNNING = 'id = %s AND (dead_at IS NOT NULL OR claimed_at IS NULL OR eta <= {now})'
-SQL_CANCEL_LOCK = 'SELECT id FROM {task} WHERE ' + SQL_NOT_RUNNING + '{skip_locked}'
+SQL_CANCEL_FIND = 'SELECT id FROM {task} WHERE ' + SQL_NOT_RUNNING
+SQL_CANCEL_LOCK = SQL_CANCEL_FIND + '{skip_locked}'
 SQL_CANCEL = 'DELETE FROM {task} WHERE ' + SQL_NOT_RUNNING
 # Lock a cron's row to schedule it; a worker that finds it locked skips it rather than wait.
 SQL_CRON_LOCK = 'SELECT last, {now}, task_id FROM {cron} WHERE queue = %s AND name = %s{skip_locked}'
@@ -683,7 +690,7 @@ class Registry:
         if ids is None or queue is not None or name is not None:
             found = self._find(conn, *_filtered(SQL_FIND_DEAD, queue=queue, name=name))
             ids = found if ids is None else sorted(set(found) & {int(i) for i in ids})
-        return self._by_ids(conn, SQL_RETRY_DEAD, [int(i) for i in ids])
+        return self._dead_by_ids(conn, SQL_RETRY_DEAD, [int(i) for i in ids])
 
     def cancel(self, conn: Any, task_id: int) -> bool:
         """Delete a task that no worker is running: pending (due, scheduled, waiting to retry) or
@@ -693,9 +700,10 @@ class Registry:
         dialect, task_id = self.dialect_of(conn), int(task_id)
         cursor = conn.cursor()
         try:
-            cursor.execute(self._sql(SQL_CANCEL_LOCK, dialect), (task_id,))
-            if cursor.fetchone() is None:
-                return False
+            for look in (SQL_CANCEL_FIND, SQL_CANCEL_LOCK):
+                cursor.execute(self._sql(look, dialect), (task_id,))
+                if cursor.fetchone() is None:
+                    return False
             cursor.execute(self._sql(SQL_CANCEL, dialect), (task_id,))
             return cursor.rowcount == 1
         finally:
@@ -714,7 +722,7 @@ class Registry:
         if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or not 0 <= older_than < 10 ** 10:
             raise ValueError(f'older_than must be a non-negative number of seconds or a timedelta, not {older_than!r}')
         statement, params = _filtered(SQL_FIND_DEAD_BEFORE, queue=queue, name=name)
-        return self._by_ids(conn, SQL_PURGE_DEAD, self._find(conn, statement, [-int(older_than * 1e6), *params]))
+        return self._dead_by_ids(conn, SQL_PURGE_DEAD, self._find(conn, statement, [-int(older_than * 1e6), *params]))
 
     def _find(self, conn: Any, statement: str, params: list) -> list[int]:
         """The ids a plain read finds."""
@@ -725,15 +733,19 @@ class Registry:
         finally:
             cursor.close()
 
-    def _by_ids(self, conn: Any, statement: str, ids: list[int]) -> int:
-        """Run a statement on a list of ids, a thousand at a time; the rows it changed."""
+    def _dead_by_ids(self, conn: Any, statement: str, ids: list[int]) -> int:
+        """Lock the dead tasks among ids (skipping rows a worker holds), run a statement on them,
+        IDS_PER_STATEMENT at a time; the rows it changed."""
         dialect, count = self.dialect_of(conn), 0
         cursor = conn.cursor()
         try:
-            for start in range(0, len(ids), 1000):
-                chunk = ids[start:start + 1000]
-                cursor.execute(self._sql(statement, dialect, ids=len(chunk)), chunk)
-                count += cursor.rowcount
+            for start in range(0, len(ids), IDS_PER_STATEMENT):
+                chunk = ids[start:start + IDS_PER_STATEMENT]
+                cursor.execute(self._sql(SQL_LOCK_DEAD, dialect, ids=len(chunk)), chunk)
+                locked = [row[0] for row in cursor.fetchall()]
+                if locked:
+                    cursor.execute(self._sql(statement, dialect, ids=len(locked)), locked)
+                    count += cursor.rowcount
             return count
         finally:
             cursor.close()
@@ -2060,7 +2072,12 @@ def connect_url(url: str) -> Callable[[], Any]:
     mysqlclient; ``mysql+mysqldb://`` picks one). The callable's ``description`` names the database
     without the password.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:   # its text may quote part of the password: say what is wrong, not what is there
+        raise ValueError('bad database URL: its host or port cannot be read (percent-encode any / ? # @ : '
+                         'in the user name and password)') from None
     scheme, _, driver = parts.scheme.partition('+')
     if scheme == 'sqlite':
         path = unquote(parts.path[1:] if parts.path.startswith('/') else parts.path)
@@ -2077,7 +2094,7 @@ def connect_url(url: str) -> Callable[[], Any]:
                          'postgresql://user:password@host/db or mysql://user:password@host/db')
     postgres = scheme.startswith('postgres')
     options = {
-        'host': parts.hostname or '127.0.0.1', 'port': parts.port or (5432 if postgres else 3306),
+        'host': parts.hostname or '127.0.0.1', 'port': port or (5432 if postgres else 3306),
         'user': unquote(parts.username) if parts.username else ('postgres' if postgres else 'root'),
         'password': unquote(parts.password) if parts.password else '',
         'database': unquote(parts.path.lstrip('/')) or None,
@@ -2145,7 +2162,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     commands = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     subparsers = {}
 
-    def command(name: str, summary: str, examples: str, database: bool = True, tables: str = 'task cron',
+    def command(name: str, summary: str, examples: str, database: bool = True,
                 output: bool = True) -> argparse.ArgumentParser:
         sub = subparsers[name] = commands.add_parser(
             name, help=summary, description=summary + '.', epilog='examples:\n' + examples,
@@ -2156,9 +2173,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                                   'mysql://user:password@host/db (default: $MQUEUE_DATABASE_URL, else '
                                   f'{DEFAULT_DATABASE_URL}, whose tables are created if missing)')
         sub.add_argument('--table', metavar='NAME', default=DEFAULT_TABLE, help='task table name (default task)')
-        if 'cron' in tables:
-            sub.add_argument('--cron-table', metavar='NAME', default=DEFAULT_CRON_TABLE,
-                             help='cron table name (default cron)')
+        sub.add_argument('--cron-table', metavar='NAME', default=DEFAULT_CRON_TABLE, help='cron table name (default cron)')
         if database and output:
             sub.add_argument('--json', action='store_true', help='print JSON instead of a table (for scripts)')
         return sub
@@ -2173,7 +2188,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                      '  MQUEUE_DATABASE_URL=postgresql://app@db/app mqueue worker --tasks tasks --queue mail --burst',
                      output=False)
     tasks(worker)
-    worker.add_argument('--queue', metavar='Q', action='append', dest='queues',
+    worker.add_argument('--queue', metavar='Q', action='append', dest='queues', type=_queue_arg,
                         help='queue to serve (repeatable; default: the default queue and every task\'s queue)')
     worker.add_argument('--concurrency', metavar='N', type=int, default=1, help='worker threads (default 1)')
     worker.add_argument('--burst', action='store_true', help='exit once no due task is left')
@@ -2186,50 +2201,49 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     status = command('status', 'Show each queue: tasks ready, scheduled for later (or waiting to retry), '
                      'running, dead, and how long the oldest ready task has waited',
                      '  mqueue status --db mysql://app:secret@127.0.0.1/app\n'
-                     '  mqueue status --queue mail --json', tables='task')
-    status.add_argument('--queue', metavar='Q', help='only this queue')
+                     '  mqueue status --queue mail --json')
+    status.add_argument('--queue', metavar='Q', type=_queue_arg, help='only this queue')
 
     dead = command('dead', 'List dead tasks, most recently dead first, with their last error',
                    '  mqueue dead --queue mail --limit 5\n'
-                   '  mqueue dead --name tasks.mail.send --full     # with arguments and traceback', tables='task')
-    dead.add_argument('--queue', metavar='Q', help='only this queue')
-    dead.add_argument('--name', metavar='TASK', help='only this task name')
+                   '  mqueue dead --name tasks.mail.send --full     # with arguments and traceback')
+    dead.add_argument('--queue', metavar='Q', type=_queue_arg, help='only this queue')
+    dead.add_argument('--name', metavar='TASK', type=_name_arg, help='only this task name')
     dead.add_argument('--limit', metavar='N', type=_positive_int, default=20, help='at most N tasks (default 20)')
     dead.add_argument('--full', action='store_true', help='print each task with its arguments and whole traceback')
 
     retry = command('retry', 'Bring dead tasks back: due now, with a fresh count of attempts',
                     '  mqueue retry 41 42\n'
                     '  mqueue retry --queue mail --name tasks.mail.send\n'
-                    '  mqueue retry --all', tables='task')
-    retry.add_argument('ids', metavar='ID', nargs='*', type=int, help='dead task ids')
-    retry.add_argument('--queue', metavar='Q', help='only dead tasks of this queue')
-    retry.add_argument('--name', metavar='TASK', help='only dead tasks of this name')
+                    '  mqueue retry --all')
+    retry.add_argument('ids', metavar='ID', nargs='*', type=_task_id, help='dead task ids')
+    retry.add_argument('--queue', metavar='Q', type=_queue_arg, help='only dead tasks of this queue')
+    retry.add_argument('--name', metavar='TASK', type=_name_arg, help='only dead tasks of this name')
     retry.add_argument('--all', action='store_true', help='every dead task')
 
     cancel = command('cancel', 'Delete tasks that no worker is running (pending, scheduled or dead) so they never '
-                     'run; a running task cannot be cancelled', '  mqueue cancel 17 18', tables='task')
-    cancel.add_argument('ids', metavar='ID', nargs='+', type=int, help='task ids')
+                     'run; a running task cannot be cancelled', '  mqueue cancel 17 18')
+    cancel.add_argument('ids', metavar='ID', nargs='+', type=_task_id, help='task ids')
 
     purge = command('purge', 'Delete dead tasks that died more than a given time ago (dead tasks are kept '
                     'until purged)', '  mqueue purge --older-than 30d\n'
-                    '  mqueue purge --older-than 0 --queue mail     # every dead task of queue mail', tables='task')
+                    '  mqueue purge --older-than 0 --queue mail     # every dead task of queue mail')
     purge.add_argument('--older-than', metavar='AGE', type=_duration, required=True,
                        help='seconds, or a number with s, m, h, d or w: 90s, 15m, 12h, 30d, 2w; 0 for all')
-    purge.add_argument('--queue', metavar='Q', help='only this queue')
-    purge.add_argument('--name', metavar='TASK', help='only this task name')
+    purge.add_argument('--queue', metavar='Q', type=_queue_arg, help='only this queue')
+    purge.add_argument('--name', metavar='TASK', type=_name_arg, help='only this task name')
 
     enqueue = command('enqueue', 'Enqueue a task by name and commit it',
                       '  mqueue enqueue tasks.mail.send --args \'["ann@example.com", "Hello"]\'\n'
                       '  mqueue enqueue tasks.report --args \'{"day": "2026-11-30"}\' --delay 1h --queue reports\n'
-                      '  mqueue enqueue tasks.mail.send --tasks tasks --args \'["ann@example.com", "Hi"]\'',
-                      tables='task')
-    enqueue.add_argument('name', metavar='NAME', help='the registered task name, e.g. tasks.mail.send')
+                      '  mqueue enqueue tasks.mail.send --tasks tasks --args \'["ann@example.com", "Hi"]\'')
+    enqueue.add_argument('name', metavar='NAME', type=_name_arg, help='the registered task name, e.g. tasks.mail.send')
     enqueue.add_argument('--args', metavar='JSON', type=_json_call, default=[],
                          help='a JSON list (positional arguments) or object (keyword arguments); default []')
     enqueue.add_argument('--delay', metavar='AGE', type=_duration, help='due after this long (like --older-than '
                          'of purge: 90, 15m, 1h...); default now')
-    enqueue.add_argument('--queue', metavar='Q', help="default: the task's queue with --tasks, else default")
-    enqueue.add_argument('--priority', metavar='P', type=int, help='smaller runs first (default the task\'s, else 0)')
+    enqueue.add_argument('--queue', metavar='Q', type=_queue_arg, help="default: the task's queue with --tasks, else default")
+    enqueue.add_argument('--priority', metavar='P', type=_priority_arg, help='smaller runs first (default the task\'s, else 0)')
     tasks(enqueue, required=False, why='; with it, NAME must be one of their tasks and the arguments must fit it')
 
     crons = command('crons', 'List the declared crons with their expression, zone, last and next fire',
@@ -2307,8 +2321,8 @@ def _cancel(args: argparse.Namespace) -> int:
         _print_json({'cancelled': cancelled, 'not_cancelled': [{'id': i, 'reason': r} for i, r in refused.items()]})
     elif cancelled:
         print(f'cancelled {", ".join(map(str, cancelled))}')
-    for task_id, reason in refused.items():
-        _fail(args, f'task {task_id} was not cancelled: {reason}')
+    if refused:
+        _fail(args, 'not cancelled: ' + '; '.join(f'task {task_id}: {reason}' for task_id, reason in refused.items()))
     return 1 if refused else 0
 
 
@@ -2372,7 +2386,7 @@ def _open_database(args: argparse.Namespace, tasks: bool = False) -> tuple[Regis
     """The command's registry (the default one, with its tasks imported, where tasks matter) and
     connect callable; on SQLite, and for init-db, the tables are created if missing."""
     registry = default_registry if tasks else Registry()
-    registry.init(table=args.table, cron_table=getattr(args, 'cron_table', None))
+    registry.init(table=args.table, cron_table=args.cron_table)
     connect = connect_url(args.db)
     if args.command == 'init-db' or args.db.startswith('sqlite:'):
         with _transaction(connect) as conn:
@@ -2439,11 +2453,18 @@ def _print_json(value: Any) -> None:
 
 
 def _fail(args: argparse.Namespace, message: str) -> None:
-    """An error as one line on stderr, never with the URL's password."""
-    password = urlsplit(getattr(args, 'db', '') or '').password
-    if password:   # drivers leave it out of their messages; make sure
-        message = message.replace(unquote(password), '***').replace(password, '***')
+    """An error as one line on stderr, never with the URL's password (drivers leave it out of
+    their messages; make sure)."""
+    for secret in _passwords_in(getattr(args, 'db', None)):
+        message = message.replace(secret, '***')
     print(f'mqueue: {" ".join(message.split())}', file=sys.stderr)
+
+
+def _passwords_in(url: str | None) -> list[str]:
+    """A URL's password as typed and as decoded, read without a parser that could fail on it."""
+    userinfo = url.split('://', 1)[1].rpartition('@')[0] if url and '://' in url else ''
+    typed = userinfo.split(':', 1)[1] if ':' in userinfo else ''
+    return [secret for secret in {typed, unquote(typed)} if secret]
 
 
 def _count(n: int, noun: str) -> str:
@@ -2484,6 +2505,27 @@ def _json_call(text: str) -> list | dict:
     if not isinstance(call, (list, dict)):
         raise argparse.ArgumentTypeError(f'must be a JSON list (positional) or object (keyword), not {text!r}')
     return call
+
+
+def _argument(check: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from one of the library's checks: its complaint is a usage error."""
+    def convert(text: str) -> Any:
+        try:
+            return check(text)
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return convert
+
+
+_name_arg = _argument(lambda text: _checked_text('name', text, NAME_MAX))
+_queue_arg = _argument(lambda text: _checked_text('queue', text, QUEUE_MAX))
+_priority_arg = _argument(lambda text: _checked_priority(int(text)))
+
+
+def _task_id(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 2 ** 63:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a task id')
+    return int(text)
 
 
 def _positive_int(text: str) -> int:

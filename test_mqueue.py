@@ -1698,6 +1698,7 @@ def test_operating_never_waits_on_a_running_task(db, reg):
         assert [row.running for row in reg.queue_stats(conn)] == [1]
         assert [row.id for row in reg.dead_tasks(conn)] == [dead]
         assert not reg.cancel(conn, running)                   # a worker holds it: left alone, at once
+        assert reg.retry_dead(conn, [running]) == 0            # not dead, and held: passed over
         assert reg.retry_dead(conn) == 1 and reg.retry_dead(conn, name='hold') == 0
         assert reg.purge_dead(conn, 0) == 0
         assert reg.cancel(conn, dead)
@@ -1713,7 +1714,7 @@ def test_a_claimed_task_is_running_until_its_lease_ends(db, reg):
     conn = connect()
     task_id = reg.enqueue(conn, 't', [])
     conn.commit()
-    dying = worker(reg, lease=0.3)
+    dying = worker(reg, lease=1.0)
     claimed, _ = dying._claim()                                # claimed and committed, never run
     dying._discard_connection()
     assert [c.id for c in claimed] == [task_id]
@@ -1815,11 +1816,13 @@ def test_worker_logs_start_connection_each_attempt_with_its_outcome_and_stop(db,
 @only('mariadb-pymysql')
 def test_no_password_in_any_log_line_or_cli_error(db, reg, tmp_path, caplog, capsys):
     caplog.set_level(logging.DEBUG, logger='mqueue')
-    user, password = f'mq_{uuid.uuid4().hex[:8]}', 'Pw-' + uuid.uuid4().hex
-    query(db, f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'")
+    from urllib.parse import quote
+    user, password = f'mq_{uuid.uuid4().hex[:8]}', 'Pw/' + uuid.uuid4().hex + '#%@:'   # to be percent-encoded
+    query(db, f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY %s", (password,))
     try:
         query(db, f"GRANT SELECT, INSERT, UPDATE, DELETE ON {DB['database']}.* TO '{user}'@'127.0.0.1'")
-        url = f'mysql://{user}:{password}@{MYSQL_HOST}:{MYSQL_PORT}/{DB["database"]}'
+        url = f'mysql://{user}:{quote(password, safe="")}@{MYSQL_HOST}:{MYSQL_PORT}/{DB["database"]}'
+        wrong = url.replace('%40%3A', 'x%40%3A')
         package = f'tasks_{uuid.uuid4().hex[:8]}'
         (tmp_path / package).mkdir()
         (tmp_path / package / '__init__.py').write_text(
@@ -1835,18 +1838,20 @@ def test_no_password_in_any_log_line_or_cli_error(db, reg, tmp_path, caplog, cap
                                text=True, timeout=60) for argv in (
             ['worker', '--db', url, '--tasks', package, '--table', reg.table, '--burst', '--log-level', 'DEBUG'],
             ['status', '--db', url, '--table', reg.table],
-            ['status', '--db', url.replace(password, password + 'x'), '--table', reg.table],   # wrong password
+            ['status', '--db', wrong, '--table', reg.table],   # wrong password
             ['status', '--db', url, '--table', 'no_such_table'],
             ['dead', '--db', url.replace(f':{MYSQL_PORT}/', ':1/'), '--table', reg.table],   # unreachable
             ['cancel', '424242', '--db', url, '--table', reg.table],
+            ['status', '--db', url.replace(quote(password, safe=''), password)],   # not encoded: unparsable
         )]
-        assert [run.returncode for run in runs] == [0, 0, 1, 1, 1, 1], [run.stderr for run in runs]
+        assert [run.returncode for run in runs] == [0, 0, 1, 1, 1, 1, 1], [run.stderr for run in runs]
         assert 'task' in runs[0].stderr and 'pw_bad' in runs[0].stderr and f'{user}@' in runs[0].stderr
         assert 'Access denied' in runs[2].stderr and 'init-db' in runs[3].stderr
         assert "Can't connect" in runs[4].stderr and 'not cancelled' in runs[5].stderr
+        assert 'bad database URL' in runs[6].stderr
         for run in runs:
-            assert password not in run.stdout + run.stderr
-            assert password[:12] not in run.stdout + run.stderr
+            for secret in (password, quote(password, safe=''), password[3:15]):
+                assert secret not in run.stdout + run.stderr
         # in-process too: every record of a worker whose connection is killed and reopened
         w = mqueue.Worker(mqueue.connect_url(url), registry=reg, poll_interval=0.01)
         reg.task(name='pw_ok')(lambda: None)
@@ -1865,9 +1870,9 @@ def test_no_password_in_any_log_line_or_cli_error(db, reg, tmp_path, caplog, cap
             w.stop()
             thread.join(10)
         logged = [logging.Formatter().format(record) for record in caplog.records]   # with tracebacks
-        assert len(logged) > 5 and not [line for line in logged if password in line]
-        assert mqueue.main(['status', '--db', url.replace(password, password + 'x'), '--table', reg.table]) == 1
-        assert password not in capsys.readouterr().err
+        assert len(logged) > 5 and not [line for line in logged if password[3:15] in line]
+        assert mqueue.main(['status', '--db', wrong, '--table', reg.table]) == 1
+        assert password[3:15] not in capsys.readouterr().err
     finally:
         query(db, f"DROP USER '{user}'@'127.0.0.1'")
 
@@ -2001,9 +2006,10 @@ def test_cli_status_dead_retry_cancel_purge_enqueue(db, reg, capsys):
     assert cli('retry', '--all', *on, capsys=capsys)[1] == '0 dead tasks brought back\n'
     assert [row['dead_at'] for row in tasks_in(db, reg)] == [None] * 4
 
-    status, out, err = cli('cancel', dead[0], dead[0], 10 ** 9, *on, capsys=capsys)
+    status, out, err = cli('cancel', dead[0], dead[0], 10 ** 9, 10 ** 9 + 1, *on, capsys=capsys)
     assert (status, out) == (1, f'cancelled {dead[0]}\n')
-    assert err == f'mqueue: task {10 ** 9} was not cancelled: no such task (finished, or never enqueued)\n'
+    assert err == (f'mqueue: not cancelled: task {10 ** 9}: no such task (finished, or never enqueued); '
+                   f'task {10 ** 9 + 1}: no such task (finished, or never enqueued)\n')   # one line
     status, out, _ = cli('cancel', dead[1], '--json', *on, capsys=capsys)
     assert status == 0 and json.loads(out) == {'cancelled': [dead[1]], 'not_cancelled': []}
 
