@@ -2058,12 +2058,15 @@ def test_cli_errors_exit_1_with_one_line_and_usage_errors_exit_2(db, reg, capsys
         assert (status, out) == (1, '') and err.startswith(f'mqueue: cannot connect to ') and err.count('\n') == 1
     for argv, message in ((['status', '--db', 'oracle://x/y'], 'unsupported database URL scheme'),
                           (['status', '--db', 'sqlite://host/x.db'], 'bad SQLite URL'),
-                          (['cancel', '1', '--db', 'mysql+odbc://x/y'], 'unknown driver')):
+                          (['cancel', '1', '--db', 'mysql+odbc://x/y'], 'unknown driver'),
+                          (['dead', '--db', 'mysql://[x/db'], 'bad database URL')):
         status, out, err = cli(*argv, capsys=capsys)
         assert (status, out) == (1, '') and err.startswith('mqueue: ') and message in err and err.count('\n') == 1
     for argv in (['retry', *on], ['enqueue', 'x', '--args', '{bad', *on], ['enqueue', 'x', '--args', '"s"', *on],
                  ['purge', *on], ['purge', '--older-than', 'a week', *on], ['dead', '--limit', '0', *on],
-                 ['cancel', *on], ['cancel', 'x', *on], ['status', '--bogus'], ['worker', *on], ['nope']):
+                 ['cancel', *on], ['cancel', 'x', *on], ['cancel', str(2 ** 64), *on], ['enqueue', '', *on],
+                 ['status', '--queue', '', *on], ['dead', '--name', 'n' * 200, *on], ['enqueue', 'x', '--priority', '40000'],
+                 ['status', '--bogus'], ['worker', *on], ['nope']):
         with pytest.raises(SystemExit) as exit_:
             mqueue.main(argv)
         assert exit_.value.code == 2, argv
