@@ -1389,10 +1389,10 @@ def test_an_idle_postgresql_worker_is_woken_by_the_enqueues_commit(db, reg):
         for _ in range(3):
             conn = connect()
             reg.enqueue(conn, 'wake', [])
+            count = len(started)                 # before the commit: the task may start before commit() returns
             committed = time.monotonic()
             conn.commit()
             conn.close()
-            count = len(started)
             wait_for(lambda: len(started) > count, timeout=4)
             delays.append(started[-1] - committed)
             time.sleep(0.2)
