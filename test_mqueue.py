@@ -1074,7 +1074,8 @@ def test_a_task_that_rolls_back_or_commits_the_workers_transaction_is_caught(db,
 
 
 @only('mysql', 'postgresql')   # SQLite runs one task at a time: no two can deadlock
-def test_two_tasks_that_deadlock_each_other_both_complete_uncounted(db, reg, ledger):
+def test_two_tasks_that_deadlock_each_other_both_complete_uncounted(db, reg, ledger, caplog):
+    caplog.set_level(logging.INFO, logger='mqueue')   # the conflicts' messages, should the count be off
     query(db, f"INSERT INTO {ledger} (id, note) VALUES (1001, 'one'), (1002, 'two')")   # (clear of the ids to come)
     both_hold_one = threading.Barrier(2, timeout=10)
     first_time = {'a', 'b'}
@@ -1103,7 +1104,9 @@ def test_two_tasks_that_deadlock_each_other_both_complete_uncounted(db, reg, led
         thread.join(30)
     assert tasks_in(db, reg) == [] and failures == []          # not the tasks' failure
     assert sorted(n for n, in query(db, f'SELECT note FROM {ledger} WHERE task_id IS NOT NULL')) == ['a', 'b']
-    assert sum(w.stats['lock_conflicts'] for w in workers) == 1
+    conflicts = [r.getMessage()[:300] for r in caplog.records if 'lock conflict' in r.getMessage()
+                 or 'deadlock' in r.getMessage()]
+    assert sum(w.stats['lock_conflicts'] for w in workers) == 1, conflicts   # (a rare 2 on PostgreSQL: which?)
 
 
 @only('mysql', 'postgresql')
