@@ -136,7 +136,7 @@ SQL_FIND_DEAD = SQL_FIND + ' WHERE dead_at IS NOT NULL'
 SQL_RETRY_DEAD = ('UPDATE {task} SET dead_at = NULL, retries = 0, eta = {now} '
                   'WHERE dead_at IS NOT NULL AND id IN ({ids}){id_limit}')
 # ...or delete them.
-SQL_FIND_DEAD_BEFORE = 'SELECT id FROM {task} WHERE dead_at IS NOT NULL AND dead_at < {later}'
+SQL_FIND_DEAD_BEFORE = SQL_FIND_DEAD + ' AND dead_at < {later}'
 SQL_PURGE_DEAD = 'DELETE FROM {task} WHERE dead_at IS NOT NULL AND id IN ({ids}){id_limit}'
 # The dead among some ids, locked for one of those writes (a task retried and claimed meanwhile is
 # skipped: dead no more, or held by its worker).
@@ -156,7 +156,7 @@ SQL_QUEUE_STATS_GROUP = ' GROUP BY queue ORDER BY queue'
 # worker holds it, delete it. (A plain DELETE would wait for a running task to commit; and the look
 # first keeps a claimed row from being locked, and kept locked, by a cancel that declines it.)
 SQL_NOT_RUNNING = 'id = %s AND (dead_at IS NOT NULL OR claimed_at IS NULL OR eta <= {now})'
-SQL_CANCEL_FIND = 'SELECT id FROM {task} WHERE ' + SQL_NOT_RUNNING
+SQL_CANCEL_FIND = SQL_FIND + ' WHERE ' + SQL_NOT_RUNNING
 SQL_CANCEL_LOCK = SQL_CANCEL_FIND + '{skip_locked}'
 SQL_CANCEL = 'DELETE FROM {task} WHERE ' + SQL_NOT_RUNNING
 # Lock a cron's row to schedule it; a worker that finds it locked skips it rather than wait.
@@ -717,12 +717,9 @@ class Registry:
         Returns:
             How many were deleted.
         """
-        if isinstance(older_than, dt.timedelta):
-            older_than = older_than.total_seconds()
-        if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or not 0 <= older_than < 10 ** 10:
-            raise ValueError(f'older_than must be a non-negative number of seconds or a timedelta, not {older_than!r}')
+        age = _microseconds('older_than', older_than)
         statement, params = _filtered(SQL_FIND_DEAD_BEFORE, queue=queue, name=name)
-        return self._dead_by_ids(conn, SQL_PURGE_DEAD, self._find(conn, statement, [-int(older_than * 1e6), *params]))
+        return self._dead_by_ids(conn, SQL_PURGE_DEAD, self._find(conn, statement, [-age, *params]))
 
     def _find(self, conn: Any, statement: str, params: list) -> list[int]:
         """The ids a plain read finds."""
@@ -1048,10 +1045,11 @@ class Worker:
 
     A claim is committed, in a short transaction of its own, before its tasks run: it counts the
     attempt and moves the tasks' eta ``lease`` seconds ahead, so a worker that dies mid-task
-    cannot make a task run forever and cannot lose it: the task is due again when the lease ends. The tasks then run in a second transaction that holds their row
-    locks (so no other worker can run them, however long they take), each inside a savepoint: on
-    success a row is deleted in the commit of its task's writes; on failure the savepoint is
-    rolled back and the retry is recorded in that same transaction.
+    cannot make a task run forever and cannot lose it: the task is due again when the lease ends.
+    The tasks then run in a second transaction that holds their row locks (so no other worker can
+    run them, however long they take), each inside a savepoint: on success a row is deleted in the
+    commit of its task's writes; on failure the savepoint is rolled back and the retry is recorded
+    in that same transaction.
 
     Args:
         connect: a zero-argument callable returning a new DB-API connection (one per thread), or
@@ -1969,11 +1967,15 @@ def _due(delay: Any, eta: Any) -> tuple[dt.datetime | None, int]:
         return eta.astimezone(dt.timezone.utc).replace(tzinfo=None), 0
     if delay is None:
         return None, 0
-    if isinstance(delay, dt.timedelta):
-        delay = delay.total_seconds()
-    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay < 10 ** 10:
-        raise ValueError(f'delay must be a non-negative number of seconds or a timedelta, not {delay!r}')
-    return None, int(delay * 1e6)
+    return None, _microseconds('delay', delay)
+
+
+def _microseconds(what: str, duration: Any) -> int:
+    """A checked duration (seconds or a timedelta) in microseconds."""
+    seconds = duration.total_seconds() if isinstance(duration, dt.timedelta) else duration
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < 10 ** 10:
+        raise ValueError(f'{what} must be a non-negative number of seconds or a timedelta, not {duration!r}')
+    return int(seconds * 1e6)
 
 
 def _ambient_connection(registry: Registry) -> Any:
@@ -2146,9 +2148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _ColdShutdown as exc:
         return 128 + exc.args[0]
     except Exception as exc:
-        if not isinstance(exc, (MQueueError, ValueError, ImportError)) and not _database_error(exc):
+        database = _database_error(exc)
+        if not database and not isinstance(exc, (MQueueError, ValueError, ImportError)):
             raise   # a bug, not a situation: keep its traceback
-        _fail(args, _schema_problem(exc) or (_describe_error(exc, short=True) if _database_error(exc) else str(exc)))
+        _fail(args, _schema_problem(exc) or (_describe_error(exc, short=True) if database else str(exc)))
         return 1
 
 
@@ -2216,14 +2219,14 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                     '  mqueue retry 41 42\n'
                     '  mqueue retry --queue mail --name tasks.mail.send\n'
                     '  mqueue retry --all')
-    retry.add_argument('ids', metavar='ID', nargs='*', type=_task_id, help='dead task ids')
+    retry.add_argument('ids', metavar='ID', nargs='*', type=_positive_int, help='dead task ids')
     retry.add_argument('--queue', metavar='Q', type=_queue_arg, help='only dead tasks of this queue')
     retry.add_argument('--name', metavar='TASK', type=_name_arg, help='only dead tasks of this name')
     retry.add_argument('--all', action='store_true', help='every dead task')
 
     cancel = command('cancel', 'Delete tasks that no worker is running (pending, scheduled or dead) so they never '
                      'run; a running task cannot be cancelled', '  mqueue cancel 17 18')
-    cancel.add_argument('ids', metavar='ID', nargs='+', type=_task_id, help='task ids')
+    cancel.add_argument('ids', metavar='ID', nargs='+', type=_positive_int, help='task ids')
 
     purge = command('purge', 'Delete dead tasks that died more than a given time ago (dead tasks are kept '
                     'until purged)', '  mqueue purge --older-than 30d\n'
@@ -2522,15 +2525,10 @@ _queue_arg = _argument(lambda text: _checked_text('queue', text, QUEUE_MAX))
 _priority_arg = _argument(lambda text: _checked_priority(int(text)))
 
 
-def _task_id(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 2 ** 63:
-        raise argparse.ArgumentTypeError(f'{text!r} is not a task id')
-    return int(text)
-
-
 def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f'{text!r} is not a whole number >= 1')
+    """A task id or a limit (an argparse type): within a BIGINT, so no driver overflows on it."""
+    if not text.isdigit() or not 0 < int(text) < 2 ** 63:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a whole number from 1')
     return int(text)
 
 
