@@ -1040,6 +1040,15 @@ class _Claim:
         return TaskContext(self.id, self.task.name, self.queue, self.attempt - 1, self.eta, connection, worker)
 
 
+class _Outcome(NamedTuple):
+    """How an attempt ended: succeeded, failed (retried after ``delay`` seconds), dead, or
+    released (a lock conflict: it runs again, uncounted); reported once committed."""
+    claim: _Claim
+    name: str
+    info: dict                   # duration, and error and exception unless it succeeded: the event's fields
+    delay: float = 0.0
+
+
 class Worker:
     """Runs due tasks, each inside the transaction that deletes its row.
 
@@ -1134,13 +1143,15 @@ class Worker:
             raise MQueueError('no tasks are registered: import your tasks, or pass tasks="package"')
         self._stopping.clear()
         self._signals, self._abandon_signal = 0, None
-        queues = self._served_queues()
-        logger.info('mqueue %s worker starting: %squeues %s, concurrency %d, batch %d, tasks %d', __version__,
-                    f'database {self.connect.description}, ' if hasattr(self.connect, 'description') else '',
-                    ', '.join(queues), self.concurrency, self.batch, len(self.registry.tasks))
-        if self.crons:
-            self._report_undeclared_crons(queues)
+        # The handlers first: a deploy may stop a worker that has just started (systemd and
+        # Kubernetes send SIGTERM at any moment), and until they are in, SIGTERM kills the process.
         with self._signal_handlers():
+            queues = self._served_queues()
+            logger.info('mqueue %s worker starting: %squeues %s, concurrency %d, batch %d, tasks %d', __version__,
+                        f'database {self.connect.description}, ' if hasattr(self.connect, 'description') else '',
+                        ', '.join(queues), self.concurrency, self.batch, len(self.registry.tasks))
+            if self.crons:
+                self._report_undeclared_crons(queues)
             if self.concurrency == 1:
                 processed = self._loop(burst)
             else:
@@ -1465,8 +1476,9 @@ class Worker:
     def _process(self, claimed: list[_Claim]) -> None:
         """Run claimed tasks in one transaction, each in a savepoint, and delete the completed ones
         in the commit that also commits their writes. The transaction locks only its own rows (by
-        primary key): no range scan whose locks another worker could be waiting on."""
-        outcomes: list[tuple[_Claim, str, dict]] = []
+        primary key): no range scan whose locks another worker could be waiting on. Outcomes are
+        logged once committed: an operator reads the log as the record of what happened."""
+        outcomes: list[_Outcome] = []
         try:
             with self._transaction() as conn:
                 cursor = conn.cursor()
@@ -1479,10 +1491,10 @@ class Worker:
                     elif index and time.monotonic() - began > BATCH_SECONDS:
                         cursor.execute(self._sql(SQL_RELEASE), (claim.id, claim.attempt))
                     else:
-                        outcomes.append((claim, *self._execute(conn, cursor, index, claim)))
+                        outcomes.append(self._execute(conn, cursor, index, claim))
                 if outcomes:
                     self._check_transaction(cursor, outcomes)
-                done = [claim.id for claim, outcome, _ in outcomes if outcome == 'succeeded']
+                done = [outcome.claim.id for outcome in outcomes if outcome.name == 'succeeded']
                 if done:
                     cursor.execute(self._sql(SQL_COMPLETE, ids=len(done)), done)
         except _TransactionLost as lost:
@@ -1491,24 +1503,29 @@ class Worker:
         except _ColdShutdown:
             self._release(claimed)
             raise
-        for claim, outcome, info in outcomes:
-            if f'task_{outcome}' in self.hooks:   # task_succeeded, task_failed, task_dead
-                self._emit(f'task_{outcome}', claim.context(None, self), info)
+        except Exception as exc:
+            if outcomes:
+                logger.warning('tasks %s: the transaction they ran in failed (%s); none of their outcomes was '
+                               'recorded, and they run again', ', '.join(str(o.claim.id) for o in outcomes),
+                               _describe_error(exc, short=True))
+            raise
+        for outcome in outcomes:
+            self._report(outcome)
 
-    def _check_transaction(self, cursor: Any, outcomes: list[tuple[_Claim, str, dict]]) -> None:
+    def _check_transaction(self, cursor: Any, outcomes: list[_Outcome]) -> None:
         """Fail the batch if its transaction was lost under a task that returned normally."""
         try:
             cursor.execute(SQL_RELEASE_SAVEPOINT)
         except Exception as exc:
             alone = len(outcomes) == 1
-            culprit = f'{outcomes[0][0].task.name}() returned, but' if alone else 'a task of this batch returned, but'
-            info = {'duration': sum(o[2]['duration'] for o in outcomes), 'exception': None,
+            culprit = f'{outcomes[0].claim.task.name}() returned, but' if alone else 'a task of this batch returned, but'
+            info = {'duration': sum(o.info['duration'] for o in outcomes), 'exception': None,
                     'error': f'TransactionLost: {culprit} the transaction it ran in had been rolled back or '
                              'committed under it (a deadlock or lost connection it caught, or its own '
                              f'commit/rollback), so its writes cannot complete it ({_describe_error(exc, short=True)})'}
-            raise _TransactionLost(outcomes[0][0] if alone else None, info) from exc
+            raise _TransactionLost(outcomes[0].claim if alone else None, info) from exc
 
-    def _execute(self, conn: Any, cursor: Any, index: int, claim: _Claim) -> tuple[str, dict]:
+    def _execute(self, conn: Any, cursor: Any, index: int, claim: _Claim) -> _Outcome:
         """Run one task in a savepoint; on failure roll back to it and record the retry."""
         if self._abandon_signal is not None:   # a second signal came between tasks: start no more
             raise _ColdShutdown(self._abandon_signal)
@@ -1520,9 +1537,7 @@ class Worker:
         error = contextvars.copy_context().run(self._call, claim, context)
         info = {'duration': time.perf_counter() - started}
         if error is None:
-            logger.info('task %s %s (queue %s) attempt %d succeeded in %.1f ms', claim.id, claim.task.name,
-                        claim.queue, claim.attempt, info['duration'] * 1000)
-            return 'succeeded', info
+            return _Outcome(claim, 'succeeded', info)
         info.update(error=_describe_error(error), exception=error)
         conflict = _lock_conflict(error)
         try:
@@ -1531,11 +1546,9 @@ class Worker:
             raise _TransactionLost(claim, info, conflict) from error
         if conflict:   # a deadlock or lock-wait timeout is the database's doing: again, uncounted
             self.stats['lock_conflicts'] += 1
-            logger.info('task %s %s attempt %d hit a lock conflict; it runs again (%s)', claim.id, claim.task.name,
-                        claim.attempt, info['error'].splitlines()[0])
             cursor.execute(self._sql(SQL_RELEASE), (claim.id, claim.attempt))
-            return 'released', info
-        return self._record_failure(cursor, claim, info['error'], info['duration']), info
+            return _Outcome(claim, 'released', info)
+        return self._record_failure(cursor, claim, info)
 
     def _call(self, claim: _Claim, context: TaskContext) -> BaseException | None:
         """Call the task (inside its own context); returns the exception it raised, if any, be it
@@ -1558,20 +1571,32 @@ class Worker:
             self._local.in_task = False
         return None
 
-    def _record_failure(self, cursor: Any, claim: _Claim, error: str, duration: float,
-                        at_once: bool = False) -> str:
+    def _record_failure(self, cursor: Any, claim: _Claim, info: dict, at_once: bool = False) -> _Outcome:
         """Retry after a back-off (or at once), or bury once the task's retries are used up."""
-        sql = self._sql
         if claim.attempt > claim.task.retries:
-            cursor.execute(sql(SQL_BURY), (_cut(error), claim.id))
-            logger.error('task %s %s (queue %s) attempt %d failed in %.1f ms; it is dead:\n%s', claim.id,
-                         claim.task.name, claim.queue, claim.attempt, duration * 1000, error)
-            return 'dead'
+            cursor.execute(self._sql(SQL_BURY), (_cut(info['error']), claim.id))
+            return _Outcome(claim, 'dead', info)
         delay = 0.0 if at_once else backoff(claim.task.backoff, claim.attempt)
-        cursor.execute(sql(SQL_RETRY), (int(delay * 1e6), _cut(error), claim.id))
-        logger.warning('task %s %s (queue %s) attempt %d failed in %.1f ms; retry in %.1fs:\n%s', claim.id,
-                       claim.task.name, claim.queue, claim.attempt, duration * 1000, delay, error)
-        return 'failed'
+        cursor.execute(self._sql(SQL_RETRY), (int(delay * 1e6), _cut(info['error']), claim.id))
+        return _Outcome(claim, 'failed', info, delay)
+
+    def _report(self, outcome: _Outcome) -> None:
+        """Log an attempt's outcome and emit its event; called once the outcome has committed."""
+        claim, info = outcome.claim, outcome.info
+        attempt = f'task {claim.id} {claim.task.name} (queue {claim.queue}) attempt {claim.attempt}'
+        ms = info['duration'] * 1000
+        context = claim.context(None, self)
+        if outcome.name == 'succeeded':
+            logger.info('%s succeeded in %.1f ms', attempt, ms)
+            self._emit('task_succeeded', context, info)
+        elif outcome.name == 'failed':
+            logger.warning('%s failed in %.1f ms; retry in %.1fs:\n%s', attempt, ms, outcome.delay, info['error'])
+            self._emit('task_failed', context, info)
+        elif outcome.name == 'dead':
+            logger.error('%s failed in %.1f ms; it is dead:\n%s', attempt, ms, info['error'])
+            self._emit('task_dead', context, info)
+        else:   # released: a lock conflict, nobody's fault
+            logger.info('%s hit a lock conflict; it runs again (%s)', attempt, info['error'].splitlines()[0])
 
     def _lock(self, cursor: Any, claimed: list[_Claim]) -> dict[int, int]:
         cursor.execute(self._sql(SQL_LOCK, ids=len(claimed)), [c.id for c in claimed])
@@ -1596,12 +1621,11 @@ class Worker:
                 if held.get(claim.id) != claim.attempt:
                     continue
                 if not lost.conflict and (lost.claim is None or claim is lost.claim):
-                    outcomes.append((claim, self._record_failure(cursor, claim, lost.info['error'],
-                                                                 lost.info['duration'], at_once=lost.claim is None)))
+                    outcomes.append(self._record_failure(cursor, claim, lost.info, at_once=lost.claim is None))
                 else:
                     cursor.execute(self._sql(SQL_RELEASE), (claim.id, claim.attempt))
-        for claim, outcome in outcomes:
-            self._emit(f'task_{outcome}', claim.context(None, self), lost.info)
+        for outcome in outcomes:
+            self._report(outcome)
 
     def _release(self, claimed: list[_Claim]) -> None:
         """Hand back claimed tasks that did not complete, uncounted and due at once; a lock
@@ -2261,12 +2285,30 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
 
 
 def _run_worker(args: argparse.Namespace) -> int:
-    registry, connect = _open_database(args, tasks=True)
-    logging.basicConfig(level=getattr(logging, args.log_level),
-                        format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-    Worker(connect, args.queues, registry=registry, concurrency=args.concurrency,
-           crons=not args.no_crons).run(burst=args.burst)
+    # Importing the tasks (an app's whole import tree) takes time, and a deploy may stop the worker
+    # meanwhile: until Worker.run() installs its own handlers, SIGTERM/SIGINT end it here, cleanly.
+    def stop_starting(signum: int, frame: Any) -> None:
+        raise _StoppedStarting(signum)
+    previous = ({sig: signal.signal(sig, stop_starting) for sig in (signal.SIGTERM, signal.SIGINT)}
+                if threading.current_thread() is threading.main_thread() else {})
+    try:
+        registry, connect = _open_database(args, tasks=True)
+        logging.basicConfig(level=getattr(logging, args.log_level),
+                            format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+        Worker(connect, args.queues, registry=registry, concurrency=args.concurrency,
+               crons=not args.no_crons).run(burst=args.burst)
+    except _StoppedStarting as stopped:
+        logger.warning('%s while the worker was starting: stopped before it ran any task',
+                       signal.Signals(stopped.args[0]).name)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
+
+
+class _StoppedStarting(BaseException):
+    """SIGTERM/SIGINT before the worker's own handlers were in (not an Exception: nothing may
+    catch it as a task's or the database's error)."""
 
 
 def _show_status(args: argparse.Namespace) -> int:

@@ -719,7 +719,7 @@ sys.exit(test_mqueue.child_worker(json.loads(sys.argv[1])))
 def child_worker(spec):
     """A worker process for the tests: tasks per spec, run until done or signalled."""
     global B
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=spec.get('log_level', 'WARNING'), stream=sys.stdout)
     B = BACKENDS[spec['backend']]
     reg = mqueue.Registry(table=spec['table'], cron_table=spec['cron_table'])
     marks = Path(spec.get('marks', '.'))
@@ -745,7 +745,14 @@ def child_worker(spec):
             import ctypes
             ctypes.string_at(0)      # SIGSEGV: the process dies in C, no Python handler runs
         os._exit(3)
-    w = mqueue.Worker(connect, registry=reg, concurrency=spec.get('concurrency', 1), batch=spec.get('batch', 1),
+    def gated_connect():   # connecting takes as long as the test wants: a slow network, a busy server
+        (marks / 'connecting').touch()
+        deadline = time.monotonic() + 20
+        while not (marks / 'connect').exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return connect()
+    w = mqueue.Worker(gated_connect if spec.get('gated_connect') else connect, registry=reg,
+                      concurrency=spec.get('concurrency', 1), batch=spec.get('batch', 1),
                       lease=spec.get('lease', 60), poll_interval=0.01)
     try:
         w.run(burst=spec.get('burst', False))
@@ -1339,6 +1346,72 @@ def test_a_signal_lets_the_running_task_finish_then_exits_0(db, reg, ledger, tmp
     assert child.returncode == 0, out
     assert query(db, f'SELECT task_id FROM {ledger}') == ((task_id,),)
     assert len(tasks_in(db, reg)) == 1
+
+
+def test_a_signal_while_the_worker_connects_at_start_up_is_a_clean_stop(db, reg, ledger, tmp_path):
+    """systemd and Kubernetes stop a worker whenever a deploy says so, even one still connecting
+    (issue 12: the handlers were installed after the first connection, and SIGTERM killed it)."""
+    conn = connect()
+    reg.enqueue(conn, 'record', [1])
+    conn.commit()
+    conn.close()
+    child = spawn(spec_for(reg, ledger, tmp_path, gated_connect=True))
+    wait_for(lambda: (tmp_path / 'connecting').exists())
+    child.send_signal(signal.SIGTERM)
+    (tmp_path / 'connect').touch()
+    out, _ = child.communicate(timeout=20)
+    assert child.returncode == 0, out
+    assert 'SIGTERM: finishing the running tasks' in out
+    assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 0     # it started nothing...
+    row, = tasks_in(db, reg)
+    assert row['retries'] == 0 and row['dead_at'] is None            # ...and claimed nothing
+
+
+@only('sqlite')   # (the CLI's start-up is the same on every database)
+def test_a_signal_while_the_cli_worker_imports_its_tasks_is_a_clean_stop(tmp_path):
+    package = tmp_path / f'tasks_{uuid.uuid4().hex[:8]}'
+    package.mkdir()
+    (package / '__init__.py').write_text(
+        'import pathlib, time\n'
+        f'marks = pathlib.Path({str(tmp_path)!r})\n'
+        "(marks / 'importing').touch()\n"
+        'deadline = time.monotonic() + 20\n'
+        "while not (marks / 'go').exists() and time.monotonic() < deadline:   # a big app imports for a while\n"
+        '    time.sleep(0.01)\n')
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    child = subprocess.Popen([sys.executable, '-m', 'mqueue', 'worker', '--db', f'sqlite:///{tmp_path}/q.db',
+                              '--tasks', package.name], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: (tmp_path / 'importing').exists())
+        child.send_signal(signal.SIGTERM)
+        out, _ = child.communicate(timeout=20)
+    finally:
+        (tmp_path / 'go').touch()
+        child.kill() if child.poll() is None else None
+    assert child.returncode == 0, out
+    assert out.strip() == 'SIGTERM while the worker was starting: stopped before it ran any task'
+
+
+def test_a_success_is_logged_only_once_it_has_committed(db, reg, ledger, tmp_path):
+    """An operator reads the log as the record: a worker killed between a task's return and its
+    batch's commit must not have logged a success that was rolled back (issue 12)."""
+    conn = connect()
+    returned = reg.enqueue(conn, 'record', [1])
+    reg.enqueue(conn, 'crash', [])    # its batch-mate: ends the process before the batch commits
+    conn.commit()
+    conn.close()
+    child = spawn(spec_for(reg, ledger, tmp_path, batch=2, log_level='INFO'))
+    out, _ = child.communicate(timeout=20)
+    assert child.returncode == 3, out                                  # crash's os._exit(3)
+    assert (tmp_path / 'runlog').read_text().split() == [str(returned)]   # the task ran and returned...
+    assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 0        # ...its writes never committed...
+    assert [row['id'] for row in tasks_in(db, reg)] == [returned, returned + 1]   # ...nor its completion...
+    assert f'connected to {B.dialect.name}' in out and 'succeeded' not in out, out   # ...and the log says no more
+    query(db, f'UPDATE {reg.table} SET eta = {B.now}')                   # as when the leases end
+    child = spawn(spec_for(reg, ledger, tmp_path, log_level='INFO'))      # one task per batch
+    out, _ = child.communicate(timeout=30)
+    assert child.returncode == 3 and re.search(rf'task {returned} record \(queue default\) attempt 2 succeeded in', out), out
 
 
 def test_a_second_signal_abandons_the_task_and_hands_it_back(db, reg, ledger, tmp_path):
