@@ -1151,6 +1151,7 @@ class Worker:
                         f'database {self.connect.description}, ' if hasattr(self.connect, 'description') else '',
                         ', '.join(queues), self.concurrency, self.batch, len(self.registry.tasks))
             if self.crons:
+                self._report_unserved_crons(queues)
                 self._report_undeclared_crons(queues)
             if self.concurrency == 1:
                 processed = self._loop(burst)
@@ -1454,6 +1455,18 @@ class Worker:
         if self.crons and self._cron_due:
             wait = min(wait, max(0.0, min(self._cron_due.values()) - self._clock()))
         return wait
+
+    def _report_unserved_crons(self, queues: list[str]) -> None:
+        """Warn about crons declared without a queue whose queue, the default, this worker does not
+        serve: a daemon ported from the original package (whose start(queue) made that queue its
+        crons') would otherwise never fire them, silently. A cron given a queue is left to its queue's
+        workers."""
+        default = self.registry.queue
+        unserved = sorted(c.task.name for c in self.registry.crons.values() if c.task.queue is None)
+        if unserved and default not in queues:
+            logger.warning('crons %s have no queue, so they belong to the default queue %r, which this worker '
+                           'does not serve: it will not schedule them. Call mqueue.init(%r) before starting it, '
+                           'or declare @cron(..., queue=...)', ', '.join(unserved), default, queues[0])
 
     def _report_undeclared_crons(self, queues: list[str]) -> None:
         """Warn about cron rows no cron here declares: left alone, so a rolling deploy keeps last."""

@@ -382,6 +382,62 @@ def test_readme_upgrade_turns_the_seed_schema_into_the_current_one(db, reg):
             cursor.execute(f'DROP TABLE IF EXISTS {old.table}, {old.cron_table}')
 
 
+def readme_block(label):
+    match = re.search(rf'<!-- example: {label} -->\s*```python\n(.*?)```', (ROOT / 'README.md').read_text(), re.S)
+    assert match, f'README.md has no <!-- example: {label} --> block'
+    return match.group(1)
+
+
+@only('mariadb-pymysql')   # (the original package ran on MySQL; README's daemon connects with mysql://)
+def test_the_original_application_and_daemon_ported_as_readme_says_run_old_rows_and_fire_old_crons(db, tmp_path):
+    """The original's shape end to end: its tables upgraded by README's SQL, a task row and a cron
+    row it left, its tasks package unchanged, and README's port of its daemon, which must run the
+    old task and fire the cron (issue 12: a worker serving the old queue ignored a bare @cron)."""
+    old = mqueue.Registry(table='t_task_' + uuid.uuid4().hex[:10], cron_table='t_cron_' + uuid.uuid4().hex[:10])
+    try:
+        with cursor_of(db) as cursor:
+            for statement in SEED_DDL.format(task=old.table, cron=old.cron_table).split(';'):
+                cursor.execute(statement)
+            cursor.execute(f"INSERT INTO {old.table} (args, eta, name, queue, retries) VALUES "
+                           f"('{{\"receiver\": \"ann@example.com\", \"subject\": \"hi\", \"body\": \"...\"}}', "
+                           f"UTC_TIMESTAMP(), 'tasks.mail', 'test-queue', 0)")
+            cursor.execute(f"INSERT INTO {old.cron_table} (queue, name, last) VALUES "
+                           f"('test-queue', 'tasks.hourly', UTC_TIMESTAMP() - INTERVAL 3 HOUR)")
+            upgrade = re.sub(r'\btask\b', old.table, upgrade_sql())
+            for statement in re.sub(r'\bcron\b', old.cron_table, upgrade).split(';'):
+                if statement.strip():
+                    cursor.execute(statement)
+        (tmp_path / 'tasks').mkdir()
+        (tmp_path / 'tasks' / '__init__.py').write_text(readme_block('original-tasks'))
+        daemon = readme_block('original-daemon')
+        for readme_text, ours in ((".init('test-queue')", f".init('test-queue', table={old.table!r}, "
+                                                          f"cron_table={old.cron_table!r})"),
+                                  ("'mysql://test:test@localhost/website'", repr(B.url))):
+            assert readme_text in daemon
+            daemon = daemon.replace(readme_text, ours)
+        (tmp_path / 'daemon.py').write_text(daemon)
+        child = subprocess.Popen([sys.executable, 'daemon.py'], cwd=tmp_path, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        try:
+            def fired():
+                (last, task_id), = query(db, f'SELECT last, task_id FROM {old.cron_table}')
+                return task_id is not None and not query(db, f'SELECT id FROM {old.table}')
+            wait_for(fired, timeout=30)
+        finally:
+            child.send_signal(signal.SIGTERM)
+            out, err = child.communicate(timeout=20)
+        assert child.returncode == 0, err
+        assert out.splitlines() == ['Send mail to ann@example.com', 'Hourly cron'] or \
+            out.splitlines() == ['Hourly cron', 'Send mail to ann@example.com'], (out, err)
+        (last, task_id), = query(db, f'SELECT last, task_id FROM {old.cron_table}')
+        hour = database_now(db).replace(minute=0, second=0, microsecond=0)
+        assert last == hour   # the newest fire, covering the three missed hours with one task
+        assert 'have no queue' not in err and 'matches no declared cron' not in err, err
+    finally:
+        with cursor_of(db) as cursor:
+            cursor.execute(f'DROP TABLE IF EXISTS {old.table}, {old.cron_table}')
+
+
 # Enqueue #########################################################################################
 
 
@@ -2523,6 +2579,22 @@ def test_undeclared_cron_rows_are_left_alone_and_reported(db, reg, caplog):
     worker(reg).run(burst=True)
     assert any('cron row retired' in r.getMessage() and 'left alone' in r.getMessage() for r in caplog.records)
     assert sorted(name for name, in query(db, f'SELECT name FROM {reg.cron_table}')) == ['current', 'retired']
+
+
+def test_a_worker_that_does_not_serve_the_queue_of_its_queueless_crons_says_so(db, reg, caplog):
+    reg.cron('@hourly', name='bare')(lambda: None)
+    reg.cron('@hourly', name='placed', queue='other')(lambda: None)
+    worker(reg, queues=['test-queue']).run(burst=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and 'have no queue' in r.getMessage()]
+    assert warnings == ["crons bare have no queue, so they belong to the default queue 'default', which this worker "
+                        "does not serve: it will not schedule them. Call mqueue.init('test-queue') before starting "
+                        "it, or declare @cron(..., queue=...)"]
+    assert query(db, f'SELECT COUNT(*) FROM {reg.cron_table}')[0][0] == 0
+    caplog.clear()
+    reg.init('test-queue')                   # the port README gives: the queue start() was given
+    worker(reg, queues=['test-queue']).run(burst=True)
+    assert not [r for r in caplog.records if 'have no queue' in r.getMessage()]
+    assert query(db, f'SELECT queue, name FROM {reg.cron_table}') == (('test-queue', 'bare'),)
 
 
 def test_cli_crons_lists_expression_zone_last_and_next_fire(db, reg, tmp_path, monkeypatch, capsys):
