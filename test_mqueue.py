@@ -1052,17 +1052,19 @@ def test_a_task_that_loses_its_transaction_is_recorded_and_its_batch_handed_back
     assert tasks_in(db, reg) == []
 
 
-def server_is_up():
-    try:
-        connect().close()
-        return True
-    except Exception:
-        return False
+def soak_module():
+    """bench/soak.py, on the suite's MariaDB (it, and the workers it spawns, read the URL at import)."""
+    os.environ['MQUEUE_DATABASE_URL'] = BACKENDS['mariadb-pymysql'].url
+    sys.path.insert(0, str(ROOT / 'bench'))
+    import soak
+    assert soak.URL == BACKENDS['mariadb-pymysql'].url
+    return soak
 
 
 @only('mysql')
+@pytest.mark.restarts_server   # (in a phase of its own: see pyproject's addopts and ./test)
 def test_a_restarted_server_is_waited_for_and_nothing_is_lost(db, reg, ledger):
-    if not os.path.exists('/usr/sbin/mariadbd') or DB['host'] not in ('127.0.0.1', 'localhost'):
+    if not os.path.exists(soak_module().MARIADBD) or DB['host'] not in ('127.0.0.1', 'localhost'):
         pytest.skip('restarts the local MariaDB server; needs /usr/sbin/mariadbd')
     n, halfway = 60, threading.Event()
 
@@ -1081,14 +1083,7 @@ def test_a_restarted_server_is_waited_for_and_nothing_is_lost(db, reg, ledger):
     thread = run_in_thread(w)
     try:
         assert halfway.wait(20)
-        with contextlib.suppress(Exception):
-            query(db, 'SHUTDOWN')      # the server drops this connection too
-        # start only once the old process has exited, or start-stop-daemon finds it and does nothing
-        wait_for(lambda: subprocess.run(['pidof', 'mariadbd'], capture_output=True).returncode != 0,
-                 timeout=60, interval=0.1)
-        subprocess.run(['start-stop-daemon', '--start', '--oknodo', '--background', '--exec',
-                        '/usr/sbin/mariadbd'], check=True)
-        wait_for(server_is_up, timeout=60, interval=0.2)
+        soak_module().restart_server(connect)
         db = connect(autocommit=True)
         wait_for(lambda: not tasks_in(db, reg), timeout=60, interval=0.1)
     finally:
@@ -2779,12 +2774,12 @@ def test_servers_without_skip_locked_are_refused_with_a_clear_message(reg, versi
 
 
 @only('mariadb-pymysql')   # (bench/soak.py KILLs MariaDB connections and restarts the server)
+@pytest.mark.restarts_server
 def test_a_soak_under_faults_loses_nothing_and_runs_nothing_twice(server):
     """The reduced soak (bench/soak.py has the full one): worker processes SIGKILLed and restarted,
     their connections KILLed, the server restarted, while 400 tasks (10 ms each, one in ten failing
     its first attempt) each write one ledger row through their transaction."""
-    sys.path.insert(0, str(ROOT / 'bench'))
-    import soak
+    soak = soak_module()
     report = soak.soak(tasks=400, workers=2, seconds=5.0, restart=os.path.exists(soak.MARIADBD), seed=7)
     assert report['drained'] and report['left in table'] == 0, report
     assert report['duplicates'] == 0 and report['losses'] == 0, report

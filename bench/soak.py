@@ -28,7 +28,7 @@ import mqueue  # noqa: E402
 
 URL = os.environ.get('MQUEUE_DATABASE_URL', 'mysql://root@127.0.0.1:3306/test')
 connect = mqueue.connect_url(URL)
-MARIADBD = '/usr/sbin/mariadbd'
+MARIADBD = '/usr/sbin/mariadbd'   # restarted only where it is installed: this machine's server
 
 
 def registry(table):
@@ -50,14 +50,6 @@ def serve(table, ledger):
     mqueue.Worker(connect, registry=registry(table), lease=1.0, poll_interval=0.05, crons=False).run()
 
 
-def server_up():
-    try:
-        connect().close()
-        return True
-    except pymysql.err.OperationalError:
-        return False
-
-
 def wait(predicate, timeout, interval=0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -67,16 +59,61 @@ def wait(predicate, timeout, interval=0.1):
     return False
 
 
-def restart_server():
+def server_process(connect):
+    """The MariaDB server behind ``connect``: (pid, command line, pid file), found by the pid file the
+    server names itself, never by its binary's name (a Galera node, or a second server on this
+    machine, runs the same binary)."""
+    conn = connect()
+    try:
+        cursor = conn.cursor()
+        cursor.execute('SELECT @@pid_file, @@datadir')
+        pid_file, datadir = cursor.fetchone()
+    finally:
+        conn.close()
+    pid_file = os.path.join(datadir, pid_file)   # absolute already, unless configured relative
+    with open(pid_file) as file:
+        pid = int(file.read().split()[0])
+    with open(f'/proc/{pid}/cmdline', 'rb') as file:
+        argv = [arg.decode() for arg in file.read().split(b'\0') if arg]
+    return pid, argv, pid_file
+
+
+def running(pid):
+    """Whether a process is alive (a zombie is not: its parent may be an init that never reaps)."""
+    try:
+        with open(f'/proc/{pid}/stat') as file:
+            return file.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def restart_server(connect=connect, timeout=60):
+    """Shut the server behind ``connect`` down, wait for its process to end, start it again with
+    the same command line and wait until it takes connections. Raises if it does not come back."""
+    pid, argv, pid_file = server_process(connect)
     conn = connect()
     try:
         conn.cursor().execute('SHUTDOWN')
-    except pymysql.err.OperationalError:
+    except Exception:
         pass   # the server drops this connection too
-    wait(lambda: subprocess.run(['pidof', 'mariadbd'], capture_output=True).returncode != 0, 60)
-    subprocess.run(['start-stop-daemon', '--start', '--oknodo', '--background', '--exec', MARIADBD], check=True)
-    if not wait(server_up, 60, 0.2):
-        raise RuntimeError('MariaDB did not come back')
+    finally:
+        try:
+            conn.close()
+        except Exception:
+            pass
+    if not wait(lambda: not running(pid), timeout, 0.05):
+        raise RuntimeError(f'MariaDB (pid {pid}) did not stop within {timeout}s')
+    subprocess.run(['start-stop-daemon', '--start', '--background', '--pidfile', pid_file, '--exec', argv[0],
+                    '--', *argv[1:]], check=True)
+
+    def up():
+        try:
+            connect().close()
+            return True
+        except Exception:
+            return False
+    if not wait(up, timeout, 0.1):
+        raise RuntimeError(f'MariaDB ({" ".join(argv)}) did not come back within {timeout}s')
 
 
 def soak(tasks=300, workers=2, seconds=6.0, restart=True, pause=0.01, seed=None):
