@@ -49,7 +49,7 @@ import zoneinfo
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 from urllib.parse import unquote, urlsplit
 
-__version__ = '0.2.0'
+__version__ = '0.3.0'
 __all__ = ['Registry', 'Task', 'TaskContext', 'Worker', 'MQueueError', 'connect_url', 'cron', 'current',
            'enqueue', 'enqueue_many', 'init', 'task', 'queue_stats', 'dead_tasks', 'retry_dead', 'cancel',
            'purge_dead']
@@ -100,9 +100,10 @@ ENQUEUE_MANY_ROWS = 1000        # rows per INSERT statement of enqueue_many
 ENQUEUE_MANY_BYTES = 4_000_000  # bytes of args per INSERT statement (well inside max_allowed_packet)
 IDS_PER_STATEMENT = 500         # ids per statement of retry_dead/purge_dead (SQLite < 3.32 takes 999 parameters)
 # Lock the next due tasks of one queue and priority, skipping those another worker holds: within a
-# priority the index is in eta order, so the range stops at the first task not yet due. (A range
-# over all priorities could not stop there: it would read, and lock, every task scheduled for
-# later.) MySQL forces the index: on a small table its optimizer would rather scan and sort.
+# priority the claim index is in (eta, id) order, so the range stops at the first task not yet due
+# and nothing is sorted. (A range over all priorities could not stop there: it would read, and
+# lock, every task scheduled for later.) MySQL forces the index: on a small table its optimizer
+# would rather scan and sort.
 # Several (queue, priority) pairs are one such block each, joined by UNION ALL where the database
 # allows a locking read there (MySQL), else one statement each.
 SQL_CLAIM = ('SELECT id, name, args, retries, queue, eta, priority FROM {task}{claim_index} '
@@ -146,7 +147,7 @@ SQL_DEAD_TASKS = 'SELECT id, queue, name, args, retries, dead_at, last_error FRO
 SQL_DEAD_TASKS_ORDER = ' ORDER BY dead_at DESC, id DESC LIMIT %s'
 # Per queue: ready (due), scheduled (due later: delayed or waiting to retry), running (claimed, in
 # its lease), dead, and the oldest ready task's due time; "now" is read once and passed in, so the
-# four counts agree (PostgreSQL's clock_timestamp() would move on between them).
+# four counts and the oldest task's wait are taken at one instant.
 SQL_QUEUE_STATS = ('SELECT queue, COUNT(CASE WHEN dead_at IS NULL AND eta <= %s THEN 1 END), '
                    'COUNT(CASE WHEN dead_at IS NULL AND eta > %s AND claimed_at IS NULL THEN 1 END), '
                    'COUNT(CASE WHEN dead_at IS NULL AND eta > %s AND claimed_at IS NOT NULL THEN 1 END), '
@@ -181,9 +182,10 @@ SQL_ROLLBACK_TO_SAVEPOINT = 'ROLLBACK TO SAVEPOINT mqueue_{n}'
 SQL_RELEASE_SAVEPOINT = 'RELEASE SAVEPOINT mqueue_0'
 # Whether a task of one queue and priority is due, asked by an idle worker in autocommit mode:
 # one statement per poll (MySQL: one block per pair, joined by UNION ALL), no transaction (and no
-# metadata lock) left open between polls.
+# metadata lock) left open between polls. The first in eta order, so PostgreSQL reads it from the
+# claim index too (for "any one" it may scan the table, through every task scheduled for later).
 SQL_PROBE = ('SELECT 1 FROM {task}{claim_index} '
-             'WHERE queue = %s AND dead_at IS NULL AND priority = %s AND eta <= {now} LIMIT 1')
+             'WHERE queue = %s AND dead_at IS NULL AND priority = %s AND eta <= {now} ORDER BY eta LIMIT 1')
 NOTIFY_CHANNEL = 'mqueue'       # PostgreSQL: enqueue notifies it (payload "table:queue"); idle workers listen
 NOTIFY_WAIT_SLICE = 0.25        # seconds: an idle PostgreSQL worker looks at stop() at least this often
 
@@ -227,7 +229,8 @@ CREATE TABLE IF NOT EXISTS {task} (
     dead_at TIMESTAMP(6) NULL,             -- UTC: when the task gave up (dead: never claimed)
     last_error TEXT NULL                   -- the last failure: type, message, traceback
 );
-CREATE INDEX IF NOT EXISTS {task}_claim ON {task} (queue, dead_at, priority, eta);
+-- The claim's order, the dead left out (InnoDB's and SQLite's indexes end with the id by themselves).
+CREATE INDEX IF NOT EXISTS {task}_claim ON {task} (queue, priority, eta, id) WHERE dead_at IS NULL;
 
 CREATE TABLE IF NOT EXISTS {cron} (
     queue VARCHAR(32) NOT NULL,
@@ -361,10 +364,11 @@ class MySQL(Dialect):
 class PostgreSQL(Dialect):
     """PostgreSQL 9.6+, through psycopg 3 or psycopg2. Idle workers LISTEN, enqueue NOTIFYs."""
     name = 'postgresql'
-    # clock_timestamp(), not now(): now() is when the transaction began, and a batch's
-    # transaction lasts as long as its tasks.
-    now = "(clock_timestamp() AT TIME ZONE 'UTC')"
-    later = "(clock_timestamp() AT TIME ZONE 'UTC') + %s * INTERVAL '1 microsecond'"
+    # statement_timestamp(), the start of the statement: not now(), the start of the transaction
+    # (a batch's transaction lasts as long as its tasks), nor clock_timestamp(), which is volatile
+    # and so cannot bound an index range (the claim would read every due task and sort them).
+    now = "(statement_timestamp() AT TIME ZONE 'UTC')"
+    later = "(statement_timestamp() AT TIME ZONE 'UTC') + %s * INTERVAL '1 microsecond'"
     enqueue_head = 'WITH new AS ('
     enqueue_tail = f" RETURNING id) SELECT MIN(id), pg_notify('{NOTIFY_CHANNEL}', %s) FROM new"
     notify = True

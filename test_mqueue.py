@@ -64,8 +64,7 @@ class Backend:
 
     def shift(self, expression, seconds):
         """SQL for a time expression plus some seconds."""
-        now = {'mysql': 'UTC_TIMESTAMP(6)', 'postgresql': "(clock_timestamp() AT TIME ZONE 'UTC')",
-               'sqlite': "'now'"}[self.dialect.name]
+        now = "'now'" if self.dialect.name == 'sqlite' else self.dialect.now
         return self.at(seconds).replace(now, expression)
 
     def sql(self, text):
@@ -436,6 +435,74 @@ def test_the_original_application_and_daemon_ported_as_readme_says_run_old_rows_
     finally:
         with cursor_of(db) as cursor:
             cursor.execute(f'DROP TABLE IF EXISTS {old.table}, {old.cron_table}')
+
+
+# mqueue 0.2's PostgreSQL schema, as it created the tables: the claim index that 0.3 replaced.
+SCHEMA_0_2_POSTGRESQL = """\
+CREATE TABLE IF NOT EXISTS {task} (
+    id BIGSERIAL PRIMARY KEY,
+    args TEXT NOT NULL,                    -- JSON: a list (positional) or an object (keyword arguments)
+    eta TIMESTAMP(6) NOT NULL,             -- UTC: due time, or while claimed the end of the lease
+    name VARCHAR(128) NOT NULL,            -- the registered task name, e.g. tasks.mail
+    queue VARCHAR(32) NOT NULL,
+    retries SMALLINT NOT NULL DEFAULT 0,   -- attempts begun (counted when claimed)
+    priority SMALLINT NOT NULL DEFAULT 0,  -- smaller runs first
+    claimed_at TIMESTAMP(6) NULL,          -- UTC: when a worker claimed the attempt now running; NULL once it ends
+    dead_at TIMESTAMP(6) NULL,             -- UTC: when the task gave up (dead: never claimed)
+    last_error TEXT NULL                   -- the last failure: type, message, traceback
+);
+CREATE INDEX IF NOT EXISTS {task}_claim ON {task} (queue, dead_at, priority, eta);
+
+CREATE TABLE IF NOT EXISTS {cron} (
+    queue VARCHAR(32) NOT NULL,
+    name VARCHAR(128) NOT NULL,
+    last TIMESTAMP(6) NOT NULL,            -- UTC: the newest fire already covered
+    task_id BIGINT NULL,                   -- the task enqueued for it (no new one while it is pending)
+    PRIMARY KEY (queue, name)
+);
+"""
+
+
+def upgrade_from_0_2_sql(dialect):
+    """README's statements upgrading a 0.2 table on this database, one string each."""
+    readme = (ROOT / 'README.md').read_text()
+    match = re.search(r'<!-- upgrade-0\.2-sql -->\s*```sql\n(.*?)```', readme, re.S)
+    assert match, 'README.md has no <!-- upgrade-0.2-sql --> block'
+    block = re.search(rf'-- {dialect}\n(.*?)(?=^-- |\Z)', match.group(1), re.S | re.M)
+    return [statement.strip() for statement in block.group(1).split(';') if statement.strip()] if block else []
+
+
+def postgresql_table_definition(db, table):
+    """A PostgreSQL table's columns and indexes, with its name written as task."""
+    columns = query(db, 'SELECT column_name, data_type, character_maximum_length, datetime_precision, is_nullable, '
+                        'column_default FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position',
+                    (table,))
+    indexes = query(db, 'SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s ORDER BY indexname', (table,))
+    return re.sub(rf'\b{table}', 'task', repr((columns, indexes)))
+
+
+@only('postgresql')
+def test_readme_upgrade_turns_a_0_2_table_into_the_current_one(db, reg):
+    old = mqueue.Registry(table=f't_old_{uuid.uuid4().hex[:8]}', cron_table=f't_oldcron_{uuid.uuid4().hex[:8]}')
+    try:
+        for statement in SCHEMA_0_2_POSTGRESQL.format(task=old.table, cron=old.cron_table).split(';\n'):
+            if statement.strip():
+                query(db, statement)
+        old.task(name='t')(lambda: None)
+        conn = connect()
+        old.enqueue(conn, 't', [])
+        conn.commit()
+        conn.close()
+        assert postgresql_table_definition(db, old.table) != postgresql_table_definition(db, reg.table)
+        statements = upgrade_from_0_2_sql('postgresql')
+        assert statements and upgrade_from_0_2_sql('mysql') == upgrade_from_0_2_sql('sqlite') == []
+        for statement in statements:   # CONCURRENTLY: each on its own, in autocommit mode
+            query(db, re.sub(r'\btask(?=\b|_claim)', old.table, statement))
+        assert postgresql_table_definition(db, old.table) == postgresql_table_definition(db, reg.table)
+        assert postgresql_table_definition(db, old.cron_table) == postgresql_table_definition(db, reg.cron_table)
+        assert mqueue.Worker(connect, registry=old, poll_interval=0.01).run(burst=True) == 1
+    finally:
+        drop_tables(old.table, old.cron_table)
 
 
 # Enqueue #########################################################################################
