@@ -134,7 +134,29 @@ def backend(request):
         if os.environ.get('CI'):
             pytest.fail(_reachable[B.name])
         pytest.skip(_reachable[B.name])
+    if B.dialect.name == 'mysql':
+        check_the_server_was_not_restarted(request.node)
     return B
+
+
+_mariadb_seen = {}   # when the MariaDB server started, as this process last saw it, and by which test
+
+
+def check_the_server_was_not_restarted(test):
+    """Fail a test whose server was restarted since the test before it, unless one of the two
+    restarts it on purpose: a restart overlapping other tests (issue 12) is named where it lands."""
+    conn = connect(autocommit=True)
+    try:
+        (started,), = query(conn, "SELECT UNIX_TIMESTAMP() - VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
+                                  "WHERE VARIABLE_NAME = 'UPTIME'")
+    finally:
+        conn.close()
+    restarts = test.get_closest_marker('restarts_server') is not None
+    before = _mariadb_seen.get('started'), _mariadb_seen.get('test'), _mariadb_seen.get('restarts')
+    _mariadb_seen.update(started=float(started), test=test.nodeid, restarts=restarts)
+    if before[0] is not None and abs(float(started) - before[0]) > 2 and not restarts and not before[2]:
+        pytest.fail(f'MariaDB was restarted between {before[1]} and this test, and neither restarts it: something '
+                    f'else did (another test run, a test not marked restarts_server, an operator)')
 
 
 @pytest.fixture
