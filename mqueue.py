@@ -326,7 +326,7 @@ class Dialect:
 
 
 class MySQL(Dialect):
-    """MySQL 8.0.1+ and MariaDB 10.6+, through pymysql or mysqlclient (MySQLdb)."""
+    """MySQL 8.0.1+ and MariaDB 10.6+, through pymysql, mysqlclient (MySQLdb) or mysql-connector-python."""
     name = 'mysql'
     now = 'UTC_TIMESTAMP(6)'
     later = 'UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND'
@@ -424,23 +424,9 @@ class SQLite(Dialect):
 
 DIALECTS = {dialect.name: dialect for dialect in (MySQL(), PostgreSQL(), SQLite())}
 # The module a driver's connection class lives in -> its database.
-DRIVERS = {'pymysql': 'mysql', 'MySQLdb': 'mysql', 'psycopg': 'postgresql', 'psycopg2': 'postgresql',
-           'sqlite3': 'sqlite'}
+DRIVERS = {'pymysql': 'mysql', 'MySQLdb': 'mysql', 'mysql': 'mysql', 'psycopg': 'postgresql',
+           'psycopg2': 'postgresql', 'sqlite3': 'sqlite'}   # 'mysql': mysql-connector-python's mysql.connector
 
-# Errors that mean "try again", not "this task is broken": a lock conflict (the server rolled the
-# statement or transaction back) or a lost connection. MySQL error numbers; PostgreSQL SQLSTATEs;
-# SQLite result codes.
-LOCK_CONFLICTS = {1205: 'lock wait timeout', 1213: 'deadlock', '40P01': 'deadlock', '40001': 'serialization failure',
-                  '55P03': 'lock not available', ('sqlite', 5): 'database is locked', ('sqlite', 6): 'table is locked'}
-RETRYABLE_ERRORS = {
-    1053: 'server shutdown', 1927: 'connection killed', 2002: 'cannot connect', 2003: 'cannot connect',
-    2006: 'server has gone away', 2013: 'lost connection', 2055: 'lost connection', 4031: 'disconnected for inactivity',
-    '57P01': 'admin shutdown', '57P02': 'crash shutdown', '57P03': 'cannot connect now',
-}
-RETRYABLE_SQLSTATE_CLASSES = ('08',)   # PostgreSQL connection exceptions
-# mqueue's tables are not there, or not as this version needs them (SQLite says so in words only).
-MISSING_TABLE = {1146: 'no such table', '42P01': 'undefined table'}
-MISSING_COLUMN = {1054: 'unknown column', '42703': 'undefined column'}
 
 # Errors ##########################################################################################
 
@@ -470,6 +456,91 @@ class _ColdShutdown(KeyboardInterrupt):
     """A second SIGTERM/SIGINT: abandon the running task now."""
 
 
+# A driver's error is classified by what it carries, never by the driver's name, so that every
+# PEP 249 driver gets the same guarantees: a MySQL error number (an ``errno``, as in
+# mysql-connector, or the first argument, as in PyMySQL and MySQLdb), else a SQLSTATE (psycopg's
+# ``sqlstate``, psycopg2's ``pgcode``), else an SQLite result code (sqlite3's ``sqlite_errorcode``).
+
+# Errors that mean "try again", not "this task is broken": a lock conflict (the server rolled the
+# statement or transaction back) or a lost connection. MySQL error numbers; PostgreSQL SQLSTATEs;
+# SQLite result codes.
+LOCK_CONFLICTS = {1205: 'lock wait timeout', 1213: 'deadlock', '40P01': 'deadlock', '40001': 'serialization failure',
+                  '55P03': 'lock not available', ('sqlite', 5): 'database is locked', ('sqlite', 6): 'table is locked'}
+RETRYABLE_ERRORS = {
+    1053: 'server shutdown', 1927: 'connection killed', 2002: 'cannot connect', 2003: 'cannot connect',
+    2006: 'server has gone away', 2013: 'lost connection', 2055: 'lost connection', 4031: 'disconnected for inactivity',
+    '57P01': 'admin shutdown', '57P02': 'crash shutdown', '57P03': 'cannot connect now',
+}
+RETRYABLE_SQLSTATE_CLASSES = ('08',)   # PostgreSQL connection exceptions
+# mqueue's tables are not there, or not as this version needs them (SQLite says so in words only).
+MISSING_TABLE = {1146: 'no such table', '42P01': 'undefined table'}
+MISSING_COLUMN = {1054: 'unknown column', '42703': 'undefined column'}
+# Python < 3.11's sqlite3 errors carry no result code (sqlite_errorcode came in 3.11), only
+# SQLite's message: its fixed wording for SQLITE_BUSY and SQLITE_LOCKED (before any ': table').
+SQLITE_LOCKED_TEXTS = {'database is locked': 5, 'database table is locked': 6, 'database schema is locked': 6}
+
+
+def _database_error(exc: BaseException) -> bool:
+    """Whether an exception comes from a database driver: PEP 249 has every driver's errors
+    derive from classes named DatabaseError or InterfaceError."""
+    return any(cls.__name__ in ('DatabaseError', 'InterfaceError') for cls in type(exc).__mro__)
+
+
+def _error_code(exc: BaseException) -> Any:
+    """A database error's code: a MySQL error number, a SQLSTATE, ('sqlite', result code), or None."""
+    if not _database_error(exc):
+        return None
+    # The MySQL number first: mysql-connector also has a sqlstate, and a lock-wait timeout's is
+    # only HY000 ("general error"). A number below 1 means none (mysql-connector's -1, PyMySQL's 0).
+    for number in (getattr(exc, 'errno', None), exc.args[0] if exc.args else None):
+        if isinstance(number, int) and not isinstance(number, bool) and number > 0:
+            return number
+    state = getattr(exc, 'sqlstate', None) or getattr(exc, 'pgcode', None)
+    if isinstance(state, str):
+        return state
+    code = getattr(exc, 'sqlite_errorcode', None)
+    if code is None:
+        code = SQLITE_LOCKED_TEXTS.get(str(exc).split(':')[0])
+    return ('sqlite', code & 0xff) if isinstance(code, int) else None
+
+
+def _lock_conflict(exc: BaseException) -> bool:
+    """A deadlock, lock-wait timeout or busy database: the server gave up on a statement (InnoDB:
+    on the transaction); trying again will do."""
+    return _error_code(exc) in LOCK_CONFLICTS
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Whether a database error is transient: a lost connection or a lock conflict."""
+    if type(exc).__name__ == 'InterfaceError':   # PEP 249: the connection itself is unusable
+        return True
+    code = _error_code(exc)
+    if code in LOCK_CONFLICTS or code in RETRYABLE_ERRORS:
+        return True
+    if isinstance(code, str) and code.startswith(RETRYABLE_SQLSTATE_CLASSES):
+        return True
+    if code is None and type(exc).__name__ == 'OperationalError' and (
+            hasattr(exc, 'sqlstate') or hasattr(exc, 'pgcode')):
+        # A driver that reports the server's SQLSTATE reported none: the error is the client's,
+        # a lost connection (psycopg's). sqlite3, which has no SQLSTATE, is not meant here: before
+        # Python 3.11 none of its errors carries a code.
+        return True
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def _schema_problem(exc: BaseException) -> str | None:
+    """What to do when a statement failed because mqueue's tables are missing or out of date."""
+    code = _error_code(exc)
+    # SQLite's code for these is SQLITE_ERROR (1), anyone's error: only its words tell them apart
+    text = str(exc) if _database_error(exc) and code in (None, ('sqlite', 1)) else ''
+    if code in MISSING_TABLE or text.startswith('no such table'):
+        return f'a table is missing ({_describe_error(exc, short=True)}): run `mqueue init-db` to create it'
+    if code in MISSING_COLUMN or text.startswith('no such column') or 'has no column named' in text:
+        return (f'a table lacks a column ({_describe_error(exc, short=True)}): it was made by an older mqueue; '
+                'see "Upgrading" in the README for the ALTER TABLE')
+    return None
+
+
 # Tasks ###########################################################################################
 
 class Registry:
@@ -484,7 +555,7 @@ class Registry:
             uses outside a running task (e.g. the connection of the current web request).
         table: the task table's name; cron_table: the cron table's name. Plain identifiers only.
         dialect: 'mysql', 'postgresql' or 'sqlite'; default: told by each connection's driver
-            (pymysql, MySQLdb, psycopg, psycopg2, sqlite3). Give it for other drivers.
+            (pymysql, MySQLdb, mysql.connector, psycopg, psycopg2, sqlite3). Give it for other drivers.
     """
 
     def __init__(self, *, queue: str = DEFAULT_QUEUE, connection: Callable[[], Any] | None = None,
@@ -1854,7 +1925,7 @@ def _set_autocommit(conn: Any, on: bool) -> None:
     setting = getattr(conn, 'autocommit', None)
     if callable(setting):       # pymysql, MySQLdb
         setting(on)
-    elif setting is not None:   # psycopg, psycopg2: an attribute
+    elif setting is not None:   # psycopg, psycopg2, mysql.connector: an attribute
         conn.autocommit = on
 
 
@@ -2049,56 +2120,6 @@ def _cut(text: str) -> str:
     return f'{text[:head]}\n... [{len(text) - ERROR_MAX} characters cut] ...\n{text[-(ERROR_MAX - head - 50):]}'
 
 
-def _error_code(exc: BaseException) -> Any:
-    """A database error's code: a MySQL error number, a PostgreSQL SQLSTATE, ('sqlite', result code)."""
-    driver = type(exc).__module__.split('.')[0]
-    if driver in ('pymysql', 'MySQLdb'):
-        return exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-    if driver == 'sqlite3':
-        code = getattr(exc, 'sqlite_errorcode', None)   # Python 3.11+
-        if code is None and 'locked' in str(exc):
-            code = 5
-        return ('sqlite', code & 0xff) if code is not None else None
-    return getattr(exc, 'sqlstate', None) or getattr(exc, 'pgcode', None)   # psycopg, psycopg2
-
-
-def _database_error(exc: BaseException) -> bool:
-    """Whether an exception comes from a database driver."""
-    return type(exc).__module__.split('.')[0] in DRIVERS
-
-
-def _lock_conflict(exc: BaseException) -> bool:
-    """A deadlock, lock-wait timeout or busy database: the server gave up on a statement (InnoDB:
-    on the transaction); trying again will do."""
-    return _error_code(exc) in LOCK_CONFLICTS
-
-
-def _retryable(exc: BaseException) -> bool:
-    """Whether a database error is transient: a lost connection or a lock conflict."""
-    if type(exc).__name__ == 'InterfaceError':   # PEP 249: the connection itself is unusable
-        return True
-    code = _error_code(exc)
-    if code in LOCK_CONFLICTS or code in RETRYABLE_ERRORS:
-        return True
-    if isinstance(code, str) and code.startswith(RETRYABLE_SQLSTATE_CLASSES):
-        return True
-    if code is None and type(exc).__name__ == 'OperationalError' and 'psycopg' in type(exc).__module__:
-        return True   # psycopg: a lost connection carries no SQLSTATE
-    return isinstance(exc, (ConnectionError, TimeoutError))
-
-
-def _schema_problem(exc: BaseException) -> str | None:
-    """What to do when a statement failed because mqueue's tables are missing or out of date."""
-    code = _error_code(exc)
-    text = str(exc) if type(exc).__module__.startswith('sqlite3') else ''
-    if code in MISSING_TABLE or text.startswith('no such table'):
-        return f'a table is missing ({_describe_error(exc, short=True)}): run `mqueue init-db` to create it'
-    if code in MISSING_COLUMN or text.startswith('no such column') or 'has no column named' in text:
-        return (f'a table lacks a column ({_describe_error(exc, short=True)}): it was made by an older mqueue; '
-                'see "Upgrading" in the README for the ALTER TABLE')
-    return None
-
-
 def _import_tree(package: str) -> None:
     """Import a package and all its submodules, so every task in it registers."""
     module = importlib.import_module(package)
@@ -2112,8 +2133,8 @@ def connect_url(url: str) -> Callable[[], Any]:
     ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (the standard library's
     sqlite3); ``postgresql://user:password@host:port/db`` (psycopg 3, else psycopg2;
     ``postgresql+psycopg2://`` picks one); ``mysql://user:password@host:port/db`` (pymysql, else
-    mysqlclient; ``mysql+mysqldb://`` picks one). The callable's ``description`` names the database
-    without the password.
+    mysqlclient, else mysql-connector-python; ``mysql+mysqldb://`` or ``mysql+connector://`` picks
+    one). The callable's ``description`` names the database without the password.
     """
     try:
         parts = urlsplit(url)
@@ -2143,9 +2164,11 @@ def connect_url(url: str) -> Callable[[], Any]:
         'database': unquote(parts.path.lstrip('/')) or None,
     }
     drivers = {'postgresql': ('psycopg', 'psycopg2'), 'postgres': ('psycopg', 'psycopg2'),
-               'mysql': ('pymysql', 'MySQLdb'), 'mariadb': ('pymysql', 'MySQLdb')}[scheme]
+               'mysql': ('pymysql', 'MySQLdb', 'mysql.connector'),
+               'mariadb': ('pymysql', 'MySQLdb', 'mysql.connector')}[scheme]
     if driver:
-        chosen = {'pymysql': 'pymysql', 'mysqldb': 'MySQLdb', 'mysqlclient': 'MySQLdb',
+        chosen = {'pymysql': 'pymysql', 'mysqldb': 'MySQLdb', 'mysqlclient': 'MySQLdb', 'connector': 'mysql.connector',
+                  'mysqlconnector': 'mysql.connector', 'mysql.connector': 'mysql.connector',   # (SQLAlchemy's)
                   'psycopg': 'psycopg', 'psycopg3': 'psycopg', 'psycopg2': 'psycopg2'}.get(driver.lower())
         if chosen not in drivers:
             raise ValueError(f'unknown driver {driver!r} for {scheme}: use one of {", ".join(drivers)}')
@@ -2156,6 +2179,10 @@ def connect_url(url: str) -> Callable[[], Any]:
         if postgres:
             return module.connect(host=options['host'], port=options['port'], user=options['user'],
                                   password=options['password'], dbname=options['database'] or options['user'])
+        if module.__name__ == 'mysql.connector':
+            # Named, as PyMySQL does: for a server whose version reads 8.0 or more (MariaDB 11 too)
+            # mysql-connector 9+ would pick utf8mb4_0900_ai_ci, which MariaDB before 11.4.5 lacks.
+            return module.connect(charset='utf8mb4', collation='utf8mb4_general_ci', autocommit=False, **options)
         return module.connect(charset='utf8mb4', autocommit=False, **options)
     connect.description = f"{scheme}://{options['user']}@{options['host']}:{options['port']}/{options['database'] or ''}"
     return connect
@@ -2167,7 +2194,8 @@ def _first_importable(modules: Sequence[str]) -> Any:
             return importlib.import_module(name)
         except ImportError:
             continue
-    raise MQueueError(f'no driver for this database: pip install {modules[0]}')
+    package = {'MySQLdb': 'mysqlclient', 'mysql.connector': 'mysql-connector-python'}.get(modules[0], modules[0])
+    raise MQueueError(f'no driver for this database: pip install {package}')
 
 
 # The registry behind the module-level task(), init(), enqueue(); made here, once its helpers exist.

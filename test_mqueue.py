@@ -1,5 +1,7 @@
-"""mqueue's tests, against real databases: MariaDB on 127.0.0.1:3306 (through pymysql and
-mysqlclient), PostgreSQL on 127.0.0.1:5432 (through psycopg 3 and psycopg2) and SQLite (a file).
+"""mqueue's tests, against real databases: MariaDB on 127.0.0.1:3306 (through pymysql, mysqlclient
+and mysql-connector-python), PostgreSQL on 127.0.0.1:5432 (through psycopg 3 and psycopg2) and
+SQLite (a file). mysql-connector runs its C extension where it loads in the test process, else
+pure Python (test_mysql_connector_is_told_and_classified_in_both_modes covers both either way).
 
 Every test that touches a database runs once per backend (``backend`` is parametrised below);
 ``@only('mysql')`` keeps a test to the databases it is about. Each test gets its own task/cron
@@ -92,6 +94,7 @@ class Backend:
 BACKENDS = {backend.name: backend for backend in (
     Backend('mariadb-pymysql', f'mysql+pymysql://root@{MYSQL_HOST}:{MYSQL_PORT}/test'),
     Backend('mariadb-mysqldb', f'mysql+mysqldb://root@{MYSQL_HOST}:{MYSQL_PORT}/test'),
+    Backend('mariadb-connector', f'mysql+connector://root@{MYSQL_HOST}:{MYSQL_PORT}/test'),   # C extension if it loads
     Backend('postgresql-psycopg', 'postgresql+psycopg://postgres@127.0.0.1:5432/test'),
     Backend('postgresql-psycopg2', 'postgresql+psycopg2://postgres@127.0.0.1:5432/test'),
     Backend('sqlite', f'sqlite:///{SQLITE_PATH}'),
@@ -525,6 +528,118 @@ def test_readme_upgrade_turns_a_0_2_table_into_the_current_one(db, reg):
         assert mqueue.Worker(connect, registry=old, poll_interval=0.01).run(burst=True) == 1
     finally:
         drop_tables(old.table, old.cron_table)
+
+
+# Errors ##########################################################################################
+
+# How mqueue must classify each real error, whatever the driver: a missing table or column stops
+# a worker with advice, a lock conflict runs the task again at once uncounted, a lost connection
+# is retried, and anything else is the task's (or the caller's) own failure.
+VERDICTS = {'missing table': 'missing table', 'missing column': 'missing column', 'syntax error': 'other',
+            'lock wait timeout': 'lock conflict', 'lost connection': 'retryable'}
+
+
+def verdict(exc):
+    problem = mqueue._schema_problem(exc) or ''
+    return ('lock conflict' if mqueue._lock_conflict(exc) else 'retryable' if mqueue._retryable(exc)
+            else 'missing table' if 'run `mqueue init-db`' in problem
+            else 'missing column' if 'lacks a column' in problem else 'other')
+
+
+def error_of(conn, sql):
+    with pytest.raises(Exception) as caught:
+        query(conn, sql)
+    assert mqueue._database_error(caught.value), repr(caught.value)
+    return caught.value
+
+
+def classified_errors(open_connection):
+    """Raise real errors through the running test's database and a driver (open_connection(
+    autocommit) opens a connection); how mqueue classifies each, and the errors themselves."""
+    table = f't_errors_{uuid.uuid4().hex[:10]}'
+    conn, holder = open_connection(True), open_connection(False)
+    errors = {}
+    try:
+        query(conn, B.ledger_ddl(table))
+        query(conn, f"INSERT INTO {table} (id, note) VALUES (1, 'held')")
+        errors['missing table'] = error_of(conn, f'SELECT * FROM t_none_{uuid.uuid4().hex[:10]}')
+        errors['missing column'] = error_of(conn, f'SELECT no_such_column FROM {table}')
+        errors['syntax error'] = error_of(conn, 'SELEC 1')
+        if B.dialect.name == 'sqlite':   # one writer at a time: the database is locked
+            query(holder, 'BEGIN IMMEDIATE')
+            query(conn, 'PRAGMA busy_timeout = 0')
+            errors['lock wait timeout'] = error_of(conn, 'BEGIN IMMEDIATE')
+        else:
+            query(holder, f'SELECT note FROM {table} WHERE id = 1 FOR UPDATE')
+            with cursor_of(conn) as cursor:
+                B.lock_timeout(cursor, 1)
+            errors['lock wait timeout'] = error_of(conn, f'SELECT note FROM {table} WHERE id = 1 FOR UPDATE')
+            victim = open_connection(True)
+            with cursor_of(victim) as cursor:
+                victim_id = B.connection_id(cursor)
+            B.kill(conn, victim_id)
+            errors['lost connection'] = error_of(victim, 'SELECT 1')
+            with contextlib.suppress(Exception):
+                victim.close()
+    finally:
+        holder.rollback()
+        holder.close()
+        conn.close()
+        drop_tables(table)
+    return {situation: verdict(exc) for situation, exc in errors.items()}, errors
+
+
+def test_every_drivers_errors_are_classified_by_what_they_carry(backend):
+    verdicts, errors = classified_errors(lambda autocommit: connect(autocommit=autocommit))
+    expected = {situation: v for situation, v in VERDICTS.items() if situation in errors}
+    assert verdicts == expected, errors
+    assert backend.dialect.name == 'sqlite' or len(verdicts) == len(VERDICTS)
+
+
+CONNECTOR_CHILD = """
+import sys
+sys.path.insert(0, {root!r})
+import _mysql_connector   # before anything loads the ssl or hashlib module (see the test below)
+import test_mqueue
+test_mqueue.check_mysql_connector(pure=False)
+"""
+
+
+def check_mysql_connector(pure):
+    """mysql-connector-python in one mode: told apart as MySQL (pooled too), its errors classified."""
+    global B
+    import mysql.connector
+    B = BACKENDS['mariadb-connector']
+    options = dict(DB, collation='utf8mb4_general_ci', use_pure=pure)
+
+    def open_connection(autocommit):
+        return mysql.connector.connect(autocommit=autocommit, **options)
+    conn = open_connection(False)
+    pooled = mysql.connector.connect(pool_name=f'mqueue-{uuid.uuid4().hex[:8]}', pool_size=1, **options)
+    try:
+        assert type(conn).__name__ == ('MySQLConnection' if pure else 'CMySQLConnection')
+        assert mqueue.Registry().dialect_of(conn) is mqueue.DIALECTS['mysql']
+        assert mqueue.Registry().dialect_of(pooled) is mqueue.DIALECTS['mysql']
+    finally:
+        conn.close()
+        pooled.close()
+    verdicts, errors = classified_errors(open_connection)
+    assert verdicts == VERDICTS, errors
+
+
+@only('mariadb-connector')
+@pytest.mark.parametrize('pure', [False, True], ids=['c-extension', 'pure-python'])
+def test_mysql_connector_is_told_and_classified_in_both_modes(backend, pure):
+    import mysql.connector
+    if pure or mysql.connector.HAVE_CEXT:
+        check_mysql_connector(pure)
+        return
+    # Its wheel brings its own libssl.so.3/libcrypto.so.3 (OpenSSL 3.2+) for the C extension; where
+    # Python's hashlib or ssl loaded an older OpenSSL 3 first (pytest-xdist imports hashlib), the
+    # extension cannot load and the driver quietly runs pure Python. A new process loads it first.
+    child = subprocess.run([sys.executable, '-c', CONNECTOR_CHILD.format(root=str(ROOT))], capture_output=True,
+                           text=True, timeout=60)
+    assert child.returncode == 0, child.stdout + child.stderr
 
 
 # Enqueue #########################################################################################
@@ -1232,10 +1347,12 @@ def test_two_tasks_that_deadlock_each_other_both_complete_uncounted(db, reg, led
     def swap(label, first, second):
         with cursor_of(mqueue.current().connection) as cursor:
             cursor.execute(f'SELECT note FROM {ledger} WHERE id = %s FOR UPDATE', (first,))
+            cursor.fetchall()   # (mysql-connector's cursors are unbuffered: a result must be read)
             if label in first_time:
                 first_time.discard(label)
                 both_hold_one.wait()
             cursor.execute(f'SELECT note FROM {ledger} WHERE id = %s FOR UPDATE', (second,))   # one of them: 1213
+            cursor.fetchall()
             cursor.execute(f'INSERT INTO {ledger} (task_id, note) VALUES (%s, %s)', (mqueue.current().id, label))
     conn = connect()
     reg.enqueue(conn, 'swap', ['a', 1001, 1002])
@@ -1262,6 +1379,7 @@ def test_a_lock_wait_timeout_in_a_task_runs_it_again_uncounted(db, reg, ledger):
     holder = connect()
     with cursor_of(holder) as cursor:
         cursor.execute(f'SELECT note FROM {ledger} WHERE id = 1 FOR UPDATE')   # an app holding a row
+        cursor.fetchall()
     attempts, failures = [], []
 
     @reg.task(name='waits')
@@ -1270,6 +1388,7 @@ def test_a_lock_wait_timeout_in_a_task_runs_it_again_uncounted(db, reg, ledger):
         with cursor_of(mqueue.current().connection) as cursor:
             B.lock_timeout(cursor, 1)
             cursor.execute(f'SELECT note FROM {ledger} WHERE id = 1 FOR UPDATE')   # times out while held
+            cursor.fetchall()
         if len(attempts) == 1:
             raise AssertionError('the first attempt should have timed out')
     conn = connect()
@@ -1277,11 +1396,13 @@ def test_a_lock_wait_timeout_in_a_task_runs_it_again_uncounted(db, reg, ledger):
     conn.commit()
     conn.close()
     w = worker(reg, hooks={'task_failed': lambda context, error, **info: failures.append(error)})
-    assert w.run_once() == 1                  # timed out: handed back, uncounted, due at once
-    row, = tasks_in(db, reg)
-    assert row['retries'] == 0 and row['last_error'] is None and w.stats['lock_conflicts'] == 1
-    holder.rollback()
-    holder.close()
+    try:
+        assert w.run_once() == 1                  # timed out: handed back, uncounted, due at once
+        row, = tasks_in(db, reg)
+        assert row['retries'] == 0 and row['last_error'] is None and w.stats['lock_conflicts'] == 1
+    finally:   # even if that failed: a holder left open would keep the ledger's DROP waiting for ever
+        holder.rollback()
+        holder.close()
     assert w.run(burst=True) == 1 and tasks_in(db, reg) == []
     assert attempts == [0, 0] and failures == []
 
@@ -1759,7 +1880,8 @@ def test_sqlalchemy_session_adapter(db, reg):
         id = Column(Integer, primary_key=True)
         email = Column(String(100))
 
-    engine = create_engine(B.url, **({} if B.dialect.name == 'sqlite' else {'isolation_level': 'READ COMMITTED'}))
+    url = B.url.replace('mysql+connector:', 'mysql+mysqlconnector:')   # SQLAlchemy's name for it
+    engine = create_engine(url, **({} if B.dialect.name == 'sqlite' else {'isolation_level': 'READ COMMITTED'}))
     Base.metadata.create_all(engine)
     session_var = contextvars.ContextVar('session')
 
@@ -2433,11 +2555,27 @@ def test_connect_url_parses_credentials():
     assert connect_.description == 'mysql://app@db.example:3307/shop'       # never the password
     assert mqueue.connect_url('postgresql://app:pw@db/shop').description == 'postgresql://app@db:5432/shop'
     assert mqueue.connect_url('sqlite:///rel/q.db').description == 'sqlite:///rel/q.db'
+    for spelling in ('connector', 'mysqlconnector'):   # (SQLAlchemy's)
+        assert mqueue.connect_url(f'mysql+{spelling}://app@db/shop').description == 'mysql://app@db:3306/shop'
     assert mqueue.connect_url('sqlite:////abs/q.db').description == 'sqlite:////abs/q.db'
     for bad, error in (('oracle://x/y', 'unsupported'), ('mysql+odbc://x/y', 'unknown driver'),
                        ('sqlite://host/x.db', 'bad SQLite URL')):
         with pytest.raises(ValueError, match=error):
             mqueue.connect_url(bad)
+
+
+@only('mariadb-connector')
+def test_a_mysql_url_falls_back_to_mysql_connector_and_a_missing_driver_says_what_to_install(server, monkeypatch):
+    for module in ('pymysql', 'MySQLdb'):
+        monkeypatch.setitem(sys.modules, module, None)   # as if not installed
+    conn = mqueue.connect_url(f'mysql://root@{MYSQL_HOST}:{MYSQL_PORT}/test')()
+    try:
+        assert type(conn).__module__.startswith('mysql.connector') and query(conn, 'SELECT 1') == ((1,),)
+    finally:
+        conn.close()
+    monkeypatch.setitem(sys.modules, 'mysql.connector', None)
+    with pytest.raises(mqueue.MQueueError, match='pip install mysql-connector-python'):
+        mqueue.connect_url(f'mysql+connector://root@{MYSQL_HOST}:{MYSQL_PORT}/test')()
 
 
 def test_readme_quick_start_example_runs(server, tmp_path):
