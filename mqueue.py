@@ -456,6 +456,11 @@ class _ColdShutdown(KeyboardInterrupt):
     """A second SIGTERM/SIGINT: abandon the running task now."""
 
 
+class _StoppedStarting(BaseException):
+    """SIGTERM/SIGINT while ``mqueue worker`` imports its tasks, before the worker's own handlers
+    are in (not an Exception: nothing may catch it as a task's or the database's error)."""
+
+
 # A driver's error is classified by what it carries, never by the driver's name, so that every
 # PEP 249 driver gets the same guarantees: a MySQL error number (an ``errno``, as in
 # mysql-connector, or the first argument, as in PyMySQL and MySQLdb), else a SQLSTATE (psycopg's
@@ -2349,11 +2354,6 @@ def _run_worker(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
-
-
-class _StoppedStarting(BaseException):
-    """SIGTERM/SIGINT before the worker's own handlers were in (not an Exception: nothing may
-    catch it as a task's or the database's error)."""
 
 
 def _show_status(args: argparse.Namespace) -> int:

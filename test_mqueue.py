@@ -371,22 +371,33 @@ def create_table_ddl(db, table):
     return re.sub(r'`[^`]*(task|cron)_[0-9a-f]+`', r'`\1`', ddl)
 
 
-@only('mariadb-pymysql')
-def test_readme_upgrade_turns_the_seed_schema_into_the_current_one(db, reg):
+@contextlib.contextmanager
+def the_original_packages_tables(db, *rows):
+    """Tables as the original package created them, with rows it left (INSERTs naming the tables
+    {task} and {cron}), upgraded by README's statements: a registry on them, dropped after."""
     old = mqueue.Registry(table='t_task_' + uuid.uuid4().hex[:10], cron_table='t_cron_' + uuid.uuid4().hex[:10])
     try:
         with cursor_of(db) as cursor:
             for statement in SEED_DDL.format(task=old.table, cron=old.cron_table).split(';'):
                 cursor.execute(statement)
-            # a task the original package left behind: keyword args, module.function name
-            cursor.execute(f"INSERT INTO {old.table} (args, eta, name, queue, retries) VALUES "
-                           f"('{{\"receiver\": \"a@b.c\", \"subject\": \"hi\"}}', UTC_TIMESTAMP(), 'tasks.mail', "
-                           f"'test-queue', 0)")
+            for row in rows:
+                cursor.execute(row.format(task=old.table, cron=old.cron_table))
             upgrade = re.sub(r'\btask\b', old.table, upgrade_sql())
-            upgrade = re.sub(r'\bcron\b', old.cron_table, upgrade)
-            for statement in upgrade.split(';'):
+            for statement in re.sub(r'\bcron\b', old.cron_table, upgrade).split(';'):
                 if statement.strip():
                     cursor.execute(statement)
+        yield old
+    finally:
+        with cursor_of(db) as cursor:
+            cursor.execute(f'DROP TABLE IF EXISTS {old.table}, {old.cron_table}')
+
+
+@only('mariadb-pymysql')
+def test_readme_upgrade_turns_the_seed_schema_into_the_current_one(db, reg):
+    # a task the original package left behind: keyword args, module.function name
+    with the_original_packages_tables(db, "INSERT INTO {task} (args, eta, name, queue, retries) VALUES "
+                                          "('{{\"receiver\": \"a@b.c\", \"subject\": \"hi\"}}', "
+                                          "UTC_TIMESTAMP(), 'tasks.mail', 'test-queue', 0)") as old:
         for new_table, old_table in ((reg.table, old.table), (reg.cron_table, old.cron_table)):
             expected = re.sub(r'AUTO_INCREMENT=\d+ ', '', create_table_ddl(db, new_table))
             assert re.sub(r'AUTO_INCREMENT=\d+ ', '', create_table_ddl(db, old_table)) == expected
@@ -401,9 +412,6 @@ def test_readme_upgrade_turns_the_seed_schema_into_the_current_one(db, reg):
         assert worker(seed_style).run(burst=True) == 1
         assert sent == [('a@b.c', 'hi')]
         assert tasks_in(db, old) == []
-    finally:
-        with cursor_of(db) as cursor:
-            cursor.execute(f'DROP TABLE IF EXISTS {old.table}, {old.cron_table}')
 
 
 def readme_block(label):
@@ -417,20 +425,11 @@ def test_the_original_application_and_daemon_ported_as_readme_says_run_old_rows_
     """The original's shape end to end: its tables upgraded by README's SQL, a task row and a cron
     row it left, its tasks package unchanged, and README's port of its daemon, which must run the
     old task and fire the cron (issue 12: a worker serving the old queue ignored a bare @cron)."""
-    old = mqueue.Registry(table='t_task_' + uuid.uuid4().hex[:10], cron_table='t_cron_' + uuid.uuid4().hex[:10])
-    try:
-        with cursor_of(db) as cursor:
-            for statement in SEED_DDL.format(task=old.table, cron=old.cron_table).split(';'):
-                cursor.execute(statement)
-            cursor.execute(f"INSERT INTO {old.table} (args, eta, name, queue, retries) VALUES "
-                           f"('{{\"receiver\": \"ann@example.com\", \"subject\": \"hi\", \"body\": \"...\"}}', "
-                           f"UTC_TIMESTAMP(), 'tasks.mail', 'test-queue', 0)")
-            cursor.execute(f"INSERT INTO {old.cron_table} (queue, name, last) VALUES "
-                           f"('test-queue', 'tasks.hourly', UTC_TIMESTAMP() - INTERVAL 3 HOUR)")
-            upgrade = re.sub(r'\btask\b', old.table, upgrade_sql())
-            for statement in re.sub(r'\bcron\b', old.cron_table, upgrade).split(';'):
-                if statement.strip():
-                    cursor.execute(statement)
+    with the_original_packages_tables(
+            db, "INSERT INTO {task} (args, eta, name, queue, retries) VALUES ('{{\"receiver\": \"ann@example.com\", "
+                "\"subject\": \"hi\", \"body\": \"...\"}}', UTC_TIMESTAMP(), 'tasks.mail', 'test-queue', 0)",
+            "INSERT INTO {cron} (queue, name, last) VALUES ('test-queue', 'tasks.hourly', "
+            "UTC_TIMESTAMP() - INTERVAL 3 HOUR)") as old:
         (tmp_path / 'tasks').mkdir()
         (tmp_path / 'tasks' / '__init__.py').write_text(readme_block('original-tasks'))
         daemon = readme_block('original-daemon')
@@ -457,9 +456,6 @@ def test_the_original_application_and_daemon_ported_as_readme_says_run_old_rows_
         hour = database_now(db).replace(minute=0, second=0, microsecond=0)
         assert last == hour   # the newest fire, covering the three missed hours with one task
         assert 'have no queue' not in err and 'matches no declared cron' not in err, err
-    finally:
-        with cursor_of(db) as cursor:
-            cursor.execute(f'DROP TABLE IF EXISTS {old.table}, {old.cron_table}')
 
 
 # mqueue 0.2's PostgreSQL schema, as it created the tables: the claim index that 0.3 replaced.
@@ -2217,11 +2213,8 @@ def test_no_password_in_any_log_line_or_cli_error(db, reg, tmp_path, caplog, cap
 
 def readme_example(label):
     """Run a README code block (after <!-- example: label -->) as a module; its namespace."""
-    readme = (ROOT / 'README.md').read_text()
-    match = re.search(rf'<!-- example: {label} -->\s*```python\n(.*?)```', readme, re.S)
-    assert match, f'README.md has no <!-- example: {label} --> block'
     namespace = {'__name__': f'readme_{label.replace("-", "_")}'}
-    exec(compile(match.group(1), f'README.md ({label})', 'exec'), namespace)
+    exec(compile(readme_block(label), f'README.md ({label})', 'exec'), namespace)
     return namespace
 
 
@@ -2578,9 +2571,28 @@ def test_a_mysql_url_falls_back_to_mysql_connector_and_a_missing_driver_says_wha
         mqueue.connect_url(f'mysql+connector://root@{MYSQL_HOST}:{MYSQL_PORT}/test')()
 
 
+@contextlib.contextmanager
+def database_of_its_own(tmp_path):
+    """The URL of a new database on the test's server, dropped after: for code that uses mqueue's
+    default table names, as the demo does, which no other test or program may share (two demos at
+    once on one database delete each other's tasks, or deadlock)."""
+    if B.dialect.name == 'sqlite':
+        yield f'sqlite:///{tmp_path}/own.db'
+        return
+    name = f't_db_{uuid.uuid4().hex[:10]}'
+    admin = connect(autocommit=True)
+    try:
+        query(admin, f'CREATE DATABASE {name}')
+        yield B.url.rsplit('/', 1)[0] + '/' + name
+    finally:   # (PostgreSQL: FORCE, in case a backend of the program is still closing)
+        query(admin, f'DROP DATABASE IF EXISTS {name}' + (' WITH (FORCE)' if B.dialect.name == 'postgresql' else ''))
+        admin.close()
+
+
 def test_readme_quick_start_example_runs(server, tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / 'examples' / 'demo.py')], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env=dict(os.environ, MQUEUE_DATABASE_URL=B.url))
+    with database_of_its_own(tmp_path) as url:
+        done = subprocess.run([sys.executable, str(ROOT / 'examples' / 'demo.py')], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120, env=dict(os.environ, MQUEUE_DATABASE_URL=url))
     assert done.returncode == 0, done.stdout + done.stderr
     assert 'task rows left in queue' in done.stdout and 'dead, last_error: ValueError' in done.stdout
 
