@@ -12,6 +12,7 @@ line; exits 1 if a task was lost or ran twice.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -92,15 +93,10 @@ def restart_server(connect=connect, timeout=60):
     the same command line and wait until it takes connections. Raises if it does not come back."""
     pid, argv, pid_file = server_process(connect)
     conn = connect()
-    try:
+    with contextlib.suppress(Exception):   # the server drops this connection too
         conn.cursor().execute('SHUTDOWN')
-    except Exception:
-        pass   # the server drops this connection too
-    finally:
-        try:
-            conn.close()
-        except Exception:
-            pass
+    with contextlib.suppress(Exception):
+        conn.close()
     if not wait(lambda: not running(pid), timeout, 0.05):
         raise RuntimeError(f'MariaDB (pid {pid}) did not stop within {timeout}s')
     subprocess.run(['start-stop-daemon', '--start', '--background', '--pidfile', pid_file, '--exec', argv[0],
