@@ -50,9 +50,9 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Seque
 from urllib.parse import unquote, urlsplit
 
 __version__ = '0.3.0'
-__all__ = ['Registry', 'Task', 'TaskContext', 'Worker', 'MQueueError', 'connect_url', 'cron', 'current',
-           'enqueue', 'enqueue_many', 'init', 'task', 'queue_stats', 'dead_tasks', 'retry_dead', 'cancel',
-           'purge_dead']
+__all__ = ['task', 'cron', 'init', 'enqueue', 'enqueue_many', 'current', 'Worker', 'connect_url',
+           'queue_stats', 'dead_tasks', 'retry_dead', 'cancel', 'purge_dead', 'Registry', 'Task', 'TaskContext',
+           'QueueStats', 'DeadTask', 'MQueueError', 'NoConnectionError', 'NotInTaskError']
 
 logger = logging.getLogger('mqueue')
 
@@ -83,6 +83,7 @@ QUEUE_MAX = 32                  # characters in task.queue
 ARGS_MAX_BYTES = 16_777_215     # bytes in task.args, a MEDIUMTEXT
 ERROR_MAX = 8000                # characters of an error (type, message, traceback) kept in last_error
 PRIORITY_RANGE = (-32768, 32767)  # a SMALLINT; smaller runs first
+MAX_SECONDS = 1e10              # seconds (317 years): the longest delay, age, lease or interval accepted
 HOOKS = ('transaction', 'around_task', 'task_started', 'task_succeeded', 'task_failed', 'task_dead')
 
 # SQL #############################################################################################
@@ -269,9 +270,17 @@ CREATE TABLE IF NOT EXISTS {cron} (
 """
 
 
+# Dialects ########################################################################################
+# What differs between databases is data on one small class each: the fragments formatted into the
+# statements above, the schema, how a worker sets up its own connection, and how the database's
+# errors read (the Errors below classify them with these tables). Then how mqueue tells a
+# connection's database, and connect_url, which opens one.
+
+
 class Dialect:
     """What differs between databases, as data: the fragments formatted into the statements
-    above, the schema, and how a worker sets up its own connection. One instance per database."""
+    above, the schema, how a worker sets up its own connection, and what the database's error
+    codes mean. One instance per database."""
     name = ''
     param = '%s'                 # the driver's placeholder (paramstyle format, or qmark)
     now = ''                     # the database's clock: UTC, to the microsecond where it can
@@ -294,6 +303,14 @@ class Dialect:
     schema = ''
     FRAGMENTS = ('now', 'later', 'claim_index', 'skip_locked', 'for_update', 'insert_ignore',
                  'on_conflict_ignore', 'enqueue_head', 'enqueue_tail')
+    # Its errors, by the code error_code() reads from a driver's exception: those that mean "try
+    # again" rather than "this task is broken" (the server gave up on a statement over a lock; the
+    # connection is gone), and those that mean mqueue's tables are missing or out of date.
+    lock_conflicts: Mapping[Any, str] = {}
+    lost_connection: Mapping[Any, str] = {}
+    lost_connection_classes: tuple[str, ...] = ()   # SQLSTATE classes, every code of which is one
+    missing_table: Mapping[Any, str] = {}
+    missing_column: Mapping[Any, str] = {}
 
     def render(self, statement: str, task: str, cron: str, lists: Mapping[str, int]) -> str:
         """A statement for this database: tables, fragments, and per list n placeholders (for
@@ -324,6 +341,10 @@ class Dialect:
         """A naive UTC datetime as a parameter."""
         return value
 
+    def error_code(self, exc: BaseException) -> Any:
+        """The code a driver's exception carries in this database's form, or None."""
+        return None
+
 
 class MySQL(Dialect):
     """MySQL 8.0.1+ and MariaDB 10.6+, through pymysql, mysqlclient (MySQLdb) or mysql-connector-python."""
@@ -341,6 +362,12 @@ class MySQL(Dialect):
     connection_info = 'SELECT CONNECTION_ID(), VERSION()'
     whereabouts = "SELECT CONCAT(@@hostname, ':', @@port, '/', COALESCE(DATABASE(), ''))"
     schema = SCHEMA_MYSQL
+    lock_conflicts = {1205: 'lock wait timeout', 1213: 'deadlock'}
+    lost_connection = {1053: 'server shutdown', 1927: 'connection killed', 2002: 'cannot connect',
+                       2003: 'cannot connect', 2006: 'server has gone away', 2013: 'lost connection',
+                       2055: 'lost connection', 4031: 'disconnected for inactivity'}
+    missing_table = {1146: 'no such table'}
+    missing_column = {1054: 'unknown column'}
 
     def setup(self, version: str) -> list[str]:
         # A task's exclusivity rests on its row lock, which lives as long as the connection: no
@@ -358,6 +385,15 @@ class MySQL(Dialect):
             return (f'the server is {"MariaDB" if mariadb else "MySQL"} {version}, which has no FOR UPDATE SKIP '
                     'LOCKED: mqueue needs MariaDB 10.6+ or MySQL 8.0.1+ (it will not fall back to a claim that '
                     'could hand one task to two workers)')
+        return None
+
+    def error_code(self, exc: BaseException) -> int | None:
+        # The error number: mysql-connector's errno, else the first argument (PyMySQL, MySQLdb).
+        # Read before any SQLSTATE: mysql-connector has one too, and a lock-wait timeout's is only
+        # HY000 ("general error"). A number below 1 means none (mysql-connector's -1, PyMySQL's 0).
+        for number in (getattr(exc, 'errno', None), exc.args[0] if exc.args else None):
+            if isinstance(number, int) and not isinstance(number, bool) and number > 0:
+                return number
         return None
 
 
@@ -378,6 +414,11 @@ class PostgreSQL(Dialect):
     whereabouts = ("SELECT COALESCE(HOST(inet_server_addr()), 'local socket') || ':' || current_setting('port') "
                    "|| '/' || current_database()")
     schema = SCHEMA_POSTGRESQL
+    lock_conflicts = {'40P01': 'deadlock', '40001': 'serialization failure', '55P03': 'lock not available'}
+    lost_connection = {'57P01': 'admin shutdown', '57P02': 'crash shutdown', '57P03': 'cannot connect now'}
+    lost_connection_classes = ('08',)   # connection exceptions
+    missing_table = {'42P01': 'undefined table'}
+    missing_column = {'42703': 'undefined column'}
 
     def setup(self, version: str) -> list[str]:
         statements = ['SET idle_in_transaction_session_timeout = 0', f'LISTEN {NOTIFY_CHANNEL}']
@@ -385,6 +426,10 @@ class PostgreSQL(Dialect):
         if match and int(match.group(1)) >= 14:
             statements.append('SET idle_session_timeout = 0')
         return statements
+
+    def error_code(self, exc: BaseException) -> str | None:
+        state = getattr(exc, 'sqlstate', None) or getattr(exc, 'pgcode', None)   # psycopg's; psycopg2's
+        return state if isinstance(state, str) else None
 
 
 class SQLite(Dialect):
@@ -399,6 +444,11 @@ class SQLite(Dialect):
     connection_info = 'SELECT NULL, sqlite_version()'
     whereabouts = "SELECT file FROM pragma_database_list WHERE name = 'main'"
     schema = SCHEMA_SQLITE
+    lock_conflicts = {('sqlite', 5): 'database is locked', ('sqlite', 6): 'table is locked'}
+    # (Its missing tables and columns have SQLITE_ERROR, anyone's code: _schema_problem reads the words.)
+    # Python < 3.11's sqlite3 errors carry no result code (sqlite_errorcode came in 3.11), only
+    # SQLite's message: its fixed wording for SQLITE_BUSY and SQLITE_LOCKED (before any ': table').
+    locked_texts = {'database is locked': 5, 'database table is locked': 6, 'database schema is locked': 6}
 
     def setup(self, version: str) -> list[str]:
         return ['PRAGMA journal_mode = WAL', f'PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}']
@@ -421,11 +471,127 @@ class SQLite(Dialect):
     def stamp(self, value: dt.datetime) -> str:
         return value.isoformat(' ', 'microseconds')
 
+    def error_code(self, exc: BaseException) -> tuple[str, int] | None:
+        code = getattr(exc, 'sqlite_errorcode', None)
+        if code is None:
+            code = self.locked_texts.get(str(exc).split(':')[0])
+        return ('sqlite', code & 0xff) if isinstance(code, int) else None   # the primary result code
+
 
 DIALECTS = {dialect.name: dialect for dialect in (MySQL(), PostgreSQL(), SQLite())}
 # The module a driver's connection class lives in -> its database.
 DRIVERS = {'pymysql': 'mysql', 'MySQLdb': 'mysql', 'mysql': 'mysql', 'psycopg': 'postgresql',
            'psycopg2': 'postgresql', 'sqlite3': 'sqlite'}   # 'mysql': mysql-connector-python's mysql.connector
+
+
+def _placeholders(n: int) -> str:
+    return ', '.join(['%s'] * n)
+
+
+def _set_autocommit(conn: Any, on: bool) -> None:
+    setting = getattr(conn, 'autocommit', None)
+    if callable(setting):       # pymysql, MySQLdb
+        setting(on)
+    elif setting is not None:   # psycopg, psycopg2, mysql.connector: an attribute
+        conn.autocommit = on
+
+
+def _dialect_named(name: str) -> Dialect:
+    try:
+        return DIALECTS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f'unknown dialect {name!r}; the dialects are {", ".join(DIALECTS)}') from None
+
+
+def _dialect_of(conn: Any) -> Dialect:
+    """The database behind a DB-API connection, told by the module its driver's class lives in
+    (remembered per class: enqueue asks on every call); SQLAlchemy's pooled wrapper is looked through."""
+    dialect = _DIALECT_OF_CLASS.get(type(conn))
+    if dialect is not None:
+        return dialect
+    inner = getattr(conn, 'dbapi_connection', None) or getattr(conn, 'driver_connection', None)
+    driver = type(inner if inner is not None else conn).__module__.split('.')[0]
+    if driver not in DRIVERS:
+        raise MQueueError(f'cannot tell the database behind a {driver}.{type(conn).__name__} connection: give '
+                          f'Registry(dialect=...) / mqueue.init(dialect=...) one of {", ".join(DIALECTS)}')
+    dialect = DIALECTS[DRIVERS[driver]]
+    if inner is None:
+        _DIALECT_OF_CLASS[type(conn)] = dialect
+    return dialect
+
+
+_DIALECT_OF_CLASS: dict[type, Dialect] = {}
+
+
+def connect_url(url: str) -> Callable[[], Any]:
+    """A connect callable for a database URL; each call opens a new connection.
+
+    ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (the standard library's
+    sqlite3); ``postgresql://user:password@host:port/db`` (psycopg 3, else psycopg2;
+    ``postgresql+psycopg2://`` picks one); ``mysql://user:password@host:port/db`` (pymysql, else
+    mysqlclient, else mysql-connector-python; ``mysql+mysqldb://`` or ``mysql+connector://`` picks
+    one). The callable's ``description`` names the database without the password.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:   # its text may quote part of the password: say what is wrong, not what is there
+        raise ValueError('bad database URL: its host or port cannot be read (percent-encode any / ? # @ : '
+                         'in the user name and password)') from None
+    scheme, _, driver = parts.scheme.partition('+')
+    if scheme == 'sqlite':
+        path = unquote(parts.path[1:] if parts.path.startswith('/') else parts.path)
+        if parts.netloc or not path:
+            raise ValueError(f'bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db')
+
+        def connect() -> Any:
+            import sqlite3
+            return sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT)
+        connect.description = f'sqlite:///{path}'
+        return connect
+    if scheme not in ('mysql', 'mariadb', 'postgresql', 'postgres'):
+        raise ValueError(f'unsupported database URL scheme {parts.scheme!r}: use sqlite:///path.db, '
+                         'postgresql://user:password@host/db or mysql://user:password@host/db')
+    postgres = scheme.startswith('postgres')
+    options = {
+        'host': parts.hostname or '127.0.0.1', 'port': port or (5432 if postgres else 3306),
+        'user': unquote(parts.username) if parts.username else ('postgres' if postgres else 'root'),
+        'password': unquote(parts.password) if parts.password else '',
+        'database': unquote(parts.path.lstrip('/')) or None,
+    }
+    drivers = {'postgresql': ('psycopg', 'psycopg2'), 'postgres': ('psycopg', 'psycopg2'),
+               'mysql': ('pymysql', 'MySQLdb', 'mysql.connector'),
+               'mariadb': ('pymysql', 'MySQLdb', 'mysql.connector')}[scheme]
+    if driver:
+        chosen = {'pymysql': 'pymysql', 'mysqldb': 'MySQLdb', 'mysqlclient': 'MySQLdb', 'connector': 'mysql.connector',
+                  'mysqlconnector': 'mysql.connector', 'mysql.connector': 'mysql.connector',   # (SQLAlchemy's)
+                  'psycopg': 'psycopg', 'psycopg3': 'psycopg', 'psycopg2': 'psycopg2'}.get(driver.lower())
+        if chosen not in drivers:
+            raise ValueError(f'unknown driver {driver!r} for {scheme}: use one of {", ".join(drivers)}')
+        drivers = (chosen,)
+
+    def connect() -> Any:
+        module = _first_importable(drivers)
+        if postgres:
+            return module.connect(host=options['host'], port=options['port'], user=options['user'],
+                                  password=options['password'], dbname=options['database'] or options['user'])
+        if module.__name__ == 'mysql.connector':
+            # Named, as PyMySQL does: for a server whose version reads 8.0 or more (MariaDB 11 too)
+            # mysql-connector 9+ would pick utf8mb4_0900_ai_ci, which MariaDB before 11.4.5 lacks.
+            return module.connect(charset='utf8mb4', collation='utf8mb4_general_ci', autocommit=False, **options)
+        return module.connect(charset='utf8mb4', autocommit=False, **options)
+    connect.description = f"{scheme}://{options['user']}@{options['host']}:{options['port']}/{options['database'] or ''}"
+    return connect
+
+
+def _first_importable(modules: Sequence[str]) -> Any:
+    for name in modules:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    package = {'MySQLdb': 'mysqlclient', 'mysql.connector': 'mysql-connector-python'}.get(modules[0], modules[0])
+    raise MQueueError(f'no driver for this database: pip install {package}')
 
 
 # Errors ##########################################################################################
@@ -462,27 +628,18 @@ class _StoppedStarting(BaseException):
 
 
 # A driver's error is classified by what it carries, never by the driver's name, so that every
-# PEP 249 driver gets the same guarantees: a MySQL error number (an ``errno``, as in
-# mysql-connector, or the first argument, as in PyMySQL and MySQLdb), else a SQLSTATE (psycopg's
-# ``sqlstate``, psycopg2's ``pgcode``), else an SQLite result code (sqlite3's ``sqlite_errorcode``).
+# PEP 249 driver gets the same guarantees: each dialect above reads its own kind of code (a MySQL
+# error number, a SQLSTATE, an SQLite result code), MySQL's first, and the first it finds is the
+# error's. The codes of all dialects are distinct (numbers, strings, pairs), so one table each:
+def _codes(kind: str) -> dict[Any, str]:
+    return {code: why for dialect in DIALECTS.values() for code, why in getattr(dialect, kind).items()}
 
-# Errors that mean "try again", not "this task is broken": a lock conflict (the server rolled the
-# statement or transaction back) or a lost connection. MySQL error numbers; PostgreSQL SQLSTATEs;
-# SQLite result codes.
-LOCK_CONFLICTS = {1205: 'lock wait timeout', 1213: 'deadlock', '40P01': 'deadlock', '40001': 'serialization failure',
-                  '55P03': 'lock not available', ('sqlite', 5): 'database is locked', ('sqlite', 6): 'table is locked'}
-RETRYABLE_ERRORS = {
-    1053: 'server shutdown', 1927: 'connection killed', 2002: 'cannot connect', 2003: 'cannot connect',
-    2006: 'server has gone away', 2013: 'lost connection', 2055: 'lost connection', 4031: 'disconnected for inactivity',
-    '57P01': 'admin shutdown', '57P02': 'crash shutdown', '57P03': 'cannot connect now',
-}
-RETRYABLE_SQLSTATE_CLASSES = ('08',)   # PostgreSQL connection exceptions
-# mqueue's tables are not there, or not as this version needs them (SQLite says so in words only).
-MISSING_TABLE = {1146: 'no such table', '42P01': 'undefined table'}
-MISSING_COLUMN = {1054: 'unknown column', '42703': 'undefined column'}
-# Python < 3.11's sqlite3 errors carry no result code (sqlite_errorcode came in 3.11), only
-# SQLite's message: its fixed wording for SQLITE_BUSY and SQLITE_LOCKED (before any ': table').
-SQLITE_LOCKED_TEXTS = {'database is locked': 5, 'database table is locked': 6, 'database schema is locked': 6}
+
+LOCK_CONFLICTS = _codes('lock_conflicts')
+RETRYABLE_ERRORS = {**LOCK_CONFLICTS, **_codes('lost_connection')}
+RETRYABLE_SQLSTATE_CLASSES = tuple(c for dialect in DIALECTS.values() for c in dialect.lost_connection_classes)
+MISSING_TABLE = _codes('missing_table')
+MISSING_COLUMN = _codes('missing_column')
 
 
 def _database_error(exc: BaseException) -> bool:
@@ -495,18 +652,11 @@ def _error_code(exc: BaseException) -> Any:
     """A database error's code: a MySQL error number, a SQLSTATE, ('sqlite', result code), or None."""
     if not _database_error(exc):
         return None
-    # The MySQL number first: mysql-connector also has a sqlstate, and a lock-wait timeout's is
-    # only HY000 ("general error"). A number below 1 means none (mysql-connector's -1, PyMySQL's 0).
-    for number in (getattr(exc, 'errno', None), exc.args[0] if exc.args else None):
-        if isinstance(number, int) and not isinstance(number, bool) and number > 0:
-            return number
-    state = getattr(exc, 'sqlstate', None) or getattr(exc, 'pgcode', None)
-    if isinstance(state, str):
-        return state
-    code = getattr(exc, 'sqlite_errorcode', None)
-    if code is None:
-        code = SQLITE_LOCKED_TEXTS.get(str(exc).split(':')[0])
-    return ('sqlite', code & 0xff) if isinstance(code, int) else None
+    for dialect in DIALECTS.values():
+        code = dialect.error_code(exc)
+        if code is not None:
+            return code
+    return None
 
 
 def _lock_conflict(exc: BaseException) -> bool:
@@ -520,7 +670,7 @@ def _retryable(exc: BaseException) -> bool:
     if type(exc).__name__ == 'InterfaceError':   # PEP 249: the connection itself is unusable
         return True
     code = _error_code(exc)
-    if code in LOCK_CONFLICTS or code in RETRYABLE_ERRORS:
+    if code in RETRYABLE_ERRORS:
         return True
     if isinstance(code, str) and code.startswith(RETRYABLE_SQLSTATE_CLASSES):
         return True
@@ -542,11 +692,85 @@ def _schema_problem(exc: BaseException) -> str | None:
         return f'a table is missing ({_describe_error(exc, short=True)}): run `mqueue init-db` to create it'
     if code in MISSING_COLUMN or text.startswith('no such column') or 'has no column named' in text:
         return (f'a table lacks a column ({_describe_error(exc, short=True)}): it was made by an older mqueue; '
-                'see "Upgrading" in the README for the ALTER TABLE')
+                'see "Upgrading" in docs/upgrading.md for the ALTER TABLE')
     return None
 
 
+def _describe_error(exc: BaseException, short: bool = False) -> str:
+    try:
+        head = f'{type(exc).__name__}: {exc}'
+    except Exception:   # an exception whose __str__ fails must not stop its own bookkeeping
+        head = f'{type(exc).__name__}: <unprintable>'
+    if short:   # the first line: PostgreSQL adds the statement and a caret on the next ones
+        return head.strip().split('\n', 1)[0][:300]
+    return _cut(head + '\n' + ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+
+def _cut(text: str) -> str:
+    """Keep an error within ERROR_MAX characters: its head (type, message) and its tail (where it
+    was raised); lone surrogates (undecodable file names, say) are escaped so the driver can send it."""
+    text = text.encode('utf-8', 'backslashreplace').decode('utf-8')
+    if len(text) <= ERROR_MAX:
+        return text
+    head = ERROR_MAX // 4
+    return f'{text[:head]}\n... [{len(text) - ERROR_MAX} characters cut] ...\n{text[-(ERROR_MAX - head - 50):]}'
+
+
+# Checks of what callers pass: each returns the value, or raises at the call site the error that
+# says what was wrong.
+
+def _identifier(name: str) -> str:
+    """A table name, accepted only as a plain identifier so it can be formatted into SQL."""
+    if not isinstance(name, str) or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]{0,63}', name):
+        raise ValueError(f'table name {name!r} is not a plain identifier (letters, digits, _; at most 64)')
+    return name
+
+
+def _checked_text(what: str, value: Any, limit: int) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f'{what} must be a non-empty string, not {value!r}')
+    if '\x00' in value:   # PostgreSQL's text cannot hold it, and no name needs it
+        raise ValueError(f'{what} {value[:40]!r} contains a NUL character')
+    if len(value) > limit:
+        raise ValueError(f'{what} {value[:40]!r}... is {len(value)} characters; the {what} column holds {limit}')
+    return value
+
+
+def _whole_number(what: str, value: Any, low: int, high: int | None = None) -> int:
+    """An int (a bool is not one) from low, to high if given."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bounds = f'from {low} to {high}' if high is not None else f'>= {low}'
+        raise ValueError(f'{what} must be a whole number {bounds}, not {value!r}')
+    return value
+
+
+def _seconds(what: str, value: Any, *, high: float = MAX_SECONDS, positive: bool = False) -> float:
+    """A duration: a number of seconds or a timedelta, from 0 (above it if positive) to high."""
+    seconds = value.total_seconds() if isinstance(value, dt.timedelta) else value
+    if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+            or not (0 < seconds if positive else 0 <= seconds) or not seconds <= high):
+        bounds = ('above 0' if positive else 'from 0') + (f' to {high:g}' if high < MAX_SECONDS else '')
+        raise ValueError(f'{what} must be a number of seconds {bounds} (or a timedelta), not {value!r}')
+    return float(seconds)
+
+
 # Tasks ###########################################################################################
+
+
+@contextlib.contextmanager
+def _cursor(conn: Any) -> Iterator[Any]:
+    """A cursor on a connection, closed after the block whatever happens: the one way mqueue
+    opens cursors, on the caller's connections and its own. If the block failed, its error is the
+    one raised (closing a cursor whose connection is gone fails too, and would hide it)."""
+    cursor = conn.cursor()
+    try:
+        yield cursor
+    except BaseException:
+        with contextlib.suppress(Exception):
+            cursor.close()
+        raise
+    cursor.close()
+
 
 class Registry:
     """The tasks a program knows, where their rows live, and how to reach the caller's connection.
@@ -689,36 +913,36 @@ class Registry:
     def _insert(self, conn: Any, name: str, encoded: list[str], queue: str | None, delay: Any, eta: Any,
                 priority: int | None) -> int | None:
         """INSERT tasks of one name, a statement per ENQUEUE_MANY_ROWS (or _BYTES); the first's id."""
-        queue, priority = self._placement(name, queue, priority)
+        queue, priority = self.placement(name, queue, priority)
         eta_utc, delay_us = _due(delay, eta)
         dialect = self.dialect_of(conn)
         if eta_utc is not None:
             eta_utc = dialect.stamp(eta_utc)
         notify = (f'{self.table}:{queue}',) if dialect.notify else ()
-        cursor, first, start = conn.cursor(), None, 0
-        try:
+        first, start = None, 0
+        with _cursor(conn) as cursor:
             while start < len(encoded):
                 end, size = start, 0
                 while end < len(encoded) and end - start < ENQUEUE_MANY_ROWS and (
                         end == start or size + len(encoded[end]) <= ENQUEUE_MANY_BYTES):
                     size += len(encoded[end])
                     end += 1
-                statement = self._sql(SQL_ENQUEUE, dialect, rows=end - start)
+                statement = self.sql(SQL_ENQUEUE, dialect, rows=end - start)
                 cursor.execute(statement, [*(value for args in encoded[start:end]
                                              for value in (args, eta_utc, delay_us, name, queue, priority)), *notify])
                 if first is None:
                     first = cursor.fetchone()[0] if dialect.enqueue_tail else cursor.lastrowid
                 start = end
-            return first
-        finally:
-            cursor.close()
+        return first
 
-    def _placement(self, name: str, queue: str | None, priority: int | None) -> tuple[str, int]:
-        """A new task's checked queue and priority: as given, else its task's, else the defaults."""
+    def placement(self, name: str, queue: str | None = None, priority: int | None = None) -> tuple[str, int]:
+        """The queue and priority a task of this name is enqueued with: as given, else its
+        task's, else the registry's queue and 0. Checked: raises as ``enqueue`` would."""
         _checked_text('name', name, NAME_MAX)
         known = self.tasks.get(name)
         queue = _checked_text('queue', queue or (known and known.queue) or self.queue, QUEUE_MAX)
-        return queue, _checked_priority(priority if priority is not None else known.priority if known else 0)
+        return queue, _whole_number('priority', priority if priority is not None else known.priority if known else 0,
+                                    *PRIORITY_RANGE)
 
     # Operating: each in the caller's transaction, like enqueue (reads lock nothing; the caller
     # commits the writes). The CLI's status, dead, retry, cancel and purge are these.
@@ -728,14 +952,11 @@ class Registry:
         and how long the oldest ready task has waited. A plain read: it never waits on a worker."""
         dialect = self.dialect_of(conn)
         statement, params = _filtered(SQL_QUEUE_STATS, queue=queue)
-        cursor = conn.cursor()
-        try:
-            cursor.execute(self._sql(SQL_NOW, dialect))
+        with _cursor(conn) as cursor:
+            cursor.execute(self.sql(SQL_NOW, dialect))
             now = cursor.fetchone()[0]
-            cursor.execute(self._sql(statement + SQL_QUEUE_STATS_GROUP, dialect), [now] * 4 + params)
+            cursor.execute(self.sql(statement + SQL_QUEUE_STATS_GROUP, dialect), [now] * 4 + params)
             rows = cursor.fetchall()
-        finally:
-            cursor.close()
         now = _utc(now)
         return [QueueStats(name, ready, scheduled, running, dead,
                            max(0.0, (now - _utc(oldest)).total_seconds()) if oldest is not None else 0.0)
@@ -744,15 +965,11 @@ class Registry:
     def dead_tasks(self, conn: Any, *, queue: str | None = None, name: str | None = None,
                    limit: int = 100) -> list[DeadTask]:
         """Dead tasks, most recently dead first, with their last error (a plain read)."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f'limit must be a whole number >= 1, not {limit!r}')
+        _whole_number('limit', limit, 1)
         statement, params = _filtered(SQL_DEAD_TASKS, queue=queue, name=name)
-        cursor = conn.cursor()
-        try:
-            cursor.execute(self._sql(statement + SQL_DEAD_TASKS_ORDER, self.dialect_of(conn)), [*params, limit])
+        with _cursor(conn) as cursor:
+            cursor.execute(self.sql(statement + SQL_DEAD_TASKS_ORDER, self.dialect_of(conn)), [*params, limit])
             rows = cursor.fetchall()
-        finally:
-            cursor.close()
         return [DeadTask(task_id, queue_, name_, args, attempts, _utc(dead_at), last_error or '')
                 for task_id, queue_, name_, args, attempts, dead_at, last_error in rows]
 
@@ -778,16 +995,13 @@ class Registry:
         never enqueued (or not yet committed), or a worker is running it (its attempt ends as it
         ends; cancel it again if it is retried)."""
         dialect, task_id = self.dialect_of(conn), int(task_id)
-        cursor = conn.cursor()
-        try:
+        with _cursor(conn) as cursor:
             for look in (SQL_CANCEL_FIND, SQL_CANCEL_LOCK):
-                cursor.execute(self._sql(look, dialect), (task_id,))
+                cursor.execute(self.sql(look, dialect), (task_id,))
                 if cursor.fetchone() is None:
                     return False
-            cursor.execute(self._sql(SQL_CANCEL, dialect), (task_id,))
+            cursor.execute(self.sql(SQL_CANCEL, dialect), (task_id,))
             return cursor.rowcount == 1
-        finally:
-            cursor.close()
 
     def purge_dead(self, conn: Any, older_than: float | dt.timedelta, *, queue: str | None = None,
                    name: str | None = None) -> int:
@@ -797,35 +1011,34 @@ class Registry:
         Returns:
             How many were deleted.
         """
-        age = _microseconds('older_than', older_than)
+        age = int(_seconds('older_than', older_than) * 1e6)
         statement, params = _filtered(SQL_FIND_DEAD_BEFORE, queue=queue, name=name)
         return self._dead_by_ids(conn, SQL_PURGE_DEAD, self._find(conn, statement, [-age, *params]))
 
+    def exists(self, conn: Any, task_id: int) -> bool:
+        """Whether a task is in the table: pending, running or dead (a plain read; the CLI's
+        ``cancel`` tells a running task from a finished one by it)."""
+        return bool(self._find(conn, *_filtered(SQL_FIND, id=int(task_id))))
+
     def _find(self, conn: Any, statement: str, params: list) -> list[int]:
         """The ids a plain read finds."""
-        cursor = conn.cursor()
-        try:
-            cursor.execute(self._sql(statement, self.dialect_of(conn)), params)
+        with _cursor(conn) as cursor:
+            cursor.execute(self.sql(statement, self.dialect_of(conn)), params)
             return [row[0] for row in cursor.fetchall()]
-        finally:
-            cursor.close()
 
     def _dead_by_ids(self, conn: Any, statement: str, ids: list[int]) -> int:
         """Lock the dead tasks among ids (skipping rows a worker holds), run a statement on them,
         IDS_PER_STATEMENT at a time; the rows it changed."""
         dialect, count = self.dialect_of(conn), 0
-        cursor = conn.cursor()
-        try:
+        with _cursor(conn) as cursor:
             for start in range(0, len(ids), IDS_PER_STATEMENT):
                 chunk = ids[start:start + IDS_PER_STATEMENT]
-                cursor.execute(self._sql(SQL_LOCK_DEAD, dialect, ids=len(chunk)), chunk)
+                cursor.execute(self.sql(SQL_LOCK_DEAD, dialect, ids=len(chunk)), chunk)
                 locked = [row[0] for row in cursor.fetchall()]
                 if locked:
-                    cursor.execute(self._sql(statement, dialect, ids=len(locked)), locked)
+                    cursor.execute(self.sql(statement, dialect, ids=len(locked)), locked)
                     count += cursor.rowcount
-            return count
-        finally:
-            cursor.close()
+        return count
 
     def schema(self, dialect: str = 'mysql') -> str:
         """The CREATE TABLE statements for this registry's table names, for 'mysql', 'postgresql'
@@ -835,13 +1048,10 @@ class Registry:
     def create_tables(self, conn: Any) -> None:
         """Run ``schema()`` for the connection's database on it (IF NOT EXISTS: safe to repeat).
         Never commits: PostgreSQL and SQLite keep DDL in the caller's transaction."""
-        cursor = conn.cursor()
-        try:
+        with _cursor(conn) as cursor:
             for statement in self.schema(self.dialect_of(conn).name).split(';\n'):
                 if statement.strip():
                     cursor.execute(statement)
-        finally:
-            cursor.close()
 
     def queues(self) -> list[str]:
         """The queues a worker serves by default: the registry's and every registered task's."""
@@ -851,8 +1061,10 @@ class Registry:
         """The registry's dialect if it was given one, else the one the connection's driver tells."""
         return self.dialect or _dialect_of(conn)
 
-    def _sql(self, statement: str, dialect: Dialect, **lists: int) -> str:
-        """A statement in a dialect, with this registry's table names and n placeholders per list."""
+    def sql(self, statement: str, dialect: Dialect, **lists: int) -> str:
+        """One of the named statements (``SQL_...``) as this registry runs it on a database: its
+        table names, the dialect's fragments and placeholders, and n placeholders per list
+        (``ids=3``). Cached; the Worker, the CLI and the tests' query plans read statements here."""
         key = (statement, dialect.name, self.table, self.cron_table, *lists.items())
         text = self._statements.get(key)
         if text is None:
@@ -874,12 +1086,9 @@ class Task:
         self.registry = registry
         self.name = _checked_text('name', name or f'{func.__module__}.{func.__qualname__}', NAME_MAX)
         self.queue = _checked_text('queue', queue, QUEUE_MAX) if queue is not None else None
-        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
-            raise ValueError(f'retries must be a whole number from 0 to {MAX_RETRIES}, not {retries!r}')
-        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or not 0 <= backoff <= MAX_BACKOFF:
-            raise ValueError(f'backoff must be seconds from 0 to {MAX_BACKOFF:g}, not {backoff!r}')
-        self.retries, self.backoff = retries, float(backoff)
-        self.priority = _checked_priority(priority)
+        self.retries = _whole_number('retries', retries, 0, MAX_RETRIES)
+        self.backoff = _seconds('backoff', backoff, high=MAX_BACKOFF)
+        self.priority = _whole_number('priority', priority, *PRIORITY_RANGE)
         self.signature = inspect.signature(func)
         self._fits: dict[int | tuple, str | None] = {}
         functools.update_wrapper(self, func)
@@ -1016,6 +1225,95 @@ def purge_dead(conn: Any, older_than: float | dt.timedelta, **filters) -> int:
     return default_registry.purge_dead(conn, older_than, **filters)
 
 
+def cron(expression: str, **options) -> Callable[[Callable], Task]:
+    """Register a cron task with the default registry: ``@cron('0 * * * *')`` (see ``Registry.cron``)."""
+    return default_registry.cron(expression, **options)
+
+
+# The registry behind the module-level task(), init(), enqueue(); made here, once its helpers exist.
+default_registry = Registry()
+
+
+def _encode_args(name: str, args: Any) -> str:
+    if args is None:
+        args = []
+    elif isinstance(args, tuple):
+        args = list(args)
+    elif isinstance(args, Mapping):
+        bad = [key for key in args if not isinstance(key, str)]
+        if bad:
+            raise TypeError(f'keyword arguments of task {name!r} must have string keys, not {bad[0]!r}')
+    elif not isinstance(args, list):
+        raise TypeError(f'args of task {name!r} must be a list/tuple (positional) or a dict (keyword), '
+                        f'not {type(args).__name__}')
+    try:
+        encoded = json.dumps(args, allow_nan=False, separators=(',', ':'))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise type(exc)(f'args of task {name!r} cannot be stored as JSON: {exc}') from None
+    if len(encoded) > ARGS_MAX_BYTES:   # ASCII (json escapes the rest), so characters are bytes
+        raise ValueError(f'args of task {name!r} are {len(encoded)} bytes of JSON; the args column holds '
+                         f'{ARGS_MAX_BYTES}')
+    return encoded
+
+
+def _encode_call(task: Task, args: tuple, kwargs: dict) -> list | dict:
+    """The stored form of a call: a list when positional only, else a dict of keyword arguments
+    (the original package's form). Checked against the signature so mistakes fail at enqueue."""
+    try:
+        bound = task.signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f'{task.name}(): {exc}') from None
+    if not kwargs:
+        return list(args)
+    call = {}
+    for name, value in bound.arguments.items():
+        kind = task.signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            call.update(value)
+        elif kind is inspect.Parameter.POSITIONAL_OR_KEYWORD or kind is inspect.Parameter.KEYWORD_ONLY:
+            call[name] = value
+        elif value != ():
+            raise TypeError(f'{task.name}(): a call mixing keyword arguments with positional-only or '
+                            f'*args parameters cannot be stored; pass all arguments positionally')
+    return call
+
+
+def _due(delay: Any, eta: Any) -> tuple[dt.datetime | None, int]:
+    """(eta as naive UTC or None, delay in microseconds) for SQL_ENQUEUE."""
+    if delay is not None and eta is not None:
+        raise TypeError('give delay or eta, not both')
+    if eta is not None:
+        if not isinstance(eta, dt.datetime):
+            raise TypeError(f'eta must be a datetime, not {type(eta).__name__}')
+        if eta.tzinfo is None or eta.tzinfo.utcoffset(eta) is None:
+            raise ValueError('eta must be timezone-aware, e.g. datetime.now(timezone.utc) + timedelta(hours=1); '
+                             'a naive datetime is ambiguous and is not guessed at')
+        return eta.astimezone(dt.timezone.utc).replace(tzinfo=None), 0
+    if delay is None:
+        return None, 0
+    return None, int(_seconds('delay', delay) * 1e6)
+
+
+def _filtered(statement: str, **columns: str | None) -> tuple[str, list]:
+    """A statement with ' AND column = %s' for each column given, and the parameters."""
+    params = []
+    for column, value in columns.items():
+        if value is not None:
+            statement += f' AND {column} = %s' if ' WHERE ' in statement else f' WHERE {column} = %s'
+            params.append(value)
+    return statement, params
+
+
+def _ambient_connection(registry: Registry) -> Any:
+    context = _current.get(None)
+    if context is not None:
+        return context.connection
+    if registry.connection is not None:
+        return registry.connection()
+    raise NoConnectionError('no connection to enqueue on: call this inside a running task, pass connection=, '
+                            'or give mqueue.init(connection=...) a callable returning your current connection')
+
+
 # Crons ###########################################################################################
 
 
@@ -1099,9 +1397,149 @@ _DST_REACH = dt.timedelta(hours=3)   # wider than any daylight-saving shift
 _CRON_SEARCH_LIMIT = 100_000         # candidate times looked at before giving up on an expression
 
 
-def cron(expression: str, **options) -> Callable[[Callable], Task]:
-    """Register a cron task with the default registry: ``@cron('0 * * * *')`` (see ``Registry.cron``)."""
-    return default_registry.cron(expression, **options)
+def _croniter() -> Any:
+    """croniter, imported only when a cron is used, so the module runs without it."""
+    try:
+        from croniter import croniter
+    except ImportError:
+        raise MQueueError('crons need croniter: pip install croniter') from None
+    return croniter
+
+
+class _CronScheduler:
+    """Enqueues the crons of some queues when they fire: one task per fire however many
+    schedulers run (each fire is decided on the cron's row, locked, in a transaction of its own),
+    by the database's clock. A Worker with ``crons=True`` has one as its ``scheduler``; ``mqueue
+    crons`` lists the fires with ``listing``.
+
+    Args:
+        registry: whose crons, in whose tables.
+        queues: a callable returning the queues whose crons to schedule (a worker's); None: all.
+        transaction: a callable returning a context manager that begins a transaction, yields its
+            connection and commits it (a worker's).
+    """
+
+    def __init__(self, registry: Registry, queues: Callable[[], Sequence[str]] | None,
+                 transaction: Callable[[], contextlib.AbstractContextManager]):
+        self.registry, self.queues, self.transaction = registry, queues, transaction
+        self.clock = time.time               # this host's clock; used only through...
+        self._clock_offset = 0.0             # ...the database clock minus it, learnt from the database
+        self._due: dict[str, float] = {}     # cron name -> when (by self.clock) to look at it again
+        self._lock = threading.Lock()        # one thread of a worker schedules at a time
+
+    def crons(self) -> list[Cron]:
+        """The crons of the queues scheduled here."""
+        if self.queues is None:
+            return list(self.registry.crons.values())
+        queues = set(self.queues())
+        return [c for c in self.registry.crons.values() if (c.task.queue or self.registry.queue) in queues]
+
+    def run_due(self) -> None:
+        """Look at each cron whose next fire is due by the database clock; one transaction each.
+        Returns at once if another thread is at it."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            for schedule in self.crons():
+                if self._due.get(schedule.task.name, 0.0) <= self.clock():
+                    fire = self._schedule(schedule)
+                    # None: another worker holds the row right now; look again on the next round
+                    self._due[schedule.task.name] = fire.timestamp() - self._clock_offset if fire else 0.0
+        finally:
+            self._lock.release()
+
+    def seconds_to_next(self) -> float:
+        """Seconds (by this host's clock) until a cron is due to be looked at again; inf if none."""
+        return min(self._due.values(), default=math.inf) - self.clock()
+
+    def _schedule(self, schedule: Cron) -> dt.datetime | None:
+        """On the locked cron row: enqueue one task if a fire is due, and record the newest fire
+        covered. Returns the next fire, or None if another worker holds the row."""
+        name, queue = schedule.task.name, schedule.task.queue or self.registry.queue
+        with self.transaction() as conn, _cursor(conn) as cursor:
+            dialect = self.registry.dialect_of(conn)
+            sql = functools.partial(self.registry.sql, dialect=dialect)
+            cursor.execute(sql(SQL_CRON_LOCK), (queue, name))
+            row = cursor.fetchone()
+            if row is None:
+                cursor.execute(sql(SQL_CRON_PROBE), (queue, name))
+                now, exists = cursor.fetchone()
+                self._learn_clock(now)
+                if exists:
+                    return None
+                cursor.execute(sql(SQL_CRON_CREATE), (queue, name, now))
+                logger.debug('cron %s: created its row; fires from %s on', name, now)
+                return schedule.next_fire(_utc(now))
+            last, now, task_id = row
+            self._learn_clock(now)
+            fire = schedule.next_fire(_utc(last))
+            logger.debug('cron %s: checked; next fire %s, database now %s', name, fire, now)
+            if fire > _utc(now):
+                return fire
+            newest = schedule.newest_fire(_utc(now))
+            pending = False
+            if not schedule.overlap and task_id is not None:
+                cursor.execute(sql(SQL_CRON_PENDING), (task_id,))
+                pending = cursor.fetchone() is not None
+            if pending:
+                logger.info('cron %s: fire at %s skipped; its task %s is still pending', name, newest, task_id)
+            else:
+                task_id = self.registry.enqueue(conn, name, [], queue=queue, eta=newest)
+                logger.info('cron %s: enqueued task %s for the fire at %s%s', name, task_id, newest,
+                            f' (covering the fires since {fire})' if fire != newest else '')
+            cursor.execute(sql(SQL_CRON_ADVANCE), (dialect.stamp(newest.replace(tzinfo=None)), task_id, queue, name))
+        return schedule.next_fire(newest)
+
+    def _learn_clock(self, database_now: dt.datetime) -> None:
+        self._clock_offset = _utc(database_now).timestamp() - self.clock()
+
+    def listing(self) -> list[dict]:
+        """Each cron scheduled here with its expression, zone, last and next fire (UTC), then each
+        cron row that none of them declares (a plain read)."""
+        with self.transaction() as conn, _cursor(conn) as cursor:
+            dialect = self.registry.dialect_of(conn)
+            cursor.execute(self.registry.sql(SQL_CRON_ALL, dialect))
+            rows = {(queue, name): _utc(last) for queue, name, last in cursor.fetchall()}
+            cursor.execute(self.registry.sql(SQL_NOW, dialect))
+            now = _utc(cursor.fetchone()[0])
+        listed = []
+        for schedule in sorted(self.crons(), key=lambda c: c.task.name):
+            queue = schedule.task.queue or self.registry.queue
+            last = rows.pop((queue, schedule.task.name), None)
+            listed.append({'name': schedule.task.name, 'queue': queue, 'expression': schedule.expression,
+                           'zone': schedule.tz.key, 'last': last, 'next': schedule.next_fire(last or now)})
+        for (queue, name), last in sorted(rows.items()):
+            listed.append({'name': name, 'queue': queue, 'expression': None, 'zone': None, 'last': last, 'next': None})
+        return listed
+
+    def report_unserved(self, queues: list[str]) -> None:
+        """Warn about crons declared without a queue whose queue, the default, is not among these:
+        a daemon ported from the original package (whose start(queue) made that queue its crons')
+        would otherwise never fire them, silently. A cron given a queue is left to its queue's
+        workers."""
+        default = self.registry.queue
+        unserved = sorted(c.task.name for c in self.registry.crons.values() if c.task.queue is None)
+        if unserved and default not in queues:
+            logger.warning('crons %s have no queue, so they belong to the default queue %r, which this worker '
+                           'does not serve: it will not schedule them. Call mqueue.init(%r) before starting it, '
+                           'or declare @cron(..., queue=...)', ', '.join(unserved), default, queues[0])
+
+    def report_undeclared(self, queues: list[str]) -> None:
+        """Warn about cron rows of these queues that no cron here declares: left alone, so a
+        rolling deploy keeps their last fire."""
+        declared = {(c.task.queue or self.registry.queue, c.task.name) for c in self.crons()}
+        try:
+            with self.transaction() as conn, _cursor(conn) as cursor:
+                cursor.execute(self.registry.sql(SQL_CRON_ROWS, self.registry.dialect_of(conn), queues=len(queues)),
+                               queues)
+                rows = cursor.fetchall()
+        except Exception as exc:
+            logger.warning('could not read the cron table (%s)', _describe_error(exc, short=True))
+            return
+        for queue, name, last in rows:
+            if (queue, name) not in declared:
+                logger.warning('cron row %s (queue %s, last fire %s) matches no declared cron; left alone',
+                               name, queue, last)
 
 
 # Worker ##########################################################################################
@@ -1121,12 +1559,20 @@ class _Claim:
 
 
 class _Outcome(NamedTuple):
-    """How an attempt ended: succeeded, failed (retried after ``delay`` seconds), dead, or
-    released (a lock conflict: it runs again, uncounted); reported once committed."""
-    claim: _Claim
-    name: str
-    info: dict                   # duration, and error and exception unless it succeeded: the event's fields
-    delay: float = 0.0
+    """How an attempt ended, as the outcome method that recorded it says: the log line and the
+    event, reported once the transaction that recorded it has committed (the log is the record of
+    what happened, not of what was about to)."""
+    context: TaskContext    # without a connection: its transaction is over by then
+    level: int              # the log line's level, format and arguments
+    message: str
+    args: tuple
+    event: str | None       # the hook it calls, named in full; None: no event (a lock conflict)
+    info: dict              # the event's fields: duration, and error and exception on a failure
+
+
+def _attempt(context: TaskContext) -> str:
+    """How a log line names an attempt: task 7 tasks.mail (queue mail) attempt 2."""
+    return f'task {context.id} {context.name} (queue {context.queue}) attempt {context.retries + 1}'
 
 
 class Worker:
@@ -1155,7 +1601,8 @@ class Worker:
             default None, the server's (REPEATABLE READ unless configured): measured twice as
             fast for claiming on MariaDB. With a ``transaction`` hook the hook's connections are
             used as they are.
-        crons: whether this worker also schedules the crons of the queues it serves.
+        crons: whether this worker also schedules the crons of the queues it serves (its
+            ``scheduler``; None without).
         hooks: a mapping from names in HOOKS to callables:
             transaction(): a context manager that begins a transaction, yields its DB-API
                 connection, commits on success and rolls back on error;
@@ -1183,24 +1630,17 @@ class Worker:
             connect = _SharedConnection(connect)
         self.connect = connect
         self.queues = [_checked_text('queue', q, QUEUE_MAX) for q in queues] if queues else None
-        for option, value, low in (('concurrency', concurrency, 1), ('batch', batch, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f'{option} must be a whole number >= {low}, not {value!r}')
-        for option, value in (('lease', lease), ('poll_interval', poll_interval)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f'{option} must be a positive number of seconds, not {value!r}')
+        self.concurrency = _whole_number('concurrency', concurrency, 1)
+        self.batch = _whole_number('batch', batch, 1)
+        self.lease = _seconds('lease', lease, positive=True)
+        self.poll_interval = _seconds('poll_interval', poll_interval, positive=True)
         if isolation is not None and isolation.upper() not in (
                 'READ UNCOMMITTED', 'READ COMMITTED', 'REPEATABLE READ', 'SERIALIZABLE'):
             raise ValueError(f'unknown isolation level {isolation!r}')
-        self.concurrency, self.batch = concurrency, batch
-        self.lease, self.poll_interval, self.isolation = lease, poll_interval, isolation
-        self.crons = crons
+        self.isolation = isolation
         self._transaction = self._hook_transaction if 'transaction' in self.hooks else self._own_transaction
         self.dialect: Dialect | None = self.registry.dialect   # else learnt from the first connection
-        self._cron_due: dict[str, float] = {}      # cron name -> when (by self._clock) to check it again
-        self._cron_lock = threading.Lock()         # one thread of a worker schedules at a time
-        self._clock = time.time                    # this host's clock; crons use it only through...
-        self._clock_offset = 0.0                   # ...the database clock minus it, learnt from the database
+        self.scheduler = _CronScheduler(self.registry, self._served_queues, self._transaction) if crons else None
         self._stopping = threading.Event()
         self._local = threading.local()
         self._signals = 0
@@ -1230,9 +1670,9 @@ class Worker:
             logger.info('mqueue %s worker starting: %squeues %s, concurrency %d, batch %d, tasks %d', __version__,
                         f'database {self.connect.description}, ' if hasattr(self.connect, 'description') else '',
                         ', '.join(queues), self.concurrency, self.batch, len(self.registry.tasks))
-            if self.crons:
-                self._report_unserved_crons(queues)
-                self._report_undeclared_crons(queues)
+            if self.scheduler:
+                self.scheduler.report_unserved(queues)
+                self.scheduler.report_undeclared(queues)
             if self.concurrency == 1:
                 processed = self._loop(burst)
             else:
@@ -1257,11 +1697,13 @@ class Worker:
         Claiming in the transaction that completes the previous batch would save a commit per
         batch, but on MariaDB two workers' claims can deadlock, and InnoDB then rolls back the
         whole transaction: the finished batch with it, which would then run again."""
-        self._schedule_crons()
+        if self.scheduler:
+            self.scheduler.run_due()
         if getattr(self._local, 'idle', False) and not self._probe():
             return 0
         claimed, buried = self._claim()
-        self._report_buried(buried)
+        for outcome in buried:
+            self._report(outcome)
         if not claimed:
             if not buried:
                 self._go_idle()
@@ -1272,7 +1714,7 @@ class Worker:
             self._process(claimed)
         except Exception as exc:
             if _lock_conflict(exc):   # the batch's writes went with its transaction: hand it back uncounted
-                self._release(claimed)
+                self._hand_back(claimed)
             raise
         finally:
             self._inflight.pop(thread, None)
@@ -1312,11 +1754,6 @@ class Worker:
         self._discard_connection()
         return processed
 
-    def _report_buried(self, buried: list[tuple[TaskContext, str]]) -> None:
-        for context, error in buried:
-            logger.error('task %s %s is dead: %s', context.id, context.name, error.splitlines()[0])
-            self._emit('task_dead', context, {'duration': 0.0, 'error': error, 'exception': None})
-
     def _run_threads(self, burst: bool) -> int:
         counts = [0] * self.concurrency
         failures: list[BaseException] = []
@@ -1345,30 +1782,30 @@ class Worker:
         return self.queues or self.registry.queues()
 
     def _sql(self, statement: str, **lists: int) -> str:
-        return self.registry._sql(statement, self.dialect, **lists)
+        return self.registry.sql(statement, self.dialect, **lists)
 
     # Claiming
 
-    def _claim(self) -> tuple[list[_Claim], list[tuple[TaskContext, str]]]:
+    def _claim(self) -> tuple[list[_Claim], list[_Outcome]]:
         """In a short transaction of its own: lock due rows, count the attempt and start the
         lease. Rows that cannot run (unknown name, bad args, attempts used up by crashes) are
         buried here."""
-        with self._transaction() as conn:
-            return self._claim_rows(conn.cursor())
+        with self._transaction() as conn, _cursor(conn) as cursor:
+            return self._claim_rows(cursor)
 
-    def _claim_rows(self, cursor: Any) -> tuple[list[_Claim], list[tuple[TaskContext, str]]]:
-        sql = self._sql
+    def _claim_rows(self, cursor: Any) -> tuple[list[_Claim], list[_Outcome]]:
         runnable, buried = [], []
         for task_id, name, args, attempts, queue, eta, _ in self._claim_due(cursor, self._pairs(cursor)):
             claim_or_error = self._vet(task_id, name, args, attempts, queue, _utc(eta))
             if isinstance(claim_or_error, str):
-                cursor.execute(sql(SQL_BURY), (_cut(claim_or_error), task_id))
-                buried.append((TaskContext(task_id, name, queue, attempts, _utc(eta), None, self), claim_or_error))
+                context = TaskContext(task_id, name, queue, attempts, _utc(eta), None, self)
+                info = {'duration': 0.0, 'error': claim_or_error, 'exception': None}
+                buried.append(self._bury(cursor, context, info, ran=False))
             else:
                 runnable.append(claim_or_error)
         claimed = _batch_of(runnable)
         if claimed:
-            cursor.execute(sql(SQL_LEASE, ids=len(claimed)), (int(self.lease * 1e6), *(c.id for c in claimed)))
+            cursor.execute(self._sql(SQL_LEASE, ids=len(claimed)), (int(self.lease * 1e6), *(c.id for c in claimed)))
         return claimed, buried
 
     def _claim_due(self, cursor: Any, pairs: list[tuple[str, int]]) -> list[tuple]:
@@ -1388,8 +1825,7 @@ class Worker:
 
     def _probe(self) -> bool:
         """Whether a task is due (asked while idle, in autocommit mode)."""
-        cursor = self._local.connection.cursor()
-        try:
+        with _cursor(self._local.connection) as cursor:
             pairs, probe = self._pairs(cursor, idle=True), self._sql(SQL_PROBE)
             if len(pairs) > 1 and self.dialect.claim_union:
                 cursor.execute(' UNION ALL '.join([f'({probe})'] * len(pairs)) + ' LIMIT 1',
@@ -1400,8 +1836,6 @@ class Worker:
                 if cursor.fetchone() is not None:
                     return True
             return False
-        finally:
-            cursor.close()
 
     def _pairs(self, cursor: Any, idle: bool = False) -> list[tuple[str, int]]:
         """The (queue, priority) pairs to claim from, smallest priority first: the priorities
@@ -1448,6 +1882,13 @@ class Worker:
             logger.debug('waiting for a notification failed (%s)', _describe_error(exc, short=True))
             self._stopping.wait(seconds)
 
+    def _idle_wait(self) -> float:
+        """Seconds until the next poll: the poll interval, jittered, or less if a cron fires sooner."""
+        wait = _jittered(self.poll_interval)
+        if self.scheduler:
+            wait = min(wait, max(0.0, self.scheduler.seconds_to_next()))
+        return wait
+
     def _vet(self, task_id: int, name: str, args: str, attempts: int, queue: str,
              eta: dt.datetime) -> _Claim | str:
         """A claim for a row that can run, or the reason it cannot. Nothing named by a row is
@@ -1471,99 +1912,6 @@ class Worker:
                     '(the worker died or lost its connection while running it)')
         return _Claim(task_id, task, call, queue, attempts + 1, eta)
 
-    # Scheduling crons
-
-    def _served_crons(self) -> list[Cron]:
-        queues = set(self._served_queues())
-        return [c for c in self.registry.crons.values() if (c.task.queue or self.registry.queue) in queues]
-
-    def _schedule_crons(self) -> None:
-        """Check each cron whose next fire is due by the database clock; one transaction each."""
-        if not self.crons or not self._cron_lock.acquire(blocking=False):
-            return
-        try:
-            for schedule in self._served_crons():
-                if self._cron_due.get(schedule.task.name, 0.0) <= self._clock():
-                    fire = self._schedule(schedule)
-                    # None: another worker holds the row right now; look again on the next round
-                    self._cron_due[schedule.task.name] = fire.timestamp() - self._clock_offset if fire else 0.0
-        finally:
-            self._cron_lock.release()
-
-    def _schedule(self, schedule: Cron) -> dt.datetime | None:
-        """On the locked cron row: enqueue one task if a fire is due, and record the newest fire
-        covered. Returns the next fire, or None if another worker holds the row."""
-        name, queue, sql = schedule.task.name, schedule.task.queue or self.registry.queue, self._sql
-        with self._transaction() as conn:
-            cursor = conn.cursor()
-            cursor.execute(sql(SQL_CRON_LOCK), (queue, name))
-            row = cursor.fetchone()
-            if row is None:
-                cursor.execute(sql(SQL_CRON_PROBE), (queue, name))
-                now, exists = cursor.fetchone()
-                self._learn_clock(now)
-                if exists:
-                    return None
-                cursor.execute(sql(SQL_CRON_CREATE), (queue, name, now))
-                logger.debug('cron %s: created its row; fires from %s on', name, now)
-                return schedule.next_fire(_utc(now))
-            last, now, task_id = row
-            self._learn_clock(now)
-            fire = schedule.next_fire(_utc(last))
-            logger.debug('cron %s: checked; next fire %s, database now %s', name, fire, now)
-            if fire > _utc(now):
-                return fire
-            newest = schedule.newest_fire(_utc(now))
-            pending = False
-            if not schedule.overlap and task_id is not None:
-                cursor.execute(sql(SQL_CRON_PENDING), (task_id,))
-                pending = cursor.fetchone() is not None
-            if pending:
-                logger.info('cron %s: fire at %s skipped; its task %s is still pending', name, newest, task_id)
-            else:
-                task_id = self.registry.enqueue(conn, name, [], queue=queue, eta=newest)
-                logger.info('cron %s: enqueued task %s for the fire at %s%s', name, task_id, newest,
-                            f' (covering the fires since {fire})' if fire != newest else '')
-            cursor.execute(sql(SQL_CRON_ADVANCE), (self.dialect.stamp(newest.replace(tzinfo=None)), task_id, queue, name))
-        return schedule.next_fire(newest)
-
-    def _learn_clock(self, database_now: dt.datetime) -> None:
-        self._clock_offset = _utc(database_now).timestamp() - self._clock()
-
-    def _idle_wait(self) -> float:
-        wait = _jittered(self.poll_interval)
-        if self.crons and self._cron_due:
-            wait = min(wait, max(0.0, min(self._cron_due.values()) - self._clock()))
-        return wait
-
-    def _report_unserved_crons(self, queues: list[str]) -> None:
-        """Warn about crons declared without a queue whose queue, the default, this worker does not
-        serve: a daemon ported from the original package (whose start(queue) made that queue its
-        crons') would otherwise never fire them, silently. A cron given a queue is left to its queue's
-        workers."""
-        default = self.registry.queue
-        unserved = sorted(c.task.name for c in self.registry.crons.values() if c.task.queue is None)
-        if unserved and default not in queues:
-            logger.warning('crons %s have no queue, so they belong to the default queue %r, which this worker '
-                           'does not serve: it will not schedule them. Call mqueue.init(%r) before starting it, '
-                           'or declare @cron(..., queue=...)', ', '.join(unserved), default, queues[0])
-
-    def _report_undeclared_crons(self, queues: list[str]) -> None:
-        """Warn about cron rows no cron here declares: left alone, so a rolling deploy keeps last."""
-        declared = {(c.task.queue or self.registry.queue, c.task.name) for c in self._served_crons()}
-        try:
-            with self._transaction() as conn:
-                cursor = conn.cursor()
-                cursor.execute(self._sql(SQL_CRON_ROWS, queues=len(queues)), queues)
-                rows = cursor.fetchall()
-        except Exception as exc:
-            logger.warning('could not read the cron table (%s)', _describe_error(exc, short=True))
-            return
-        for queue, name, last in rows:
-            if (queue, name) not in declared:
-                logger.warning('cron row %s (queue %s, last fire %s) matches no declared cron; left alone',
-                               name, queue, last)
-
     # Running
 
     def _process(self, claimed: list[_Claim]) -> None:
@@ -1571,10 +1919,9 @@ class Worker:
         in the commit that also commits their writes. The transaction locks only its own rows (by
         primary key): no range scan whose locks another worker could be waiting on. Outcomes are
         logged once committed: an operator reads the log as the record of what happened."""
-        outcomes: list[_Outcome] = []
+        attempts: list[tuple[_Claim, dict, _Outcome | None]] = []
         try:
-            with self._transaction() as conn:
-                cursor = conn.cursor()
+            with self._transaction() as conn, _cursor(conn) as cursor:
                 held = self._lock(cursor, claimed)
                 began = time.monotonic()
                 for index, claim in enumerate(claimed):
@@ -1582,44 +1929,36 @@ class Worker:
                         logger.warning('task %s %s: its claim was lost before it ran (lease of %gs ended?); '
                                        'skipped', claim.id, claim.task.name, self.lease)
                     elif index and time.monotonic() - began > BATCH_SECONDS:
-                        cursor.execute(self._sql(SQL_RELEASE), (claim.id, claim.attempt))
+                        self._release(cursor, claim)
                     else:
-                        outcomes.append(self._execute(conn, cursor, index, claim))
-                if outcomes:
-                    self._check_transaction(cursor, outcomes)
-                done = [outcome.claim.id for outcome in outcomes if outcome.name == 'succeeded']
-                if done:
-                    cursor.execute(self._sql(SQL_COMPLETE, ids=len(done)), done)
+                        attempts.append(self._execute(conn, cursor, index, claim))
+                outcomes = []
+                if attempts:
+                    self._check_transaction(cursor, attempts)
+                    outcomes = self._complete(cursor, attempts)
         except _TransactionLost as lost:
             self._recover(claimed, lost)
             return
         except _ColdShutdown:
-            self._release(claimed)
+            self._hand_back(claimed)
             raise
         except Exception as exc:
-            if outcomes:
+            if attempts:
                 logger.warning('tasks %s: the transaction they ran in failed (%s); none of their outcomes was '
-                               'recorded, and they run again', ', '.join(str(o.claim.id) for o in outcomes),
+                               'recorded, and they run again', ', '.join(str(claim.id) for claim, _, _ in attempts),
                                _describe_error(exc, short=True))
             raise
         for outcome in outcomes:
             self._report(outcome)
 
-    def _check_transaction(self, cursor: Any, outcomes: list[_Outcome]) -> None:
-        """Fail the batch if its transaction was lost under a task that returned normally."""
-        try:
-            cursor.execute(SQL_RELEASE_SAVEPOINT)
-        except Exception as exc:
-            alone = len(outcomes) == 1
-            culprit = f'{outcomes[0].claim.task.name}() returned, but' if alone else 'a task of this batch returned, but'
-            info = {'duration': sum(o.info['duration'] for o in outcomes), 'exception': None,
-                    'error': f'TransactionLost: {culprit} the transaction it ran in had been rolled back or '
-                             'committed under it (a deadlock or lost connection it caught, or its own '
-                             f'commit/rollback), so its writes cannot complete it ({_describe_error(exc, short=True)})'}
-            raise _TransactionLost(outcomes[0].claim if alone else None, info) from exc
+    def _lock(self, cursor: Any, claimed: list[_Claim]) -> dict[int, int]:
+        cursor.execute(self._sql(SQL_LOCK, ids=len(claimed)), [c.id for c in claimed])
+        return dict(cursor.fetchall())
 
-    def _execute(self, conn: Any, cursor: Any, index: int, claim: _Claim) -> _Outcome:
-        """Run one task in a savepoint; on failure roll back to it and record the retry."""
+    def _execute(self, conn: Any, cursor: Any, index: int, claim: _Claim) -> tuple[_Claim, dict, _Outcome | None]:
+        """Run one task in a savepoint; on failure roll back to it and record the retry. Returns
+        the attempt: its claim, the event's fields, and its outcome if it failed (one that
+        returned completes with its batch)."""
         if self._abandon_signal is not None:   # a second signal came between tasks: start no more
             raise _ColdShutdown(self._abandon_signal)
         cursor.execute(SQL_SAVEPOINT.format(n=index))
@@ -1630,7 +1969,7 @@ class Worker:
         error = contextvars.copy_context().run(self._call, claim, context)
         info = {'duration': time.perf_counter() - started}
         if error is None:
-            return _Outcome(claim, 'succeeded', info)
+            return claim, info, None
         info.update(error=_describe_error(error), exception=error)
         conflict = _lock_conflict(error)
         try:
@@ -1639,9 +1978,8 @@ class Worker:
             raise _TransactionLost(claim, info, conflict) from error
         if conflict:   # a deadlock or lock-wait timeout is the database's doing: again, uncounted
             self.stats['lock_conflicts'] += 1
-            cursor.execute(self._sql(SQL_RELEASE), (claim.id, claim.attempt))
-            return _Outcome(claim, 'released', info)
-        return self._record_failure(cursor, claim, info)
+            return claim, info, self._release(cursor, claim, info)
+        return claim, info, self._retry_or_bury(cursor, claim, info)
 
     def _call(self, claim: _Claim, context: TaskContext) -> BaseException | None:
         """Call the task (inside its own context); returns the exception it raised, if any, be it
@@ -1664,36 +2002,18 @@ class Worker:
             self._local.in_task = False
         return None
 
-    def _record_failure(self, cursor: Any, claim: _Claim, info: dict, at_once: bool = False) -> _Outcome:
-        """Retry after a back-off (or at once), or bury once the task's retries are used up."""
-        if claim.attempt > claim.task.retries:
-            cursor.execute(self._sql(SQL_BURY), (_cut(info['error']), claim.id))
-            return _Outcome(claim, 'dead', info)
-        delay = 0.0 if at_once else backoff(claim.task.backoff, claim.attempt)
-        cursor.execute(self._sql(SQL_RETRY), (int(delay * 1e6), _cut(info['error']), claim.id))
-        return _Outcome(claim, 'failed', info, delay)
-
-    def _report(self, outcome: _Outcome) -> None:
-        """Log an attempt's outcome and emit its event; called once the outcome has committed."""
-        claim, info = outcome.claim, outcome.info
-        attempt = f'task {claim.id} {claim.task.name} (queue {claim.queue}) attempt {claim.attempt}'
-        ms = info['duration'] * 1000
-        context = claim.context(None, self)
-        if outcome.name == 'succeeded':
-            logger.info('%s succeeded in %.1f ms', attempt, ms)
-            self._emit('task_succeeded', context, info)
-        elif outcome.name == 'failed':
-            logger.warning('%s failed in %.1f ms; retry in %.1fs:\n%s', attempt, ms, outcome.delay, info['error'])
-            self._emit('task_failed', context, info)
-        elif outcome.name == 'dead':
-            logger.error('%s failed in %.1f ms; it is dead:\n%s', attempt, ms, info['error'])
-            self._emit('task_dead', context, info)
-        else:   # released: a lock conflict, nobody's fault
-            logger.info('%s hit a lock conflict; it runs again (%s)', attempt, info['error'].splitlines()[0])
-
-    def _lock(self, cursor: Any, claimed: list[_Claim]) -> dict[int, int]:
-        cursor.execute(self._sql(SQL_LOCK, ids=len(claimed)), [c.id for c in claimed])
-        return dict(cursor.fetchall())
+    def _check_transaction(self, cursor: Any, attempts: list[tuple[_Claim, dict, _Outcome | None]]) -> None:
+        """Fail the batch if its transaction was lost under a task that returned normally."""
+        try:
+            cursor.execute(SQL_RELEASE_SAVEPOINT)
+        except Exception as exc:
+            alone = attempts[0][0] if len(attempts) == 1 else None
+            culprit = f'{alone.task.name}() returned, but' if alone else 'a task of this batch returned, but'
+            info = {'duration': sum(info['duration'] for _, info, _ in attempts), 'exception': None,
+                    'error': f'TransactionLost: {culprit} the transaction it ran in had been rolled back or '
+                             'committed under it (a deadlock or lost connection it caught, or its own '
+                             f'commit/rollback), so its writes cannot complete it ({_describe_error(exc, short=True)})'}
+            raise _TransactionLost(alone, info) from exc
 
     def _recover(self, claimed: list[_Claim], lost: _TransactionLost) -> None:
         """The batch's transaction is gone: record the failure that caused it and hand the other
@@ -1707,28 +2027,26 @@ class Worker:
             self.stats['lock_conflicts'] += 1
             logger.info('task %s %s hit a deadlock; its batch runs again (%s)', lost.claim.id, lost.claim.task.name,
                         lost.info['error'].splitlines()[0])
-        with self._transaction() as conn:
-            cursor = conn.cursor()
+        with self._transaction() as conn, _cursor(conn) as cursor:
             held = self._lock(cursor, claimed)
             for claim in claimed:
                 if held.get(claim.id) != claim.attempt:
                     continue
                 if not lost.conflict and (lost.claim is None or claim is lost.claim):
-                    outcomes.append(self._record_failure(cursor, claim, lost.info, at_once=lost.claim is None))
+                    outcomes.append(self._retry_or_bury(cursor, claim, lost.info, at_once=lost.claim is None))
                 else:
-                    cursor.execute(self._sql(SQL_RELEASE), (claim.id, claim.attempt))
+                    self._release(cursor, claim)
         for outcome in outcomes:
             self._report(outcome)
 
-    def _release(self, claimed: list[_Claim]) -> None:
-        """Hand back claimed tasks that did not complete, uncounted and due at once; a lock
+    def _hand_back(self, claimed: list[_Claim]) -> None:
+        """Release claimed tasks that did not complete, in a transaction of their own; a lock
         conflict is tried again a few times; best effort (the lease is the net)."""
         for attempt in range(3):
             try:
-                with self._transaction() as conn:
-                    cursor = conn.cursor()
+                with self._transaction() as conn, _cursor(conn) as cursor:
                     for claim in claimed:
-                        cursor.execute(self._sql(SQL_RELEASE), (claim.id, claim.attempt))
+                        self._release(cursor, claim)
                 return
             except Exception as exc:
                 if _lock_conflict(exc) and attempt < 2:
@@ -1737,6 +2055,65 @@ class Worker:
                 logger.warning('could not hand back %d tasks (%s); they return after the lease',
                                len(claimed), _describe_error(exc, short=True))
                 return
+
+    # Outcomes: one method each, which runs its statement in the transaction the attempt ran in
+    # and returns its log line and event, reported once that transaction commits.
+
+    def _complete(self, cursor: Any, attempts: list[tuple[_Claim, dict, _Outcome | None]]) -> list[_Outcome]:
+        """The tasks that returned succeeded: their rows go in the commit of their writes (one
+        statement for the batch). Returns every attempt's outcome, in the batch's order."""
+        done = [claim.id for claim, _, outcome in attempts if outcome is None]
+        if done:
+            cursor.execute(self._sql(SQL_COMPLETE, ids=len(done)), done)
+        outcomes = []
+        for claim, info, outcome in attempts:
+            if outcome is None:
+                context = claim.context(None, self)
+                outcome = _Outcome(context, logging.INFO, '%s succeeded in %.1f ms',
+                                   (_attempt(context), info['duration'] * 1000), 'task_succeeded', info)
+            outcomes.append(outcome)
+        return outcomes
+
+    def _retry_or_bury(self, cursor: Any, claim: _Claim, info: dict, at_once: bool = False) -> _Outcome:
+        """A failed attempt: retried after a back-off (or at once), or buried once the task's
+        retries are used up."""
+        if claim.attempt > claim.task.retries:
+            return self._bury(cursor, claim.context(None, self), info)
+        return self._retry(cursor, claim, info, 0.0 if at_once else backoff(claim.task.backoff, claim.attempt))
+
+    def _retry(self, cursor: Any, claim: _Claim, info: dict, delay: float) -> _Outcome:
+        """A task failed: due again after ``delay`` seconds, with its error kept."""
+        cursor.execute(self._sql(SQL_RETRY), (int(delay * 1e6), _cut(info['error']), claim.id))
+        context = claim.context(None, self)
+        return _Outcome(context, logging.WARNING, '%s failed in %.1f ms; retry in %.1fs:\n%s',
+                        (_attempt(context), info['duration'] * 1000, delay, info['error']), 'task_failed', info)
+
+    def _bury(self, cursor: Any, context: TaskContext, info: dict, ran: bool = True) -> _Outcome:
+        """A task gave up: its last attempt failed with no retry left, or (``ran=False``) its row
+        cannot run at all. Kept, never claimed again, until brought back."""
+        cursor.execute(self._sql(SQL_BURY), (_cut(info['error']), context.id))
+        if ran:
+            return _Outcome(context, logging.ERROR, '%s failed in %.1f ms; it is dead:\n%s',
+                            (_attempt(context), info['duration'] * 1000, info['error']), 'task_dead', info)
+        return _Outcome(context, logging.ERROR, 'task %s %s is dead: %s',
+                        (context.id, context.name, info['error'].splitlines()[0]), 'task_dead', info)
+
+    def _release(self, cursor: Any, claim: _Claim, info: dict | None = None) -> _Outcome | None:
+        """A claimed task goes back uncounted, due at once, if the claim is still ours: it did not
+        run (shutdown, a batch out of time, a lost batch), or (with ``info``) it hit a lock
+        conflict, the database's doing and nobody's fault, which is logged and no event."""
+        cursor.execute(self._sql(SQL_RELEASE), (claim.id, claim.attempt))
+        if info is None:
+            return None
+        context = claim.context(None, self)
+        return _Outcome(context, logging.INFO, '%s hit a lock conflict; it runs again (%s)',
+                        (_attempt(context), info['error'].splitlines()[0]), None, info)
+
+    def _report(self, outcome: _Outcome) -> None:
+        """Log an attempt's outcome and emit its event; called once the outcome has committed."""
+        logger.log(outcome.level, outcome.message, *outcome.args)
+        if outcome.event:
+            self._emit(outcome.event, outcome.context, outcome.info)
 
     def _emit(self, event: str, context: TaskContext, info: dict) -> None:
         hook = self.hooks.get(event)
@@ -1760,9 +2137,8 @@ class Worker:
             self._local.idle = False
         try:
             if self.dialect.begin:
-                cursor = conn.cursor()
-                cursor.execute(self.dialect.begin)
-                cursor.close()
+                with _cursor(conn) as cursor:
+                    cursor.execute(self.dialect.begin)
             yield conn
         except BaseException:
             try:
@@ -1779,9 +2155,8 @@ class Worker:
             if self.dialect is None:
                 self.dialect = self.registry.dialect_of(conn)
             if self.dialect.begin and not getattr(conn, 'in_transaction', True):   # SQLite: take the write lock
-                cursor = conn.cursor()
-                cursor.execute(self.dialect.begin)
-                cursor.close()
+                with _cursor(conn) as cursor:
+                    cursor.execute(self.dialect.begin)
             yield conn
 
     def _open(self) -> Any:
@@ -1793,22 +2168,21 @@ class Worker:
             self.dialect = self.registry.dialect_of(conn)
         dialect = self.dialect
         dialect.take_over(conn)
-        cursor = conn.cursor()
         try:
-            if self.isolation:
-                if not dialect.isolation:
-                    raise MQueueError(f'{dialect.name} has no isolation levels to choose from; leave isolation unset')
-                cursor.execute(dialect.isolation.format(level=self.isolation.upper()))
-            cursor.execute(dialect.connection_info)
-            self._local.connection_id, version = cursor.fetchone()
-            problem = dialect.refusal(str(version))
-            if problem:
-                raise MQueueError(problem)
-            for statement in dialect.setup(str(version)):
-                cursor.execute(statement)
-            cursor.execute(dialect.whereabouts)
-            where = cursor.fetchone()[0]
-            cursor.close()
+            with _cursor(conn) as cursor:
+                if self.isolation:
+                    if not dialect.isolation:
+                        raise MQueueError(f'{dialect.name} has no isolation levels to choose from; leave isolation unset')
+                    cursor.execute(dialect.isolation.format(level=self.isolation.upper()))
+                cursor.execute(dialect.connection_info)
+                self._local.connection_id, version = cursor.fetchone()
+                problem = dialect.refusal(str(version))
+                if problem:
+                    raise MQueueError(problem)
+                for statement in dialect.setup(str(version)):
+                    cursor.execute(statement)
+                cursor.execute(dialect.whereabouts)
+                where = cursor.fetchone()[0]
             conn.commit()
         except BaseException:
             with contextlib.suppress(Exception):
@@ -1867,14 +2241,14 @@ class Worker:
         try:
             conn = self.connect()
             try:
-                cursor = conn.cursor()
-                for connection_id, _ in inflight:
-                    if connection_id is not None:
-                        with contextlib.suppress(Exception):
-                            cursor.execute(self.dialect.kill, (connection_id,))
-                for _, claimed in inflight:
-                    for claim in claimed:
-                        cursor.execute(self._sql(SQL_RELEASE), (claim.id, claim.attempt))
+                with _cursor(conn) as cursor:
+                    for connection_id, _ in inflight:
+                        if connection_id is not None:
+                            with contextlib.suppress(Exception):
+                                cursor.execute(self.dialect.kill, (connection_id,))
+                    for _, claimed in inflight:
+                        for claim in claimed:
+                            self._release(cursor, claim)
                 conn.commit()
             finally:
                 conn.close()
@@ -1897,26 +2271,6 @@ class _SharedConnection:
         return self.conn
 
 
-# Helpers #########################################################################################
-
-
-def backoff(base: float, attempt: int) -> float:
-    """Seconds before retrying after failed attempt number ``attempt`` (1, 2, ...): base doubled
-    for each earlier retry, capped at MAX_BACKOFF, then jittered down by up to half. Always within
-    [d/2, d] where d = min(MAX_BACKOFF, base * 2 ** (attempt - 1))."""
-    ceiling = min(MAX_BACKOFF, base * 2.0 ** min(attempt - 1, 64))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
-def _croniter() -> Any:
-    """croniter, imported only when a cron is used, so the module runs without it."""
-    try:
-        from croniter import croniter
-    except ImportError:
-        raise MQueueError('crons need croniter: pip install croniter') from None
-    return croniter
-
-
 def _batch_of(runnable: list[_Claim]) -> list[_Claim]:
     """The claims to run together. A task tried before may be one that kills its worker: it runs
     alone, so it cannot cost other tasks their attempts (its batch-mates lose at most the one
@@ -1924,41 +2278,6 @@ def _batch_of(runnable: list[_Claim]) -> list[_Claim]:
     if not runnable or runnable[0].attempt > 1:
         return runnable[:1]
     return [claim for claim in runnable if claim.attempt == 1]
-
-
-def _set_autocommit(conn: Any, on: bool) -> None:
-    setting = getattr(conn, 'autocommit', None)
-    if callable(setting):       # pymysql, MySQLdb
-        setting(on)
-    elif setting is not None:   # psycopg, psycopg2, mysql.connector: an attribute
-        conn.autocommit = on
-
-
-def _dialect_named(name: str) -> Dialect:
-    try:
-        return DIALECTS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f'unknown dialect {name!r}; the dialects are {", ".join(DIALECTS)}') from None
-
-
-def _dialect_of(conn: Any) -> Dialect:
-    """The database behind a DB-API connection, told by the module its driver's class lives in
-    (remembered per class: enqueue asks on every call); SQLAlchemy's pooled wrapper is looked through."""
-    dialect = _DIALECT_OF_CLASS.get(type(conn))
-    if dialect is not None:
-        return dialect
-    inner = getattr(conn, 'dbapi_connection', None) or getattr(conn, 'driver_connection', None)
-    driver = type(inner if inner is not None else conn).__module__.split('.')[0]
-    if driver not in DRIVERS:
-        raise MQueueError(f'cannot tell the database behind a {driver}.{type(conn).__name__} connection: give '
-                          f'Registry(dialect=...) / mqueue.init(dialect=...) one of {", ".join(DIALECTS)}')
-    dialect = DIALECTS[DRIVERS[driver]]
-    if inner is None:
-        _DIALECT_OF_CLASS[type(conn)] = dialect
-    return dialect
-
-
-_DIALECT_OF_CLASS: dict[type, Dialect] = {}
 
 
 def _await_notification(conn: Any, timeout: float) -> bool:
@@ -1978,6 +2297,17 @@ def _await_notification(conn: Any, timeout: float) -> bool:
     return came
 
 
+# Helpers #########################################################################################
+
+
+def backoff(base: float, attempt: int) -> float:
+    """Seconds before retrying after failed attempt number ``attempt`` (1, 2, ...): base doubled
+    for each earlier retry, capped at MAX_BACKOFF, then jittered down by up to half. Always within
+    [d/2, d] where d = min(MAX_BACKOFF, base * 2 ** (attempt - 1))."""
+    ceiling = min(MAX_BACKOFF, base * 2.0 ** min(attempt - 1, 64))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
 def _jittered(seconds: float) -> float:
     return seconds * random.uniform(0.9, 1.1)
 
@@ -1989,222 +2319,11 @@ def _utc(value: dt.datetime | str) -> dt.datetime:
     return value.replace(tzinfo=dt.timezone.utc)
 
 
-def _filtered(statement: str, **columns: str | None) -> tuple[str, list]:
-    """A statement with ' AND column = %s' for each column given, and the parameters."""
-    params = []
-    for column, value in columns.items():
-        if value is not None:
-            statement += f' AND {column} = %s' if ' WHERE ' in statement else f' WHERE {column} = %s'
-            params.append(value)
-    return statement, params
-
-
-def _placeholders(n: int) -> str:
-    return ', '.join(['%s'] * n)
-
-
-def _identifier(name: str) -> str:
-    """A table name, accepted only as a plain identifier so it can be formatted into SQL."""
-    if not isinstance(name, str) or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]{0,63}', name):
-        raise ValueError(f'table name {name!r} is not a plain identifier (letters, digits, _; at most 64)')
-    return name
-
-
-def _checked_text(what: str, value: Any, limit: int) -> str:
-    if not isinstance(value, str) or not value:
-        raise TypeError(f'{what} must be a non-empty string, not {value!r}')
-    if '\x00' in value:   # PostgreSQL's text cannot hold it, and no name needs it
-        raise ValueError(f'{what} {value[:40]!r} contains a NUL character')
-    if len(value) > limit:
-        raise ValueError(f'{what} {value[:40]!r}... is {len(value)} characters; the {what} column holds {limit}')
-    return value
-
-
-def _checked_priority(priority: Any) -> int:
-    low, high = PRIORITY_RANGE
-    if isinstance(priority, bool) or not isinstance(priority, int) or not low <= priority <= high:
-        raise ValueError(f'priority must be a whole number from {low} to {high}, not {priority!r}')
-    return priority
-
-
-def _encode_args(name: str, args: Any) -> str:
-    if args is None:
-        args = []
-    elif isinstance(args, tuple):
-        args = list(args)
-    elif isinstance(args, Mapping):
-        bad = [key for key in args if not isinstance(key, str)]
-        if bad:
-            raise TypeError(f'keyword arguments of task {name!r} must have string keys, not {bad[0]!r}')
-    elif not isinstance(args, list):
-        raise TypeError(f'args of task {name!r} must be a list/tuple (positional) or a dict (keyword), '
-                        f'not {type(args).__name__}')
-    try:
-        encoded = json.dumps(args, allow_nan=False, separators=(',', ':'))
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise type(exc)(f'args of task {name!r} cannot be stored as JSON: {exc}') from None
-    if len(encoded) > ARGS_MAX_BYTES:   # ASCII (json escapes the rest), so characters are bytes
-        raise ValueError(f'args of task {name!r} are {len(encoded)} bytes of JSON; the args column holds '
-                         f'{ARGS_MAX_BYTES}')
-    return encoded
-
-
-def _encode_call(task: Task, args: tuple, kwargs: dict) -> list | dict:
-    """The stored form of a call: a list when positional only, else a dict of keyword arguments
-    (the original package's form). Checked against the signature so mistakes fail at enqueue."""
-    try:
-        bound = task.signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        raise TypeError(f'{task.name}(): {exc}') from None
-    if not kwargs:
-        return list(args)
-    call = {}
-    for name, value in bound.arguments.items():
-        kind = task.signature.parameters[name].kind
-        if kind is inspect.Parameter.VAR_KEYWORD:
-            call.update(value)
-        elif kind is inspect.Parameter.POSITIONAL_OR_KEYWORD or kind is inspect.Parameter.KEYWORD_ONLY:
-            call[name] = value
-        elif value != ():
-            raise TypeError(f'{task.name}(): a call mixing keyword arguments with positional-only or '
-                            f'*args parameters cannot be stored; pass all arguments positionally')
-    return call
-
-
-def _due(delay: Any, eta: Any) -> tuple[dt.datetime | None, int]:
-    """(eta as naive UTC or None, delay in microseconds) for SQL_ENQUEUE."""
-    if delay is not None and eta is not None:
-        raise TypeError('give delay or eta, not both')
-    if eta is not None:
-        if not isinstance(eta, dt.datetime):
-            raise TypeError(f'eta must be a datetime, not {type(eta).__name__}')
-        if eta.tzinfo is None or eta.tzinfo.utcoffset(eta) is None:
-            raise ValueError('eta must be timezone-aware, e.g. datetime.now(timezone.utc) + timedelta(hours=1); '
-                             'a naive datetime is ambiguous and is not guessed at')
-        return eta.astimezone(dt.timezone.utc).replace(tzinfo=None), 0
-    if delay is None:
-        return None, 0
-    return None, _microseconds('delay', delay)
-
-
-def _microseconds(what: str, duration: Any) -> int:
-    """A checked duration (seconds or a timedelta) in microseconds."""
-    seconds = duration.total_seconds() if isinstance(duration, dt.timedelta) else duration
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < 10 ** 10:
-        raise ValueError(f'{what} must be a non-negative number of seconds or a timedelta, not {duration!r}')
-    return int(seconds * 1e6)
-
-
-def _ambient_connection(registry: Registry) -> Any:
-    context = _current.get(None)
-    if context is not None:
-        return context.connection
-    if registry.connection is not None:
-        return registry.connection()
-    raise NoConnectionError('no connection to enqueue on: call this inside a running task, pass connection=, '
-                            'or give mqueue.init(connection=...) a callable returning your current connection')
-
-
-def _describe_error(exc: BaseException, short: bool = False) -> str:
-    try:
-        head = f'{type(exc).__name__}: {exc}'
-    except Exception:   # an exception whose __str__ fails must not stop its own bookkeeping
-        head = f'{type(exc).__name__}: <unprintable>'
-    if short:   # the first line: PostgreSQL adds the statement and a caret on the next ones
-        return head.strip().split('\n', 1)[0][:300]
-    return _cut(head + '\n' + ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-
-
-def _cut(text: str) -> str:
-    """Keep an error within ERROR_MAX characters: its head (type, message) and its tail (where it
-    was raised); lone surrogates (undecodable file names, say) are escaped so the driver can send it."""
-    text = text.encode('utf-8', 'backslashreplace').decode('utf-8')
-    if len(text) <= ERROR_MAX:
-        return text
-    head = ERROR_MAX // 4
-    return f'{text[:head]}\n... [{len(text) - ERROR_MAX} characters cut] ...\n{text[-(ERROR_MAX - head - 50):]}'
-
-
 def _import_tree(package: str) -> None:
     """Import a package and all its submodules, so every task in it registers."""
     module = importlib.import_module(package)
     for info in pkgutil.walk_packages(getattr(module, '__path__', []), prefix=package + '.'):
         importlib.import_module(info.name)
-
-
-def connect_url(url: str) -> Callable[[], Any]:
-    """A connect callable for a database URL; each call opens a new connection.
-
-    ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (the standard library's
-    sqlite3); ``postgresql://user:password@host:port/db`` (psycopg 3, else psycopg2;
-    ``postgresql+psycopg2://`` picks one); ``mysql://user:password@host:port/db`` (pymysql, else
-    mysqlclient, else mysql-connector-python; ``mysql+mysqldb://`` or ``mysql+connector://`` picks
-    one). The callable's ``description`` names the database without the password.
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:   # its text may quote part of the password: say what is wrong, not what is there
-        raise ValueError('bad database URL: its host or port cannot be read (percent-encode any / ? # @ : '
-                         'in the user name and password)') from None
-    scheme, _, driver = parts.scheme.partition('+')
-    if scheme == 'sqlite':
-        path = unquote(parts.path[1:] if parts.path.startswith('/') else parts.path)
-        if parts.netloc or not path:
-            raise ValueError(f'bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db')
-
-        def connect() -> Any:
-            import sqlite3
-            return sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT)
-        connect.description = f'sqlite:///{path}'
-        return connect
-    if scheme not in ('mysql', 'mariadb', 'postgresql', 'postgres'):
-        raise ValueError(f'unsupported database URL scheme {parts.scheme!r}: use sqlite:///path.db, '
-                         'postgresql://user:password@host/db or mysql://user:password@host/db')
-    postgres = scheme.startswith('postgres')
-    options = {
-        'host': parts.hostname or '127.0.0.1', 'port': port or (5432 if postgres else 3306),
-        'user': unquote(parts.username) if parts.username else ('postgres' if postgres else 'root'),
-        'password': unquote(parts.password) if parts.password else '',
-        'database': unquote(parts.path.lstrip('/')) or None,
-    }
-    drivers = {'postgresql': ('psycopg', 'psycopg2'), 'postgres': ('psycopg', 'psycopg2'),
-               'mysql': ('pymysql', 'MySQLdb', 'mysql.connector'),
-               'mariadb': ('pymysql', 'MySQLdb', 'mysql.connector')}[scheme]
-    if driver:
-        chosen = {'pymysql': 'pymysql', 'mysqldb': 'MySQLdb', 'mysqlclient': 'MySQLdb', 'connector': 'mysql.connector',
-                  'mysqlconnector': 'mysql.connector', 'mysql.connector': 'mysql.connector',   # (SQLAlchemy's)
-                  'psycopg': 'psycopg', 'psycopg3': 'psycopg', 'psycopg2': 'psycopg2'}.get(driver.lower())
-        if chosen not in drivers:
-            raise ValueError(f'unknown driver {driver!r} for {scheme}: use one of {", ".join(drivers)}')
-        drivers = (chosen,)
-
-    def connect() -> Any:
-        module = _first_importable(drivers)
-        if postgres:
-            return module.connect(host=options['host'], port=options['port'], user=options['user'],
-                                  password=options['password'], dbname=options['database'] or options['user'])
-        if module.__name__ == 'mysql.connector':
-            # Named, as PyMySQL does: for a server whose version reads 8.0 or more (MariaDB 11 too)
-            # mysql-connector 9+ would pick utf8mb4_0900_ai_ci, which MariaDB before 11.4.5 lacks.
-            return module.connect(charset='utf8mb4', collation='utf8mb4_general_ci', autocommit=False, **options)
-        return module.connect(charset='utf8mb4', autocommit=False, **options)
-    connect.description = f"{scheme}://{options['user']}@{options['host']}:{options['port']}/{options['database'] or ''}"
-    return connect
-
-
-def _first_importable(modules: Sequence[str]) -> Any:
-    for name in modules:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    package = {'MySQLdb': 'mysqlclient', 'mysql.connector': 'mysql-connector-python'}.get(modules[0], modules[0])
-    raise MQueueError(f'no driver for this database: pip install {package}')
-
-
-# The registry behind the module-level task(), init(), enqueue(); made here, once its helpers exist.
-default_registry = Registry()
 
 
 # CLI #############################################################################################
@@ -2405,8 +2524,8 @@ def _cancel(args: argparse.Namespace) -> int:
             if registry.cancel(conn, task_id):
                 cancelled.append(task_id)
             else:
-                running = registry._find(conn, *_filtered(SQL_FIND, id=task_id))
-                refused[task_id] = 'a worker is running it' if running else 'no such task (finished, or never enqueued)'
+                refused[task_id] = ('a worker is running it' if registry.exists(conn, task_id)
+                                    else 'no such task (finished, or never enqueued)')
     if args.json:
         _print_json({'cancelled': cancelled, 'not_cancelled': [{'id': i, 'reason': r} for i, r in refused.items()]})
     elif cancelled:
@@ -2434,7 +2553,7 @@ def _enqueue(args: argparse.Namespace) -> int:
         problem = task.check_call(args.args)
         if problem:
             raise MQueueError(f'{args.name}() cannot take these arguments: {problem}')
-    queue = registry._placement(args.name, args.queue, args.priority)[0]
+    queue = registry.placement(args.name, args.queue, args.priority)[0]
     with _transaction(connect) as conn:
         task_id = registry.enqueue(conn, args.name, args.args, queue=queue, delay=args.delay, priority=args.priority)
     if args.json:
@@ -2446,7 +2565,7 @@ def _enqueue(args: argparse.Namespace) -> int:
 
 def _list_crons(args: argparse.Namespace) -> int:
     registry, connect = _open_database(args, tasks=True)
-    rows = _cron_rows(registry, connect)
+    rows = _CronScheduler(registry, None, functools.partial(_transaction, connect)).listing()
     if args.json:
         _print_json(rows)
     else:
@@ -2506,26 +2625,6 @@ def _transaction(connect: Callable[[], Any]) -> Iterator[Any]:
         raise
     finally:
         conn.close()
-
-
-def _cron_rows(registry: Registry, connect: Callable[[], Any]) -> list[dict]:
-    """Every declared cron, then every cron row no cron here declares."""
-    with _transaction(connect) as conn:
-        dialect = registry.dialect_of(conn)
-        cursor = conn.cursor()
-        cursor.execute(registry._sql(SQL_CRON_ALL, dialect))
-        rows = {(queue, name): _utc(last) for queue, name, last in cursor.fetchall()}
-        cursor.execute(registry._sql(SQL_NOW, dialect))
-        now = _utc(cursor.fetchone()[0])
-    listed = []
-    for name, schedule in sorted(registry.crons.items()):
-        queue = schedule.task.queue or registry.queue
-        last = rows.pop((queue, name), None)
-        listed.append({'name': name, 'queue': queue, 'expression': schedule.expression, 'zone': schedule.tz.key,
-                       'last': last, 'next': schedule.next_fire(last or now)})
-    for (queue, name), last in sorted(rows.items()):
-        listed.append({'name': name, 'queue': queue, 'expression': None, 'zone': None, 'last': last, 'next': None})
-    return listed
 
 
 def _print_table(header: Sequence[str], rows: list[Sequence]) -> None:
@@ -2609,7 +2708,7 @@ def _argument(check: Callable[[str], Any]) -> Callable[[str], Any]:
 
 _name_arg = _argument(lambda text: _checked_text('name', text, NAME_MAX))
 _queue_arg = _argument(lambda text: _checked_text('queue', text, QUEUE_MAX))
-_priority_arg = _argument(lambda text: _checked_priority(int(text)))
+_priority_arg = _argument(lambda text: _whole_number('priority', int(text), *PRIORITY_RANGE))
 
 
 def _positive_int(text: str) -> int:
@@ -2624,4 +2723,3 @@ if __name__ == '__main__':
     # register where the worker looks.
     import mqueue
     sys.exit(mqueue.main())
-

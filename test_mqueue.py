@@ -12,6 +12,7 @@ backends.
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import math
@@ -73,13 +74,12 @@ class Backend:
         return text if self.dialect.param == '%s' else text.replace('%s', self.dialect.param)
 
     def connection_id(self, cursor):
-        cursor.execute({'mysql': 'SELECT CONNECTION_ID()', 'postgresql': 'SELECT pg_backend_pid()'}[self.dialect.name])
+        cursor.execute(self.dialect.connection_info)   # (connection id, server version)
         return cursor.fetchone()[0]
 
     def kill(self, db, connection_id):
-        """End another connection of this server, as an admin would."""
-        query(db, {'mysql': 'KILL %s', 'postgresql': 'SELECT pg_terminate_backend(%s)'}[self.dialect.name],
-              (connection_id,))
+        """End another connection of this server, as an admin would (and a cold shutdown does)."""
+        query(db, self.dialect.kill, (connection_id,))
 
     def lock_timeout(self, cursor, seconds):
         cursor.execute({'mysql': f'SET SESSION innodb_lock_wait_timeout = {seconds}',
@@ -170,6 +170,24 @@ def server(backend):
 def connect(**options):
     """A new connection to the running test's backend (autocommit off unless asked)."""
     return B.connect(**options)
+
+
+@contextlib.contextmanager
+def committed():
+    """A new connection for the test's own writes, as an application's: committed after the
+    block, and closed."""
+    conn = connect()
+    try:
+        yield conn
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def enqueued(reg, name, args=None, **options):
+    """One task enqueued and committed, as an application would; its id."""
+    with committed() as conn:
+        return reg.enqueue(conn, name, args, **options)
 
 
 def wait_for(predicate, timeout=15.0, interval=0.02):
@@ -510,10 +528,7 @@ def test_readme_upgrade_turns_a_0_2_table_into_the_current_one(db, reg):
             if statement.strip():
                 query(db, statement)
         old.task(name='t')(lambda: None)
-        conn = connect()
-        old.enqueue(conn, 't', [])
-        conn.commit()
-        conn.close()
+        enqueued(old, 't', [])
         assert postgresql_table_definition(db, old.table) != postgresql_table_definition(db, reg.table)
         statements = upgrade_from_0_2_sql('postgresql')
         assert statements and upgrade_from_0_2_sql('mysql') == upgrade_from_0_2_sql('sqlite') == []
@@ -745,7 +760,7 @@ def big_text(n):
     (lambda r, c: r.enqueue(c, 'x', [], dely=3), 'unexpected keyword'),
     (lambda r, c: r.enqueue(c, 'x', [], eta=dt.datetime(2030, 1, 1)), 'timezone-aware'),
     (lambda r, c: r.enqueue(c, 'x', [], eta='2030-01-01'), 'datetime'),
-    (lambda r, c: r.enqueue(c, 'x', [], delay=-1), 'non-negative'),
+    (lambda r, c: r.enqueue(c, 'x', [], delay=-1), 'delay must be a number of seconds from 0'),
     (lambda r, c: r.enqueue(c, 'x', [], delay=1, eta=dt.datetime.now(UTC)), 'not both'),
     (lambda r, c: r.enqueue(c, 'x', [], priority=40000), 'priority'),
     (lambda r, c: r.enqueue(c, 'x', [], priority=1.5), 'priority'),
@@ -841,10 +856,7 @@ def test_a_tasks_writes_and_its_completion_commit_together(db, reg, ledger):
         write_ledger(ledger)
         started.set()
         assert proceed.wait(10)
-    conn = connect()
-    task_id = reg.enqueue(conn, 'w', [])
-    conn.commit()
-    conn.close()
+    task_id = enqueued(reg, 'w', [])
     thread = threading.Thread(target=worker(reg).run_once)
     thread.start()
     assert started.wait(10)
@@ -866,18 +878,15 @@ def test_a_failed_attempt_rolls_back_its_writes_but_records_the_retry(db, reg, l
         inside.set()
         assert proceed.wait(10)
         raise ValueError('no such mailbox')
-    conn = connect()
-    task_id = reg.enqueue(conn, 'f', [])
-    conn.commit()
-    conn.close()
+    task_id = enqueued(reg, 'f', [])
     first = worker(reg, lease=0.05)
-    record_failure = first._record_failure
+    record_failure = first._retry_or_bury
 
     def paused_record_failure(*args):    # hold the worker between its rollback and its bookkeeping
         bookkeeping.set()
         assert finish.wait(10)
         return record_failure(*args)
-    first._record_failure = paused_record_failure
+    first._retry_or_bury = paused_record_failure
     thread = threading.Thread(target=first.run_once)
     thread.start()
     try:
@@ -948,10 +957,7 @@ def test_a_bad_row_goes_dead_at_once_and_the_worker_carries_on(db, reg, name, ar
     reg.task(name='good')(lambda x: ran.append(x))
     query(db, f"INSERT INTO {reg.table} (args, eta, name, queue) VALUES (%s, {B.now}, %s, 'default')",
           (args, name))
-    conn = connect()
-    reg.enqueue(conn, 'good', [7])
-    conn.commit()
-    conn.close()
+    enqueued(reg, 'good', [7])
     dead = []
     hooks = {'task_dead': lambda context, error, **info: dead.append((context.name, error))}
     assert worker(reg, hooks=hooks).run(burst=True) == 2
@@ -1053,10 +1059,7 @@ def test_two_processes_with_threads_never_run_a_task_twice(db, reg, ledger, tmp_
 
 
 def test_a_sigkilled_workers_task_comes_back_after_the_lease(db, reg, ledger, tmp_path):
-    conn = connect()
-    task_id = reg.enqueue(conn, 'slow', [])
-    conn.commit()
-    conn.close()
+    task_id = enqueued(reg, 'slow', [])
     child = spawn(spec_for(reg, ledger, tmp_path, lease=1))
     wait_for(lambda: list(tmp_path.glob('started-*-0')))
     child.kill()
@@ -1074,11 +1077,9 @@ def test_a_sigkilled_workers_task_comes_back_after_the_lease(db, reg, ledger, tm
 
 @pytest.mark.parametrize('how', ['exit', 'segfault'])
 def test_a_task_that_kills_its_worker_every_time_ends_dead(db, reg, ledger, tmp_path, how):
-    conn = connect()
-    reg.enqueue(conn, 'crash', [how])
-    reg.enqueue(conn, 'record', [1], delay=0.5)
-    conn.commit()
-    conn.close()
+    with committed() as conn:
+        reg.enqueue(conn, 'crash', [how])
+        reg.enqueue(conn, 'record', [1], delay=0.5)
     for _ in range(10):   # a supervisor restarting the worker each time it dies
         child = spawn(spec_for(reg, ledger, tmp_path, lease=0.2, retries=2, burst=True))
         child.communicate(timeout=60)
@@ -1093,12 +1094,10 @@ def test_a_task_that_kills_its_worker_every_time_ends_dead(db, reg, ledger, tmp_
 
 
 def test_a_crashing_task_does_not_use_up_its_batch_mates_attempts(db, reg, ledger, tmp_path):
-    conn = connect()
-    reg.enqueue(conn, 'record', [1], priority=-1)
-    reg.enqueue(conn, 'crash', [])
-    reg.enqueue(conn, 'record', [2], priority=1)
-    conn.commit()
-    conn.close()
+    with committed() as conn:
+        reg.enqueue(conn, 'record', [1], priority=-1)
+        reg.enqueue(conn, 'crash', [])
+        reg.enqueue(conn, 'record', [2], priority=1)
     for _ in range(15):
         child = spawn(spec_for(reg, ledger, tmp_path, lease=0.2, retries=2, burst=True, batch=3))
         child.communicate(timeout=60)
@@ -1193,10 +1192,7 @@ def test_a_killed_connection_is_replaced_and_the_task_runs_again(db, reg, ledger
             assert proceed.wait(10)
         else:
             second.set()
-    conn = connect()
-    task_id = reg.enqueue(conn, 'k', [])
-    conn.commit()
-    conn.close()
+    task_id = enqueued(reg, 'k', [])
     w = worker(reg, lease=1)
     thread = run_in_thread(w)
     try:
@@ -1234,10 +1230,8 @@ def test_a_task_that_loses_its_transaction_is_recorded_and_its_batch_handed_back
             with cursor_of(context.connection) as cursor:
                 B.kill(db, B.connection_id(cursor))
                 cursor.execute('SELECT 1')      # raises: the connection is gone
-    conn = connect()
-    first, killer, third = (reg.enqueue(conn, 'b', [label]) for label in ('first', 'killer', 'third'))
-    conn.commit()
-    conn.close()
+    with committed() as conn:
+        first, killer, third = (reg.enqueue(conn, 'b', [label]) for label in ('first', 'killer', 'third'))
     w = worker(reg, batch=3)
     assert w.run_once() == 3
     assert ran == [('first', 0), ('killer', 0)]
@@ -1350,11 +1344,9 @@ def test_two_tasks_that_deadlock_each_other_both_complete_uncounted(db, reg, led
             cursor.execute(f'SELECT note FROM {ledger} WHERE id = %s FOR UPDATE', (second,))   # one of them: 1213
             cursor.fetchall()
             cursor.execute(f'INSERT INTO {ledger} (task_id, note) VALUES (%s, %s)', (mqueue.current().id, label))
-    conn = connect()
-    reg.enqueue(conn, 'swap', ['a', 1001, 1002])
-    reg.enqueue(conn, 'swap', ['b', 1002, 1001])
-    conn.commit()
-    conn.close()
+    with committed() as conn:
+        reg.enqueue(conn, 'swap', ['a', 1001, 1002])
+        reg.enqueue(conn, 'swap', ['b', 1002, 1001])
     hooks = {'task_failed': lambda context, **info: failures.append(info['error'])}
     workers = [worker(reg, hooks=hooks) for _ in range(2)]
     threads = [threading.Thread(target=w.run, kwargs={'burst': True}) for w in workers]
@@ -1387,10 +1379,7 @@ def test_a_lock_wait_timeout_in_a_task_runs_it_again_uncounted(db, reg, ledger):
             cursor.fetchall()
         if len(attempts) == 1:
             raise AssertionError('the first attempt should have timed out')
-    conn = connect()
-    reg.enqueue(conn, 'waits', [])
-    conn.commit()
-    conn.close()
+    enqueued(reg, 'waits', [])
     w = worker(reg, hooks={'task_failed': lambda context, error, **info: failures.append(error)})
     try:
         assert w.run_once() == 1                  # timed out: handed back, uncounted, due at once
@@ -1525,11 +1514,9 @@ def test_an_error_whose_text_cannot_be_encoded_is_still_recorded(db, reg):
         if kind == 'surrogate':
             raise OSError('cannot import ' + os.fsdecode(b'caf\xe9.csv'))
         raise Unprintable()
-    conn = connect()
-    reg.enqueue(conn, 'bad_text', ['surrogate'])
-    reg.enqueue(conn, 'bad_text', ['unprintable'])
-    conn.commit()
-    conn.close()
+    with committed() as conn:
+        reg.enqueue(conn, 'bad_text', ['surrogate'])
+        reg.enqueue(conn, 'bad_text', ['unprintable'])
     assert worker(reg).run(burst=True) == 2
     errors = [r['last_error'] for r in tasks_in(db, reg)]
     assert errors[0].startswith('OSError: cannot import caf\\udce9.csv')
@@ -1544,11 +1531,9 @@ def test_a_task_raising_anything_fails_alone_and_leaves_no_context_behind(db, re
     def poison():
         raise raised
     reg.task(name='after')(lambda: ran.append(1))
-    conn = connect()
-    reg.enqueue(conn, 'poison', [])
-    reg.enqueue(conn, 'after', [])
-    conn.commit()
-    conn.close()
+    with committed() as conn:
+        reg.enqueue(conn, 'poison', [])
+        reg.enqueue(conn, 'after', [])
     assert worker(reg).run(burst=True) == 2 and ran == [1]      # the worker carried on
     row, = tasks_in(db, reg)
     assert row['dead_at'] and row['last_error'].startswith(type(raised).__name__)
@@ -1561,10 +1546,7 @@ def test_a_task_that_closes_its_connection_fails_and_the_worker_reconnects(db, r
     def closer():
         if mqueue.current().retries == 0:
             mqueue.current().connection.close()
-    conn = connect()
-    reg.enqueue(conn, 'closer', [])
-    conn.commit()
-    conn.close()
+    enqueued(reg, 'closer', [])
     failures = []
     w = worker(reg, hooks={'task_failed': lambda context, error, **info: failures.append(error)})
     assert w.run(burst=True) == 2 and tasks_in(db, reg) == []
@@ -1588,11 +1570,9 @@ def test_retry_dead_never_waits_on_a_running_task(db, reg):
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_lets_the_running_task_finish_then_exits_0(db, reg, ledger, tmp_path, signum):
-    conn = connect()
-    task_id = reg.enqueue(conn, 'slow', [])
-    reg.enqueue(conn, 'slow', [], delay=0.5)    # must not be started once the worker is stopping
-    conn.commit()
-    conn.close()
+    with committed() as conn:
+        task_id = reg.enqueue(conn, 'slow', [])
+        reg.enqueue(conn, 'slow', [], delay=0.5)    # must not be started once the worker is stopping
     child = spawn(spec_for(reg, ledger, tmp_path))
     wait_for(lambda: list(tmp_path.glob('started-*-0')))
     child.send_signal(signum)
@@ -1608,10 +1588,7 @@ def test_a_signal_lets_the_running_task_finish_then_exits_0(db, reg, ledger, tmp
 def test_a_signal_while_the_worker_connects_at_start_up_is_a_clean_stop(db, reg, ledger, tmp_path):
     """systemd and Kubernetes stop a worker whenever a deploy says so, even one still connecting
     (issue 12: the handlers were installed after the first connection, and SIGTERM killed it)."""
-    conn = connect()
-    reg.enqueue(conn, 'record', [1])
-    conn.commit()
-    conn.close()
+    enqueued(reg, 'record', [1])
     child = spawn(spec_for(reg, ledger, tmp_path, gated_connect=True))
     wait_for(lambda: (tmp_path / 'connecting').exists())
     child.send_signal(signal.SIGTERM)
@@ -1653,11 +1630,9 @@ def test_a_signal_while_the_cli_worker_imports_its_tasks_is_a_clean_stop(tmp_pat
 def test_a_success_is_logged_only_once_it_has_committed(db, reg, ledger, tmp_path):
     """An operator reads the log as the record: a worker killed between a task's return and its
     batch's commit must not have logged a success that was rolled back (issue 12)."""
-    conn = connect()
-    returned = reg.enqueue(conn, 'record', [1])
-    reg.enqueue(conn, 'crash', [])    # its batch-mate: ends the process before the batch commits
-    conn.commit()
-    conn.close()
+    with committed() as conn:
+        returned = reg.enqueue(conn, 'record', [1])
+        reg.enqueue(conn, 'crash', [])    # its batch-mate: ends the process before the batch commits
     child = spawn(spec_for(reg, ledger, tmp_path, batch=2, log_level='INFO'))
     out, _ = child.communicate(timeout=20)
     assert child.returncode == 3, out                                  # crash's os._exit(3)
@@ -1672,10 +1647,7 @@ def test_a_success_is_logged_only_once_it_has_committed(db, reg, ledger, tmp_pat
 
 
 def test_a_second_signal_abandons_the_task_and_hands_it_back(db, reg, ledger, tmp_path):
-    conn = connect()
-    reg.enqueue(conn, 'slow', [])
-    conn.commit()
-    conn.close()
+    enqueued(reg, 'slow', [])
     child = spawn(spec_for(reg, ledger, tmp_path))
     wait_for(lambda: list(tmp_path.glob('started-*-0')))
     child.send_signal(signal.SIGTERM)
@@ -1691,11 +1663,9 @@ def test_a_second_signal_abandons_the_task_and_hands_it_back(db, reg, ledger, tm
 
 @only('mysql', 'postgresql')   # (SQLite runs one task at a time, whatever the threads)
 def test_a_second_signal_hands_back_every_threads_task(db, reg, ledger, tmp_path):
-    conn = connect()
-    reg.enqueue(conn, 'slow', [])
-    reg.enqueue(conn, 'slow', [])
-    conn.commit()
-    conn.close()
+    with committed() as conn:
+        reg.enqueue(conn, 'slow', [])
+        reg.enqueue(conn, 'slow', [])
     child = spawn(spec_for(reg, ledger, tmp_path, concurrency=2))
     wait_for(lambda: len(list(tmp_path.glob('started-*-0'))) == 2)
     child.send_signal(signal.SIGTERM)
@@ -1763,10 +1733,8 @@ def test_stopping_after_a_batch_leaves_the_other_tasks_unclaimed(db, reg, ledger
     @reg.task(name='step')
     def step(i):
         write_ledger(ledger, str(i))
-    conn = connect()
-    reg.enqueue_many(conn, 'step', [[i] for i in range(6)])
-    conn.commit()
-    conn.close()
+    with committed() as conn:
+        reg.enqueue_many(conn, 'step', [[i] for i in range(6)])
     w = worker(reg, batch=2)
     original = w._process
 
@@ -1853,10 +1821,8 @@ def test_hooks_wrap_tasks_and_report_events_and_a_failing_hook_is_only_logged(db
     @reg.task(name='bad', retries=1, backoff=0)
     def bad():
         raise KeyError('k')
-    conn = connect()
-    good_id, bad_id = reg.enqueue(conn, 'good', []), reg.enqueue(conn, 'bad', [])
-    conn.commit()
-    conn.close()
+    with committed() as conn:
+        good_id, bad_id = reg.enqueue(conn, 'good', []), reg.enqueue(conn, 'bad', [])
     assert worker(reg, hooks=hooks).run(burst=True) == 3
     assert events == [('enter', 'good'), ('exit', 'good'), ('ok', good_id, True), ('enter', 'bad'),
                       ('failed', bad_id, 'KeyError'), ('enter', 'bad'), ('dead', bad_id)]
@@ -1925,10 +1891,7 @@ def test_sqlalchemy_session_adapter(db, reg):
 
 def make_dead(db, reg, name='gone', queue='default', days_ago=0.0, error='ValueError: boom\nTraceback ...'):
     """A dead task, as a worker leaves one, that died some days ago; its id."""
-    conn = connect()
-    task_id = reg.enqueue(conn, name, ['x'], queue=queue)
-    conn.commit()
-    conn.close()
+    task_id = enqueued(reg, name, ['x'], queue=queue)
     query(db, f'UPDATE {reg.table} SET dead_at = {B.at(-days_ago * 86400)}, retries = 4, last_error = %s '
               f'WHERE id = %s', (error, task_id))
     return task_id
@@ -2089,10 +2052,7 @@ def test_a_worker_without_its_tables_stops_with_advice(db, reg):
                 cursor.execute(re.sub(r'\n\s*claimed_at [^\n]*', '', statement))
     try:
         old.task(name='t')(lambda: None)
-        conn = connect()
-        old.enqueue(conn, 't', [])
-        conn.commit()
-        conn.close()
+        enqueued(old, 't', [])
         with pytest.raises(mqueue.MQueueError, match='lacks a column.*Upgrading'):
             mqueue.Worker(connect, registry=old, poll_interval=0.01).run()
         # README's statement for this database upgrades it, and the task runs
@@ -2123,10 +2083,8 @@ def test_worker_logs_start_connection_each_attempt_with_its_outcome_and_stop(db,
     @reg.task(name='doomed', retries=0)
     def doomed():
         raise ValueError('never')
-    conn = connect()
-    ids = {name: reg.enqueue(conn, name, []) for name in ('fine', 'flaky', 'doomed')}
-    conn.commit()
-    conn.close()
+    with committed() as conn:
+        ids = {name: reg.enqueue(conn, name, []) for name in ('fine', 'flaky', 'doomed')}
     connect_ = mqueue.connect_url(B.url)
     assert mqueue.Worker(connect_, registry=reg, poll_interval=0.01, batch=1).run(burst=True) == 4
     records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == 'mqueue']
@@ -2162,11 +2120,9 @@ def test_no_password_in_any_log_line_or_cli_error(db, reg, tmp_path, caplog, cap
         (tmp_path / package / '__init__.py').write_text(
             'import mqueue\n\n@mqueue.task(name="pw_ok")\ndef ok():\n    pass\n\n'
             '@mqueue.task(name="pw_bad", retries=0)\ndef bad():\n    raise ValueError("no")\n')
-        conn = connect()
-        reg.enqueue(conn, 'pw_ok', [])
-        reg.enqueue(conn, 'pw_bad', [])
-        conn.commit()
-        conn.close()
+        with committed() as conn:
+            reg.enqueue(conn, 'pw_ok', [])
+            reg.enqueue(conn, 'pw_bad', [])
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         runs = [subprocess.run([sys.executable, '-m', 'mqueue', *argv], cwd=tmp_path, env=env, capture_output=True,
                                text=True, timeout=60) for argv in (
@@ -2194,10 +2150,7 @@ def test_no_password_in_any_log_line_or_cli_error(db, reg, tmp_path, caplog, cap
             wait_for(lambda: any(r.getMessage().startswith('connected to') for r in caplog.records))
             for (connection_id,) in query(db, 'SELECT id FROM information_schema.processlist WHERE user = %s', (user,)):
                 B.kill(db, connection_id)
-            conn = connect()
-            task_id = reg.enqueue(conn, 'pw_ok', [])
-            conn.commit()
-            conn.close()
+            task_id = enqueued(reg, 'pw_ok', [])
             wait_for(lambda: task_id not in [row['id'] for row in tasks_in(db, reg)])
             wait_for(lambda: any(r.getMessage().startswith('reconnected to') for r in caplog.records))
         finally:
@@ -2276,10 +2229,7 @@ def test_readme_retention_cron_purges_dead_tasks_older_than_30_days(db, reg, mon
     assert reg.crons[name].expression == '17 3 * * *'
     make_dead(db, reg, days_ago=31)                            # to be purged
     recent = make_dead(db, reg, days_ago=29)
-    conn = connect()
-    reg.enqueue(conn, name, [])                              # as its cron would, at 03:17
-    conn.commit()
-    conn.close()
+    enqueued(reg, name, [])                              # as its cron would, at 03:17
     assert worker(reg, crons=False).run(burst=True) == 1
     assert [row['id'] for row in tasks_in(db, reg)] == [recent]
 
@@ -2488,10 +2438,7 @@ def test_worker_imports_every_module_of_a_tasks_package(reg, tmp_path, monkeypat
 def test_cli_worker_runs_tasks_from_a_package(db, reg, tmp_path):
     package = f'tasks_{uuid.uuid4().hex[:8]}'
     make_tasks_package(tmp_path, package)
-    conn = connect()
-    reg.enqueue(conn, 'deep', [str(tmp_path / 'out')])
-    conn.commit()
-    conn.close()
+    enqueued(reg, 'deep', [str(tmp_path / 'out')])
     env = dict(os.environ, MQUEUE_DATABASE_URL=B.url, PYTHONPATH=str(ROOT))
     done = subprocess.run([sys.executable, '-m', 'mqueue', 'worker', '--tasks', package, '--table', reg.table,
                            '--burst'], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
@@ -2754,12 +2701,12 @@ def test_no_pile_up_unless_overlap_is_allowed(db, reg):
     reg.cron('@hourly', name='overlapping', overlap=True)(lambda: None)
     scheduler = worker(reg, queues=['nothing-runs-here'])       # serves no task: only schedules
     scheduler.queues = None
-    scheduler._schedule_crons()                                 # creates both rows
+    scheduler.scheduler.run_due()                               # creates both rows
 
     def fire():
         move_cron_back(db, reg, 7200)
-        scheduler._cron_due.clear()
-        scheduler._schedule_crons()
+        scheduler.scheduler._due.clear()
+        scheduler.scheduler.run_due()
         return sorted(r['name'] for r in tasks_in(db, reg))
     assert fire() == ['overlapping', 'single']
     assert fire() == ['overlapping', 'overlapping', 'single']   # single's first task is still pending
@@ -2788,8 +2735,8 @@ def test_workers_with_skewed_clocks_schedule_by_the_database_clock(db, reg, ledg
     caplog.set_level(logging.DEBUG, logger='mqueue')
     reg.cron('* * * * * *', name='tick', overlap=True)(lambda: write_ledger(ledger))
     workers = [worker(reg, poll_interval=0.05) for _ in range(2)]
-    workers[0]._clock = lambda: time.time() + 3600              # an hour fast
-    workers[1]._clock = lambda: time.time() - 3600              # an hour slow
+    workers[0].scheduler.clock = lambda: time.time() + 3600     # an hour fast
+    workers[1].scheduler.clock = lambda: time.time() - 3600     # an hour slow
     threads = [run_in_thread(w) for w in workers]
     try:
         wait_for(lambda: query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] >= 3, timeout=20, interval=0.05)
@@ -2943,10 +2890,7 @@ def test_any_json_args_round_trip_through_enqueue_and_a_worker(db, reg):
         got = []
         name = f'echo{uuid.uuid4().hex[:6]}'
         reg.task(name=name)(lambda *a, **k: got.append(list(a) if isinstance(args, list) else k))
-        conn = connect()
-        reg.enqueue(conn, name, args)
-        conn.commit()
-        conn.close()
+        enqueued(reg, name, args)
         assert worker(reg).run(burst=True) == 1
         assert got == [args]
     round_trip()
@@ -2984,7 +2928,8 @@ def test_a_worker_needs_only_row_privileges_on_the_two_tables(db, reg, tmp_path,
         conn.commit()
         conn.close()
         assert mqueue.Worker(as_user, registry=reg, poll_interval=0.01).run(burst=True) == 1 and ran == [1]
-        assert [row['name'] for row in mqueue._cron_rows(reg, as_user)] == ['c']   # what `mqueue crons` reads
+        listing = mqueue._CronScheduler(reg, None, functools.partial(mqueue._transaction, as_user)).listing()
+        assert [row['name'] for row in listing] == ['c']   # what `mqueue crons` reads
         conn = as_user()   # and what status, dead, retry, cancel and purge do
         dead_id = reg.enqueue(conn, 'gone', [])
         query(conn, f'UPDATE {reg.table} SET dead_at = UTC_TIMESTAMP(6) WHERE id = %s', (dead_id,))

@@ -298,7 +298,7 @@ def scale(n_idle, n, batch, workers=2):
     conn.commit()
     cursor.execute(f'ANALYZE TABLE {BIG_TABLE}')
     cursor.fetchall()
-    cursor.execute('EXPLAIN ' + BIG._sql(mqueue.SQL_CLAIM, mqueue.DIALECTS['mysql']), ('default', 0, batch))
+    cursor.execute('EXPLAIN ' + BIG.sql(mqueue.SQL_CLAIM, mqueue.DIALECTS['mysql']), ('default', 0, batch))
     plan = cursor.fetchall()[0]
     conn.close()
     fill(n, BIG)
