@@ -301,6 +301,11 @@ class Dialect:
     connection_info = ''         # (connection id, server version)
     whereabouts = ''             # where the connection is, for the log: host:port/database, or the file
     schema = ''
+    # How connect_url reaches it: its URL schemes, and the driver modules it tries in this order,
+    # under the names a URL's scheme+driver gives them; a server's default port and user.
+    schemes: tuple[str, ...] = ()
+    drivers: Mapping[str, str] = {}
+    port, user = 0, ''
     FRAGMENTS = ('now', 'later', 'claim_index', 'skip_locked', 'for_update', 'insert_ignore',
                  'on_conflict_ignore', 'enqueue_head', 'enqueue_tail')
     # Its errors, by the code error_code() reads from a driver's exception: those that mean "try
@@ -341,6 +346,11 @@ class Dialect:
         """A naive UTC datetime as a parameter."""
         return value
 
+    def open(self, driver: Any, options: dict) -> Any:
+        """A new connection through a driver module, to connect_url's host, port, user, password
+        and database."""
+        raise NotImplementedError
+
     def error_code(self, exc: BaseException) -> Any:
         """The code a driver's exception carries in this database's form, or None."""
         return None
@@ -362,6 +372,10 @@ class MySQL(Dialect):
     connection_info = 'SELECT CONNECTION_ID(), VERSION()'
     whereabouts = "SELECT CONCAT(@@hostname, ':', @@port, '/', COALESCE(DATABASE(), ''))"
     schema = SCHEMA_MYSQL
+    schemes = ('mysql', 'mariadb')
+    drivers = {'pymysql': 'pymysql', 'mysqldb': 'MySQLdb', 'mysqlclient': 'MySQLdb', 'connector': 'mysql.connector',
+               'mysqlconnector': 'mysql.connector', 'mysql.connector': 'mysql.connector'}   # (the last two SQLAlchemy's)
+    port, user = 3306, 'root'
     lock_conflicts = {1205: 'lock wait timeout', 1213: 'deadlock'}
     lost_connection = {1053: 'server shutdown', 1927: 'connection killed', 2002: 'cannot connect',
                        2003: 'cannot connect', 2006: 'server has gone away', 2013: 'lost connection',
@@ -386,6 +400,13 @@ class MySQL(Dialect):
                     'LOCKED: mqueue needs MariaDB 10.6+ or MySQL 8.0.1+ (it will not fall back to a claim that '
                     'could hand one task to two workers)')
         return None
+
+    def open(self, driver: Any, options: dict) -> Any:
+        if driver.__name__ == 'mysql.connector':
+            # Named, as PyMySQL does: for a server whose version reads 8.0 or more (MariaDB 11 too)
+            # mysql-connector 9+ would pick utf8mb4_0900_ai_ci, which MariaDB before 11.4.5 lacks.
+            return driver.connect(charset='utf8mb4', collation='utf8mb4_general_ci', autocommit=False, **options)
+        return driver.connect(charset='utf8mb4', autocommit=False, **options)
 
     def error_code(self, exc: BaseException) -> int | None:
         # The error number: mysql-connector's errno, else the first argument (PyMySQL, MySQLdb).
@@ -414,6 +435,9 @@ class PostgreSQL(Dialect):
     whereabouts = ("SELECT COALESCE(HOST(inet_server_addr()), 'local socket') || ':' || current_setting('port') "
                    "|| '/' || current_database()")
     schema = SCHEMA_POSTGRESQL
+    schemes = ('postgresql', 'postgres')
+    drivers = {'psycopg': 'psycopg', 'psycopg3': 'psycopg', 'psycopg2': 'psycopg2'}
+    port, user = 5432, 'postgres'
     lock_conflicts = {'40P01': 'deadlock', '40001': 'serialization failure', '55P03': 'lock not available'}
     lost_connection = {'57P01': 'admin shutdown', '57P02': 'crash shutdown', '57P03': 'cannot connect now'}
     lost_connection_classes = ('08',)   # connection exceptions
@@ -426,6 +450,10 @@ class PostgreSQL(Dialect):
         if match and int(match.group(1)) >= 14:
             statements.append('SET idle_session_timeout = 0')
         return statements
+
+    def open(self, driver: Any, options: dict) -> Any:
+        return driver.connect(host=options['host'], port=options['port'], user=options['user'],
+                              password=options['password'], dbname=options['database'] or options['user'])
 
     def error_code(self, exc: BaseException) -> str | None:
         state = getattr(exc, 'sqlstate', None) or getattr(exc, 'pgcode', None)   # psycopg's; psycopg2's
@@ -444,6 +472,8 @@ class SQLite(Dialect):
     connection_info = 'SELECT NULL, sqlite_version()'
     whereabouts = "SELECT file FROM pragma_database_list WHERE name = 'main'"
     schema = SCHEMA_SQLITE
+    schemes = ('sqlite',)
+    drivers = {'sqlite3': 'sqlite3', 'pysqlite': 'sqlite3'}   # (the second SQLAlchemy's)
     lock_conflicts = {('sqlite', 5): 'database is locked', ('sqlite', 6): 'table is locked'}
     # (Its missing tables and columns have SQLITE_ERROR, anyone's code: _schema_problem reads the words.)
     # Python < 3.11's sqlite3 errors carry no result code (sqlite_errorcode came in 3.11), only
@@ -471,6 +501,9 @@ class SQLite(Dialect):
     def stamp(self, value: dt.datetime) -> str:
         return value.isoformat(' ', 'microseconds')
 
+    def open(self, driver: Any, options: dict) -> Any:
+        return driver.connect(options['database'], timeout=SQLITE_BUSY_TIMEOUT)
+
     def error_code(self, exc: BaseException) -> tuple[str, int] | None:
         code = getattr(exc, 'sqlite_errorcode', None)
         if code is None:
@@ -479,9 +512,9 @@ class SQLite(Dialect):
 
 
 DIALECTS = {dialect.name: dialect for dialect in (MySQL(), PostgreSQL(), SQLite())}
-# The module a driver's connection class lives in -> its database.
-DRIVERS = {'pymysql': 'mysql', 'MySQLdb': 'mysql', 'mysql': 'mysql', 'psycopg': 'postgresql',
-           'psycopg2': 'postgresql', 'sqlite3': 'sqlite'}   # 'mysql': mysql-connector-python's mysql.connector
+# The top-level module a driver's connection class lives in -> its database ('mysql' is
+# mysql-connector-python's mysql.connector).
+DRIVERS = {module.split('.')[0]: dialect.name for dialect in DIALECTS.values() for module in dialect.drivers.values()}
 
 
 def _placeholders(n: int) -> str:
@@ -539,48 +572,32 @@ def connect_url(url: str) -> Callable[[], Any]:
         raise ValueError('bad database URL: its host or port cannot be read (percent-encode any / ? # @ : '
                          'in the user name and password)') from None
     scheme, _, driver = parts.scheme.partition('+')
-    if scheme == 'sqlite':
+    dialect = next((dialect for dialect in DIALECTS.values() if scheme in dialect.schemes), None)
+    if dialect is None:
+        raise ValueError(f'unsupported database URL scheme {parts.scheme!r}: use sqlite:///path.db, '
+                         'postgresql://user:password@host/db or mysql://user:password@host/db')
+    modules = list(dict.fromkeys(dialect.drivers.values()))
+    if driver:
+        if driver.lower() not in dialect.drivers:
+            raise ValueError(f'unknown driver {driver!r} for {scheme}: use one of {", ".join(modules)}')
+        modules = [dialect.drivers[driver.lower()]]
+    if dialect.name == 'sqlite':   # a file, not a server
         path = unquote(parts.path[1:] if parts.path.startswith('/') else parts.path)
         if parts.netloc or not path:
             raise ValueError(f'bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db')
-
-        def connect() -> Any:
-            import sqlite3
-            return sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT)
-        connect.description = f'sqlite:///{path}'
-        return connect
-    if scheme not in ('mysql', 'mariadb', 'postgresql', 'postgres'):
-        raise ValueError(f'unsupported database URL scheme {parts.scheme!r}: use sqlite:///path.db, '
-                         'postgresql://user:password@host/db or mysql://user:password@host/db')
-    postgres = scheme.startswith('postgres')
-    options = {
-        'host': parts.hostname or '127.0.0.1', 'port': port or (5432 if postgres else 3306),
-        'user': unquote(parts.username) if parts.username else ('postgres' if postgres else 'root'),
-        'password': unquote(parts.password) if parts.password else '',
-        'database': unquote(parts.path.lstrip('/')) or None,
-    }
-    drivers = {'postgresql': ('psycopg', 'psycopg2'), 'postgres': ('psycopg', 'psycopg2'),
-               'mysql': ('pymysql', 'MySQLdb', 'mysql.connector'),
-               'mariadb': ('pymysql', 'MySQLdb', 'mysql.connector')}[scheme]
-    if driver:
-        chosen = {'pymysql': 'pymysql', 'mysqldb': 'MySQLdb', 'mysqlclient': 'MySQLdb', 'connector': 'mysql.connector',
-                  'mysqlconnector': 'mysql.connector', 'mysql.connector': 'mysql.connector',   # (SQLAlchemy's)
-                  'psycopg': 'psycopg', 'psycopg3': 'psycopg', 'psycopg2': 'psycopg2'}.get(driver.lower())
-        if chosen not in drivers:
-            raise ValueError(f'unknown driver {driver!r} for {scheme}: use one of {", ".join(drivers)}')
-        drivers = (chosen,)
+        options, description = {'database': path}, f'sqlite:///{path}'
+    else:
+        options = {
+            'host': parts.hostname or '127.0.0.1', 'port': port or dialect.port,
+            'user': unquote(parts.username) if parts.username else dialect.user,
+            'password': unquote(parts.password) if parts.password else '',
+            'database': unquote(parts.path.lstrip('/')) or None,
+        }
+        description = f"{scheme}://{options['user']}@{options['host']}:{options['port']}/{options['database'] or ''}"
 
     def connect() -> Any:
-        module = _first_importable(drivers)
-        if postgres:
-            return module.connect(host=options['host'], port=options['port'], user=options['user'],
-                                  password=options['password'], dbname=options['database'] or options['user'])
-        if module.__name__ == 'mysql.connector':
-            # Named, as PyMySQL does: for a server whose version reads 8.0 or more (MariaDB 11 too)
-            # mysql-connector 9+ would pick utf8mb4_0900_ai_ci, which MariaDB before 11.4.5 lacks.
-            return module.connect(charset='utf8mb4', collation='utf8mb4_general_ci', autocommit=False, **options)
-        return module.connect(charset='utf8mb4', autocommit=False, **options)
-    connect.description = f"{scheme}://{options['user']}@{options['host']}:{options['port']}/{options['database'] or ''}"
+        return dialect.open(_first_importable(modules), options)
+    connect.description = description
     return connect
 
 
