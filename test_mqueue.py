@@ -342,28 +342,21 @@ def test_table_names_must_be_plain_identifiers(name):
         mqueue.Registry(table=name)
 
 
-SEED_DDL = """
-create table {task} (
-    id int primary key auto_increment,
-    args text not null,
-    eta datetime not null,
-    name varchar(128) not null,
-    queue varchar(32) not null,
-    retries tinyint not null
-);
-create table {cron} (
-    queue varchar(32),
-    name varchar(128),
-    last datetime not null,
-    primary key (queue, name)
-)"""
+DOCUMENTS = [ROOT / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))]
 
 
-def upgrade_sql():
-    readme = (ROOT / 'README.md').read_text()
-    match = re.search(r'<!-- upgrade-sql -->\s*```sql\n(.*?)```', readme, re.S)
-    assert match, 'README.md has no <!-- upgrade-sql --> block'
-    return match.group(1)
+def readme_block(label, language='python'):
+    """The code block after <!-- example: label --> in README.md or one of docs/*.md."""
+    found = [match.group(1) for path in DOCUMENTS for match in re.finditer(
+        rf'<!-- example: {re.escape(label)} -->\n```{language}\n(.*?)^```', path.read_text(), re.S | re.M)]
+    assert len(found) == 1, f'{len(found)} {language} blocks after <!-- example: {label} --> in README.md and docs/'
+    return found[0]
+
+
+def with_tables(sql, table, cron_table):
+    """SQL from docs/ with the tables task and cron renamed; its statements, one string each."""
+    sql = re.sub(r'\bcron\b', cron_table, re.sub(r'\btask\b', table, sql))
+    return [statement.strip() for statement in sql.split(';') if statement.strip()]
 
 
 def create_table_ddl(db, table):
@@ -374,18 +367,16 @@ def create_table_ddl(db, table):
 @contextlib.contextmanager
 def the_original_packages_tables(db, *rows):
     """Tables as the original package created them, with rows it left (INSERTs naming the tables
-    {task} and {cron}), upgraded by README's statements: a registry on them, dropped after."""
+    {task} and {cron}), upgraded by docs/upgrading.md's statements: a registry on them, dropped after."""
     old = mqueue.Registry(table='t_task_' + uuid.uuid4().hex[:10], cron_table='t_cron_' + uuid.uuid4().hex[:10])
     try:
         with cursor_of(db) as cursor:
-            for statement in SEED_DDL.format(task=old.table, cron=old.cron_table).split(';'):
+            for statement in with_tables(readme_block('original-tables', 'sql'), old.table, old.cron_table):
                 cursor.execute(statement)
             for row in rows:
                 cursor.execute(row.format(task=old.table, cron=old.cron_table))
-            upgrade = re.sub(r'\btask\b', old.table, upgrade_sql())
-            for statement in re.sub(r'\bcron\b', old.cron_table, upgrade).split(';'):
-                if statement.strip():
-                    cursor.execute(statement)
+            for statement in with_tables(readme_block('upgrade-sql', 'sql'), old.table, old.cron_table):
+                cursor.execute(statement)
         yield old
     finally:
         with cursor_of(db) as cursor:
@@ -394,13 +385,23 @@ def the_original_packages_tables(db, *rows):
 
 @only('mariadb-pymysql')
 def test_readme_upgrade_turns_the_seed_schema_into_the_current_one(db, reg):
-    # a task the original package left behind: keyword args, module.function name
+    # a task the original package left behind: keyword args, module.function name, five failures
+    # counted, and times in the local time of its host, here UTC+8 (as docs/upgrading.md's data fixes say)
     with the_original_packages_tables(db, "INSERT INTO {task} (args, eta, name, queue, retries) VALUES "
                                           "('{{\"receiver\": \"a@b.c\", \"subject\": \"hi\"}}', "
-                                          "UTC_TIMESTAMP(), 'tasks.mail', 'test-queue', 0)") as old:
+                                          "UTC_TIMESTAMP() + INTERVAL 8 HOUR, 'tasks.mail', 'test-queue', 5)",
+                                      "INSERT INTO {cron} (queue, name, last) VALUES ('test-queue', 'tasks.hourly', "
+                                      "UTC_TIMESTAMP() + INTERVAL 8 HOUR)") as old:
         for new_table, old_table in ((reg.table, old.table), (reg.cron_table, old.cron_table)):
             expected = re.sub(r'AUTO_INCREMENT=\d+ ', '', create_table_ddl(db, new_table))
             assert re.sub(r'AUTO_INCREMENT=\d+ ', '', create_table_ddl(db, old_table)) == expected
+        with cursor_of(db) as cursor:   # the data fixes, on one connection (they set a session variable)
+            for statement in with_tables(readme_block('original-data-fixes', 'sql'), old.table, old.cron_table):
+                cursor.execute(statement)
+        (eta, retries), = query(db, f'SELECT eta, retries FROM {old.table}')
+        (last,), = query(db, f'SELECT last FROM {old.cron_table}')
+        now = database_now(db)
+        assert retries == 0 and abs((eta - now).total_seconds()) < 60 and abs((last - now).total_seconds()) < 60
 
         sent = []
         seed_style = mqueue.Registry(table=old.table, cron_table=old.cron_table, queue='test-queue')
@@ -414,17 +415,11 @@ def test_readme_upgrade_turns_the_seed_schema_into_the_current_one(db, reg):
         assert tasks_in(db, old) == []
 
 
-def readme_block(label):
-    match = re.search(rf'<!-- example: {label} -->\s*```python\n(.*?)```', (ROOT / 'README.md').read_text(), re.S)
-    assert match, f'README.md has no <!-- example: {label} --> block'
-    return match.group(1)
-
-
-@only('mariadb-pymysql')   # (the original package ran on MySQL; README's daemon connects with mysql://)
+@only('mariadb-pymysql')   # (the original package ran on MySQL; docs/upgrading.md's daemon connects with mysql://)
 def test_the_original_application_and_daemon_ported_as_readme_says_run_old_rows_and_fire_old_crons(db, tmp_path):
-    """The original's shape end to end: its tables upgraded by README's SQL, a task row and a cron
-    row it left, its tasks package unchanged, and README's port of its daemon, which must run the
-    old task and fire the cron (issue 12: a worker serving the old queue ignored a bare @cron)."""
+    """The original's shape end to end: its tables upgraded by docs/upgrading.md's SQL, a task row
+    and a cron row it left, its tasks package unchanged, and that guide's port of its daemon, which
+    must run the old task and fire the cron (issue 12: a worker serving the old queue ignored a bare @cron)."""
     with the_original_packages_tables(
             db, "INSERT INTO {task} (args, eta, name, queue, retries) VALUES ('{{\"receiver\": \"ann@example.com\", "
                 "\"subject\": \"hi\", \"body\": \"...\"}}', UTC_TIMESTAMP(), 'tasks.mail', 'test-queue', 0)",
@@ -485,11 +480,8 @@ CREATE TABLE IF NOT EXISTS {cron} (
 
 
 def upgrade_from_0_2_sql(dialect):
-    """README's statements upgrading a 0.2 table on this database, one string each."""
-    readme = (ROOT / 'README.md').read_text()
-    match = re.search(r'<!-- upgrade-0\.2-sql -->\s*```sql\n(.*?)```', readme, re.S)
-    assert match, 'README.md has no <!-- upgrade-0.2-sql --> block'
-    block = re.search(rf'-- {dialect}\n(.*?)(?=^-- |\Z)', match.group(1), re.S | re.M)
+    """docs/upgrading.md's statements upgrading a 0.2 table on this database, one string each."""
+    block = re.search(rf'-- {dialect}\n(.*?)(?=^-- |\Z)', readme_block('upgrade-0.2-sql', 'sql'), re.S | re.M)
     return [statement.strip() for statement in block.group(1).split(';') if statement.strip()] if block else []
 
 
@@ -1136,8 +1128,9 @@ def a_running_task(reg, **worker_options):
 
 @only('sqlite')
 def test_sqlite_runs_one_task_at_a_time_and_writers_wait_for_it(db, reg):
-    """SQLite's concurrency, as README says: a running task holds the database's write lock, so an
-    enqueue (any write) waits for its commit, up to the writer's busy timeout; reads do not wait."""
+    """SQLite's concurrency, as docs/databases.md says: a running task holds the database's write
+    lock, so an enqueue (any write) waits for its commit, up to the writer's busy timeout; reads do
+    not wait."""
     with a_running_task(reg) as conn:
         conn.close()
         hurried = mqueue.connect_url(B.url)()
@@ -2095,7 +2088,7 @@ def test_a_worker_without_its_tables_stops_with_advice(db, reg):
         conn.close()
         with pytest.raises(mqueue.MQueueError, match='lacks a column.*Upgrading'):
             mqueue.Worker(connect, registry=old, poll_interval=0.01).run()
-        # README's statement for this database upgrades it, and the task runs
+        # docs/upgrading.md's statement for this database upgrades it, and the task runs
         upgrade = re.search(rf'-- {B.dialect.name}\n(ALTER TABLE task [^;]*;)', upgrade_from_0_1_sql()).group(1)
         query(db, upgrade.replace('ALTER TABLE task', f'ALTER TABLE {old.table}').rstrip(';'))
         assert mqueue.Worker(connect, registry=old, poll_interval=0.01).run(burst=True) == 1
@@ -2105,10 +2098,7 @@ def test_a_worker_without_its_tables_stops_with_advice(db, reg):
 
 
 def upgrade_from_0_1_sql():
-    readme = (ROOT / 'README.md').read_text()
-    match = re.search(r'<!-- upgrade-0\.1-sql -->\s*```sql\n(.*?)```', readme, re.S)
-    assert match, 'README.md has no <!-- upgrade-0.1-sql --> block'
-    return match.group(1)
+    return readme_block('upgrade-0.1-sql', 'sql')
 
 
 def test_worker_logs_start_connection_each_attempt_with_its_outcome_and_stop(db, reg, caplog):
@@ -2212,9 +2202,9 @@ def test_no_password_in_any_log_line_or_cli_error(db, reg, tmp_path, caplog, cap
 
 
 def readme_example(label):
-    """Run a README code block (after <!-- example: label -->) as a module; its namespace."""
+    """Run a code block of README.md or docs/ (after <!-- example: label -->) as a module; its namespace."""
     namespace = {'__name__': f'readme_{label.replace("-", "_")}'}
-    exec(compile(readme_block(label), f'README.md ({label})', 'exec'), namespace)
+    exec(compile(readme_block(label), f'docs ({label})', 'exec'), namespace)
     return namespace
 
 
@@ -2825,7 +2815,7 @@ def test_a_worker_that_does_not_serve_the_queue_of_its_queueless_crons_says_so(d
                         "it, or declare @cron(..., queue=...)"]
     assert query(db, f'SELECT COUNT(*) FROM {reg.cron_table}')[0][0] == 0
     caplog.clear()
-    reg.init('test-queue')                   # the port README gives: the queue start() was given
+    reg.init('test-queue')                   # the port docs/upgrading.md gives: the queue start() was given
     worker(reg, queues=['test-queue']).run(burst=True)
     assert not [r for r in caplog.records if 'have no queue' in r.getMessage()]
     assert query(db, f'SELECT queue, name FROM {reg.cron_table}') == (('test-queue', 'bare'),)
@@ -2963,17 +2953,17 @@ def test_backoff_is_within_its_bounds_for_every_attempt():
 
 @only('mariadb-pymysql')
 def test_a_worker_needs_only_row_privileges_on_the_two_tables(db, reg, tmp_path, capsys):
-    """README's GRANT: SELECT, INSERT, UPDATE, DELETE on the task and cron tables, nothing else."""
+    """docs/databases.md's CREATE USER and GRANTs: SELECT, INSERT, UPDATE, DELETE on the task and
+    cron tables, nothing else."""
     import pymysql
     user, password = f'mq_{uuid.uuid4().hex[:8]}', 'pw-' + uuid.uuid4().hex[:8]
-    grants = re.findall(r"^GRANT .*;$", (ROOT / 'README.md').read_text(), re.M)
-    assert len(grants) == 2, grants
-    query(db, f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'")
+    statements = [statement.strip() for statement in readme_block('grants', 'sql').split(';') if statement.strip()]
+    assert [statement.split()[0] for statement in statements] == ['CREATE', 'GRANT', 'GRANT'], statements
     try:
-        for grant in grants:
-            grant = grant.replace('app.task', f"{DB['database']}.{reg.table}")
-            grant = grant.replace('app.cron', f"{DB['database']}.{reg.cron_table}")
-            query(db, grant.replace("'mqueue_worker'@'%'", f"'{user}'@'127.0.0.1'").rstrip(';'))
+        for statement in statements:   # (the user's host is 127.0.0.1: the test connects from there)
+            statement = statement.replace("'mqueue_worker'@'%'", f"'{user}'@'127.0.0.1'").replace("'...'", f"'{password}'")
+            statement = statement.replace('app.task', f"{DB['database']}.{reg.table}")
+            query(db, statement.replace('app.cron', f"{DB['database']}.{reg.cron_table}"))
         ran = []
         reg.task(name='t')(lambda: ran.append(1))
         reg.cron('@hourly', name='c')(lambda: None)
@@ -2995,7 +2985,7 @@ def test_a_worker_needs_only_row_privileges_on_the_two_tables(db, reg, tmp_path,
         conn.commit()
         conn.close()
     finally:
-        query(db, f"DROP USER '{user}'@'127.0.0.1'")
+        query(db, f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
 
 
 @pytest.mark.parametrize('version, ok', [
