@@ -19,9 +19,11 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import uuid
@@ -2596,6 +2598,35 @@ def test_readme_first_command_needs_no_database_server(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith('database: sqlite:///mqueue-demo.db') and (tmp_path / 'mqueue-demo.db').exists()
     assert "mails to ghost@example.com: 0" in done.stdout and 'processed 7 task runs' in done.stdout
+
+
+def module_docstring_example():
+    """The example in mqueue.py's module docstring: the literal block after its first '::'."""
+    lines = mqueue.__doc__.split('::\n', 1)[1].split('\n')
+    block = []
+    for line in lines:
+        if line and not line.startswith('    '):
+            break
+        block.append(line)
+    return textwrap.dedent('\n'.join(block)).strip('\n') + '\n'
+
+
+@pytest.mark.parametrize('where', ['README.md', 'mqueue.py'])
+def test_the_first_screen_example_runs_in_an_empty_folder(where, tmp_path):
+    """README's first screen and mqueue.py's docstring show the same example. Each, run by a fresh
+    interpreter in an empty folder (a new app.db), leaves the task's outbox row and no task row."""
+    assert module_docstring_example() == readme_block('first-screen')
+    code = readme_block('first-screen') if where == 'README.md' else module_docstring_example()
+    env = {k: v for k, v in os.environ.items() if k != 'MQUEUE_DATABASE_URL'}
+    done = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env=dict(env, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    conn = sqlite3.connect(tmp_path / 'app.db')
+    try:
+        assert conn.execute('SELECT address, subject FROM outbox').fetchall() == [('a@example.com', 'hi')]
+        assert conn.execute('SELECT id, name, dead_at FROM task').fetchall() == []
+    finally:
+        conn.close()
 
 
 # Crons ###########################################################################################
