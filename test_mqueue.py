@@ -12,6 +12,7 @@ backends.
 
 import contextlib
 import datetime as dt
+import importlib.util
 import json
 import logging
 import math
@@ -353,6 +354,21 @@ def readme_block(label, language='python'):
         rf'<!-- example: {re.escape(label)} -->\n```{language}\n(.*?)^```', path.read_text(), re.S | re.M)]
     assert len(found) == 1, f'{len(found)} {language} blocks after <!-- example: {label} --> in README.md and docs/'
     return found[0]
+
+
+def example_file(path):
+    """A file of examples/ that docs/ shows whole (after <!-- example: path -->): its absolute path,
+    once the block is checked to be the file as it is."""
+    assert readme_block(path) == (ROOT / path).read_text(), f'{path} is not what docs/ shows of it'
+    return ROOT / path
+
+
+def example_module(path):
+    """A file of examples/ imported as a new module (each call a fresh one, so its tasks register again)."""
+    spec = importlib.util.spec_from_file_location(f'example_{uuid.uuid4().hex[:8]}', example_file(path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def with_tables(sql, table, cron_table):
@@ -1858,61 +1874,92 @@ def test_hooks_wrap_tasks_and_report_events_and_a_failing_hook_is_only_logged(db
     assert sum('the task_started hook failed' in r.getMessage() for r in caplog.records) == 3
 
 
-def test_sqlalchemy_session_adapter(db, reg):
-    from sqlalchemy import Column, Integer, String, create_engine, select
-    from sqlalchemy.orm import Session, declarative_base
-    import contextvars
+def sqlalchemy_url(url):
+    """SQLAlchemy's name for a URL of the suite (the same, but for mysql-connector's driver name)."""
+    return url.replace('mysql+connector:', 'mysql+mysqlconnector:')
 
-    Base = declarative_base()
-    table = f't_user_{uuid.uuid4().hex[:10]}'
 
-    class User(Base):
-        __tablename__ = table
-        id = Column(Integer, primary_key=True)
-        email = Column(String(100))
+def test_sqlalchemy_session_adapter(server, tmp_path, monkeypatch):
+    """docs/hooks.md's adapter, imported from examples/sqlalchemy_session.py: a transaction hook
+    around a Session, and begin_nested() per task so that a failing task's pending ORM objects are
+    discarded with its SQL. In a database of its own: the example uses mqueue's default table names."""
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session
+    reg = mqueue.Registry()
+    monkeypatch.setattr(mqueue, 'default_registry', reg)   # where the example's @mqueue.task registers
+    with database_of_its_own(tmp_path) as url:
+        own = Backend(B.name, url).connect(autocommit=True)
+        reg.create_tables(own)
+        monkeypatch.setenv('SQLALCHEMY_URL', sqlalchemy_url(url))
+        example = example_module('examples/sqlalchemy_session.py')
+        if B.dialect.name == 'sqlite':   # (SQLAlchemy's SQLite dialect has no READ COMMITTED)
+            example.engine = create_engine(sqlalchemy_url(url))
+        try:
+            example.Base.metadata.create_all(example.engine)
+            with Session(example.engine) as session, session.begin():   # the app enqueues in its own Session
+                session.add(example.Greeting(email='owner@x'))
+                reg.enqueue(session.connection().connection.dbapi_connection, 'greet', ['good@x'])
+                reg.enqueue(session.connection().connection.dbapi_connection, 'greet', ['bad@x.invalid'])
+            w = mqueue.Worker(None, registry=reg, poll_interval=0.01,
+                              hooks={'transaction': example.transaction, 'around_task': example.around_task})
+            assert w.run(burst=True) == 2
+            with Session(example.engine) as session:
+                assert sorted(session.scalars(select(example.Greeting.email))) == ['good@x', 'owner@x']
+            (dead_at, error), = query(own, 'SELECT dead_at, last_error FROM task')
+            assert dead_at and 'ValueError: cannot greet bad@x.invalid' in error
+        finally:
+            example.engine.dispose()
+            own.close()
 
-    url = B.url.replace('mysql+connector:', 'mysql+mysqlconnector:')   # SQLAlchemy's name for it
-    engine = create_engine(url, **({} if B.dialect.name == 'sqlite' else {'isolation_level': 'READ COMMITTED'}))
-    Base.metadata.create_all(engine)
-    session_var = contextvars.ContextVar('session')
 
-    # The adapter README shows: a transaction hook around a Session, and begin_nested() per task
-    # so a failing task's pending ORM objects are discarded with its SQL.
-    @contextlib.contextmanager
-    def transaction():
-        with Session(engine) as session, session.begin():
-            token = session_var.set(session)
+@only('mariadb-pymysql', 'postgresql-psycopg')   # (its engine asks for READ COMMITTED: not SQLite's)
+def test_sqlalchemy_session_example_runs_as_a_program(server, tmp_path):
+    """`python examples/sqlalchemy_session.py` on a database with mqueue's tables: the greeting that
+    failed is discarded with its task's attempt, and it prints what docs/hooks.md says."""
+    with database_of_its_own(tmp_path) as url:
+        own = Backend(B.name, url).connect(autocommit=True)
+        mqueue.Registry().create_tables(own)
+        own.close()
+        done = subprocess.run([sys.executable, str(example_file('examples/sqlalchemy_session.py'))], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, SQLALCHEMY_URL=sqlalchemy_url(url), PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == "['ann@example.com']\n", done.stdout + done.stderr
+
+
+@only('mariadb-pymysql', 'postgresql-psycopg')   # (its Dao asks for READ COMMITTED: not SQLite's)
+def test_sqlalchemy_dao_example_enqueues_with_its_user_and_the_daemon_runs_the_task(server, tmp_path):
+    """docs/hooks.md's sqlalchemy-dao application, examples/sqlalchemy_dao/: app.py enqueues inside a
+    SessionContext, in the transaction of its new user; daemon.py (the adapter session_context_hooks)
+    runs the task, whose ctx.session write commits with it, and stops at SIGTERM with status 0."""
+    here = example_file('examples/sqlalchemy_dao/app.py').parent
+    example_file('examples/sqlalchemy_dao/website.py')            # both programs import these two
+    example_file('examples/sqlalchemy_dao/tasks/__init__.py')
+    with database_of_its_own(tmp_path) as url:
+        own = Backend(B.name, url).connect(autocommit=True)
+        try:
+            mqueue.Registry().create_tables(own)
+            env = dict(os.environ, SQLALCHEMY_URL=sqlalchemy_url(url), PYTHONPATH=str(ROOT))
+            done = subprocess.run([sys.executable, 'app.py'], cwd=here, capture_output=True, text=True, timeout=120,
+                                  env=env)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert query(own, 'SELECT name, queue FROM task') == (('tasks.mail', 'test-queue'),)
+            (name, email, sent), = query(own, 'SELECT name, email, email_sent FROM example_user')
+            assert (name, email, bool(sent)) == ('ann', 'ann@example.com', False)
+            daemon = subprocess.Popen([sys.executable, str(example_file('examples/sqlalchemy_dao/daemon.py'))],
+                                      cwd=here, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
             try:
-                yield session.connection().connection.dbapi_connection
+                wait_for(lambda: not query(own, 'SELECT id FROM task'), timeout=30)
             finally:
-                session_var.reset(token)
-
-    @contextlib.contextmanager
-    def around_task(context):
-        with session_var.get().begin_nested():
-            yield
-
-    @reg.task(name='signup', retries=0)
-    def signup(email):
-        session_var.get().add(User(email=email))
-        if email.startswith('bad'):
-            raise ValueError('rejected')
-
-    try:
-        with Session(engine) as session, session.begin():   # the app enqueues in its own Session
-            session.add(User(email='owner@x'))
-            reg.enqueue(session.connection().connection.dbapi_connection, 'signup', ['good@x'])
-            reg.enqueue(session.connection().connection.dbapi_connection, 'signup', ['bad@x'])
-        w = mqueue.Worker(None, registry=reg, hooks={'transaction': transaction, 'around_task': around_task},
-                          poll_interval=0.01)
-        assert w.run(burst=True) == 2
-        with Session(engine) as session:
-            assert sorted(session.scalars(select(User.email))) == ['good@x', 'owner@x']
-        dead, = tasks_in(db, reg)
-        assert dead['dead_at'] and 'rejected' in dead['last_error']
-    finally:
-        Base.metadata.drop_all(engine)
-        engine.dispose()
+                daemon.send_signal(signal.SIGTERM)
+                out, err = daemon.communicate(timeout=30)
+            assert daemon.returncode == 0, out + err
+            assert re.search(r'^INFO:mqueue:task \d+ tasks\.mail \(queue test-queue\) attempt 1 succeeded', err, re.M), err
+            assert 'WARNING:mqueue:SIGTERM: finishing the running tasks' in err, err
+            (sent,), = query(own, 'SELECT email_sent FROM example_user')
+            assert bool(sent) is True
+        finally:
+            own.close()
 
 
 # Operating: inspect, retry, cancel, purge; logs; metrics ##########################################
