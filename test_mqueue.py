@@ -2658,6 +2658,145 @@ def module_docstring_example():
     return textwrap.dedent('\n'.join(block)).strip('\n') + '\n'
 
 
+def run_in_examples(code, url):
+    """Run a block of docs/ as a reader who saved it in examples/ would, on a database; its output lines."""
+    done = subprocess.run([sys.executable, '-c', code], cwd=ROOT / 'examples', capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, MQUEUE_DATABASE_URL=url, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.splitlines()
+
+
+@only('mariadb-pymysql', 'postgresql-psycopg', 'sqlite')
+def test_docs_api_and_hooks_examples_run_after_the_quick_start(server, tmp_path):
+    """docs/api.md's enqueue in each form (MySQL only: its last query uses UTC_TIMESTAMP), then
+    docs/hooks.md's event hooks, from examples/ after the quick start, in a database of their own:
+    what they print has the shape the guides show (ids vary)."""
+    import ast
+    with database_of_its_own(tmp_path) as url:
+        demo = subprocess.run([sys.executable, str(ROOT / 'examples' / 'demo.py')], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120, env=dict(os.environ, MQUEUE_DATABASE_URL=url))
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        due = []
+        if B.dialect.name == 'mysql':
+            error, *rows = run_in_examples(readme_block('api-enqueue'), url)
+            assert error.startswith('eta must be timezone-aware, e.g. datetime.now(timezone.utc)'), error
+            rows = [ast.literal_eval(row) for row in rows]
+            assert [row[1:] for row in rows] == [('["bob@example.com","Urgent"]', 0, -10),
+                                                 ('["ann@example.com","Hi"]', 0, 0),
+                                                 ('{"to":"ann@example.com","subject":"Later"}', 1, 0),
+                                                 ('{"to":"bob@example.com","subject":"Tomorrow"}', 1, 0)]
+            ids = [row[0] for row in rows]
+            assert ids[1] < ids[2] < ids[0] < ids[3]   # the order they were enqueued in
+            due = ids[:2]                              # the other two are for later
+        *took, dead = run_in_examples(readme_block('hooks-events'), url)
+    assert [re.fullmatch(r'task (\d+) tasks\.mail\.send took \d+\.\d ms', line).group(1) for line in took] == \
+        [str(task_id) for task_id in due]
+    assert re.fullmatch(r'task \d+ tasks\.mail\.send is dead after 3 attempts: '
+                        r'ValueError: mailbox eve@invalid\.example does not exist', dead), dead
+
+
+@only('mariadb-pymysql', 'postgresql-psycopg', 'sqlite')
+def test_docs_cron_example_ticks_every_two_seconds_until_its_timer_stops_the_worker(server, tmp_path):
+    """docs/crons.md's example, on the tables the quick start leaves (here: created), in a database
+    of its own: a task per fire, every 2 s, for 5 s."""
+    with database_of_its_own(tmp_path) as url:
+        own = Backend(B.name, url).connect(autocommit=True)
+        mqueue.Registry().create_tables(own)
+        own.close()
+        started = time.monotonic()
+        lines = run_in_examples(readme_block('cron-tick'), url)
+        took = time.monotonic() - started
+    ids = [int(re.fullmatch(r'tick: task (\d+)', line).group(1)) for line in lines]
+    assert 1 <= len(ids) <= 3 and ids == sorted(set(ids)), lines   # fires at even seconds, within 5 s
+    assert 5 <= took < 60, took
+
+
+def document_blocks(path):
+    """Each fenced block of a Markdown file: (language, label of the marker line before it or None, text)."""
+    lines = path.read_text().split('\n')
+    blocks, i = [], 0
+    while i < len(lines):
+        fence = re.fullmatch(r'```(\w*)', lines[i])
+        if fence:
+            end = lines.index('```', i + 1)
+            marker = re.fullmatch(r'<!-- example: (\S+) -->', lines[i - 1]) if i else None
+            blocks.append((fence.group(1), marker and marker.group(1), '\n'.join(lines[i + 1:end]) + '\n'))
+            i = end
+        i += 1
+    return blocks
+
+
+def test_every_python_and_sql_block_of_readme_and_docs_is_run_by_a_test():
+    """Each ```python and ```sql block of README.md and docs/*.md follows a marker line
+    <!-- example: label --> whose label (unique) a test in this file reads with readme_block,
+    readme_example, example_file or example_module. A label that is a path under examples/ names
+    the file the block shows, which must be identical to it. Blocks in other languages are exempt:
+    bash and console (commands), text (sample output), ini (a systemd unit)."""
+    source = Path(__file__).read_text()
+    seen, unmarked, unrun = set(), [], []
+    for path in DOCUMENTS:
+        for language, label, text in document_blocks(path):
+            if language not in ('python', 'sql'):
+                assert language in ('bash', 'console', 'text', 'ini'), (path.name, language, text[:80])
+                continue
+            if label is None:
+                unmarked.append(f'{path.relative_to(ROOT)}: {text.splitlines()[0]}')
+                continue
+            assert label not in seen, f'two blocks are labelled {label}'
+            seen.add(label)
+            if label.startswith('examples/'):
+                assert (ROOT / label).read_text() == text, f'{path.name} shows {label} other than it is'
+            if not re.search(rf"\b(readme_block|readme_example|example_file|example_module)\('{re.escape(label)}'",
+                             source):
+                unrun.append(label)
+    assert not unmarked, f'blocks without <!-- example: label -->: {unmarked}'
+    assert not unrun, f'labels no test runs: {unrun}'
+    assert {'first-screen', 'upgrade-sql', 'examples/sqlalchemy_session.py'} <= seen
+
+
+def github_anchors(path):
+    """The anchors GitHub gives the headings of a Markdown file (code blocks left out)."""
+    text = re.sub(r'^```.*?^```', '', path.read_text(), flags=re.S | re.M)
+    anchors = []
+    for heading in re.findall(r'^#+ (.*)$', text, re.M):
+        slug = re.sub(r'[^\w\- ]', '', heading.strip().lower()).replace(' ', '-')
+        anchors.append(slug if slug not in anchors else f'{slug}-{anchors.count(slug)}')
+    return anchors
+
+
+def test_every_link_between_readme_docs_and_files_resolves():
+    """Every relative link in README.md and docs/*.md names a file or folder that exists, and an
+    anchor in it names one of its headings (GitHub's slug: lower case, punctuation dropped, spaces
+    to hyphens)."""
+    broken, checked = [], 0
+    for path in DOCUMENTS:
+        text = re.sub(r'^```.*?^```', '', path.read_text(), flags=re.S | re.M)   # code is not links
+        text = re.sub(r'`[^`\n]*`', '', text)
+        for target in re.findall(r'\]\(([^)\s]+)\)', text):
+            if re.match(r'[a-z]+:', target):
+                continue   # http(s): and the like
+            checked += 1
+            file, _, anchor = target.partition('#')
+            resolved = (path.parent / file).resolve() if file else path
+            if not resolved.exists():
+                broken.append(f'{path.name}: {target} (no such file)')
+            elif anchor and (resolved.suffix != '.md' or anchor not in github_anchors(resolved)):
+                broken.append(f'{path.name}: {target} (no such heading)')
+    assert checked > 20 and not broken, broken
+    assert github_anchors(ROOT / 'docs' / 'hooks.md')[-1] == 'sqlalchemy-dao-sessioncontext-the-original-packages-setup'
+
+
+def test_readme_opens_with_the_example_and_stays_short():
+    """README is a front door: its first code block is the first-screen example, within the first
+    screen; the guides live in docs/ (README stays near 250 lines, never over 300)."""
+    readme = (ROOT / 'README.md').read_text()
+    language, label, _ = document_blocks(ROOT / 'README.md')[0]
+    assert (language, label) == ('python', 'first-screen')
+    assert readme.split('\n').index('<!-- example: first-screen -->') < 15
+    assert len(readme.splitlines()) <= 300
+    assert re.search(r'^```bash\n\./test\n```$', readme, re.M)   # the test command CI runs
+
+
 @pytest.mark.parametrize('where', ['README.md', 'mqueue.py'])
 def test_the_first_screen_example_runs_in_an_empty_folder(where, tmp_path):
     """README's first screen and mqueue.py's docstring show the same example. Each, run by a fresh
