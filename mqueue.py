@@ -4,17 +4,19 @@ Tasks are rows. ``enqueue`` inserts one inside *your* transaction, so a task exi
 business data commits with it; a worker runs each task inside the transaction that deletes its
 row, so the task's own writes commit exactly when it completes::
 
-    import mqueue, sqlite3
+    import sqlite3
+    import mqueue
 
     @mqueue.task(retries=5)
     def mail(to, subject):
-        conn = mqueue.current().connection          # the worker's transaction
-        conn.execute('UPDATE user SET mailed = 1 WHERE email = ?', (to,))
+        conn = mqueue.current().connection             # the worker's transaction: never commit it
+        conn.execute('INSERT INTO outbox (address, subject) VALUES (?, ?)', (to, subject))
 
-    db = sqlite3.connect('app.db')                   # or a pymysql / psycopg connection
+    db = sqlite3.connect('app.db')                     # or a pymysql / psycopg connection
     mqueue.default_registry.create_tables(db)
+    db.execute('CREATE TABLE IF NOT EXISTS outbox (address TEXT, subject TEXT)')
     mail.enqueue_with(connection=db, kwargs={'to': 'a@example.com', 'subject': 'hi'})
-    db.commit()                                      # roll back instead, and the task never existed
+    db.commit()                                        # roll back instead, and the task never existed
 
     mqueue.Worker(mqueue.connect_url('sqlite:///app.db')).run(burst=True)   # or `mqueue worker`
 
