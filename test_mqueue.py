@@ -330,7 +330,9 @@ def run_in_thread(w):
     return thread
 
 
-# Schema ##########################################################################################
+# Without a database server #######################################################################
+# These need no server (SQLite files at most), so they run first: `./test` fails fast on a
+# broken checkout before it waits on a database.
 
 
 def test_schema_file_is_the_modules_schema():
@@ -344,17 +346,6 @@ def test_schema_file_is_the_modules_schema():
             mqueue.DIALECTS[dialect].schema.format(task='jobs', cron='cron')
     with pytest.raises(ValueError, match='unknown dialect'):
         mqueue.Registry().schema('oracle')
-
-
-def test_the_dialect_is_told_by_the_driver_or_given(backend):
-    conn = connect()
-    try:
-        assert mqueue.Registry().dialect_of(conn) is backend.dialect
-        assert mqueue.Registry(dialect='sqlite').dialect_of(conn).name == 'sqlite'   # given: it wins
-    finally:
-        conn.close()
-    with pytest.raises(mqueue.MQueueError, match='give Registry.dialect=...'):
-        mqueue.Registry().dialect_of(object())
 
 
 @pytest.mark.parametrize('name', ['task; DROP TABLE x', 'a-b', '1task', '', 'x' * 65, 'task`', None])
@@ -372,6 +363,348 @@ def readme_block(label, language='python'):
         rf'<!-- example: {re.escape(label)} -->\n```{language}\n(.*?)^```', path.read_text(), re.S | re.M)]
     assert len(found) == 1, f'{len(found)} {language} blocks after <!-- example: {label} --> in README.md and docs/'
     return found[0]
+
+
+def test_bad_cron_expressions_and_crons_with_arguments_fail_at_decoration():
+    reg = mqueue.Registry()
+    for expression in ('61 * * * *', 'every hour', '* * * *', '', None):
+        with pytest.raises(ValueError, match='invalid cron expression'):
+            reg.cron(expression)(lambda: None)
+    with pytest.raises(ValueError, match='time zone'):
+        reg.cron('@hourly', tz='Mars/Olympus_Mons')(lambda: None)
+
+    def needs(recipient, subject='hi'):
+        pass
+    with pytest.raises(TypeError, match=r"a cron task takes no arguments, but .*needs\(\) missing a required argument"):
+        reg.cron('@hourly')(needs)
+    assert reg.tasks == {} and reg.crons == {}
+
+    def optional(recipient='ops@x'):
+        pass
+    assert reg.cron('* * * * * */10', name='ten-seconds')(optional).name == 'ten-seconds'
+    assert reg.crons['ten-seconds'].expression == '* * * * * */10'
+
+
+def test_the_module_imports_without_croniter_until_a_cron_is_declared():
+    code = ('import sys; sys.modules["croniter"] = None\n'
+            'import mqueue\n'
+            'mqueue.task(lambda: 1)\n'
+            'try:\n'
+            '    mqueue.cron("@hourly")(lambda: 1)\n'
+            'except mqueue.MQueueError as exc:\n'
+            '    print(exc)\n')
+    done = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == 'crons need croniter: pip install croniter'
+
+
+def fires_on(expression, tz, day):
+    """The fires of one local calendar day, as local times with their UTC offsets."""
+    schedule = mqueue.Cron(expression, tz=tz)
+    zone = schedule.tz
+    start = dt.datetime.combine(day, dt.time(), zone)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
+    fires, instant = [], start - dt.timedelta(microseconds=1)
+    while (instant := schedule.next_fire(instant)) < end:
+        fires.append(instant)
+    for previous, fire in zip([None] + fires, fires):   # newest_fire agrees with next_fire
+        assert schedule.newest_fire(fire) == fire
+        if previous:
+            assert schedule.newest_fire(fire - dt.timedelta(microseconds=1)) == previous
+    return [f.astimezone(zone).strftime('%H:%M%z') for f in fires]
+
+
+def test_daylight_saving_days_in_berlin_give_the_documented_fires():
+    spring, autumn = dt.date(2026, 3, 29), dt.date(2026, 10, 25)
+    berlin = 'Europe/Berlin'
+    # Spring forward (02:00 -> 03:00): a time in the gap moves forward by the gap, once.
+    assert fires_on('30 2 * * *', berlin, spring) == ['03:30+0200']
+    assert fires_on('*/30 2-3 * * *', berlin, spring) == ['03:00+0200', '03:30+0200']
+    hourly = fires_on('0 * * * *', berlin, spring)
+    assert len(hourly) == 23 and hourly[:3] == ['00:00+0100', '01:00+0100', '03:00+0200']
+    # Fall back (03:00 -> 02:00): a fixed hour fires once, an hour field of * fires in both passes.
+    assert fires_on('30 2 * * *', berlin, autumn) == ['02:30+0200']
+    assert fires_on('15 1-3 * * *', berlin, autumn) == ['01:15+0200', '02:15+0200', '03:15+0100']
+    hourly = fires_on('0 * * * *', berlin, autumn)
+    assert len(hourly) == 25 and hourly[2:4] == ['02:00+0200', '02:00+0100']
+    assert fires_on('*/30 * * * *', berlin, autumn)[4:8] == ['02:00+0200', '02:30+0200', '02:00+0100', '02:30+0100']
+    # An ordinary day, and the default zone
+    assert fires_on('0 9 * * 1-5', berlin, dt.date(2026, 11, 30)) == ['09:00+0100']
+    assert len(fires_on('@hourly', 'UTC', spring)) == 24
+    assert len(fires_on('*/5 * * * *', 'UTC', spring)) == 288
+
+
+def test_backoff_stays_within_its_bounds():
+    for attempt in range(1, 40):
+        ceiling = min(mqueue.MAX_BACKOFF, 5.0 * 2 ** (attempt - 1))
+        for _ in range(50):
+            assert ceiling / 2 <= mqueue.backoff(5.0, attempt) <= ceiling
+    assert mqueue.backoff(0, 3) == 0
+
+
+@only('sqlite')   # (the CLI's start-up is the same on every database)
+def test_a_signal_while_the_cli_worker_imports_its_tasks_is_a_clean_stop(tmp_path):
+    package = tmp_path / f'tasks_{uuid.uuid4().hex[:8]}'
+    package.mkdir()
+    (package / '__init__.py').write_text(
+        'import pathlib, time\n'
+        f'marks = pathlib.Path({str(tmp_path)!r})\n'
+        "(marks / 'importing').touch()\n"
+        'deadline = time.monotonic() + 20\n'
+        "while not (marks / 'go').exists() and time.monotonic() < deadline:   # a big app imports for a while\n"
+        '    time.sleep(0.01)\n')
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    child = subprocess.Popen([sys.executable, '-m', 'mqueue', 'worker', '--db', f'sqlite:///{tmp_path}/q.db',
+                              '--tasks', package.name], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: (tmp_path / 'importing').exists())
+        child.send_signal(signal.SIGTERM)
+        out, _ = child.communicate(timeout=20)
+    finally:
+        (tmp_path / 'go').touch()
+        child.kill() if child.poll() is None else None
+    assert child.returncode == 0, out
+    assert out.strip() == 'SIGTERM while the worker was starting: stopped before it ran any task'
+
+
+def test_worker_options_are_checked():
+    reg = mqueue.Registry()
+    with pytest.raises(ValueError, match='concurrency'):
+        mqueue.Worker(connect, registry=reg, concurrency=0)
+    with pytest.raises(ValueError, match='unknown hooks'):
+        mqueue.Worker(connect, registry=reg, hooks={'before': print})
+    with pytest.raises(ValueError, match='connection factory'):
+        mqueue.Worker(object(), registry=reg, concurrency=2)
+    with pytest.raises(mqueue.MQueueError, match='no tasks are registered'):
+        mqueue.Worker(connect, registry=reg).run(burst=True)
+
+
+def test_cli_help_of_every_command_has_an_example(capsys):
+    parser, subparsers = mqueue._parser()
+    assert set(subparsers) == {'worker', 'status', 'dead', 'retry', 'cancel', 'purge', 'enqueue', 'crons',
+                               'init-db', 'schema'}
+    for name in subparsers:
+        with pytest.raises(SystemExit) as exit_:
+            mqueue.main([name, '--help'])
+        out = capsys.readouterr().out
+        assert exit_.value.code == 0 and f'usage: mqueue {name}' in out
+        assert re.search(rf'examples:\n  mqueue {name} ', out), out
+        for action in subparsers[name]._actions:
+            assert action.help, (name, action.dest)   # every option is explained
+
+
+def make_tasks_package(tmp_path, package):
+    root = tmp_path / package
+    (root / 'sub').mkdir(parents=True)
+    (root / '__init__.py').write_text('')
+    (root / 'mail.py').write_text('import mqueue\n\n@mqueue.task\ndef send(to):\n    pass\n')
+    (root / 'sub' / '__init__.py').write_text('')
+    (root / 'sub' / 'deep.py').write_text(
+        'import mqueue\n\n@mqueue.task(name="deep")\ndef deep(path):\n    open(path, "w").write("ran")\n')
+    return root
+
+
+def test_the_mqueue_console_script_is_installed():
+    script = shutil.which('mqueue')
+    if script is None:
+        message = "no `mqueue` on PATH: install the package (pip install -e '.[test]')"
+        pytest.fail(message) if os.environ.get('CI') else pytest.skip(message)
+    done = subprocess.run([script, 'schema'], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == mqueue.Registry().schema()
+
+
+@only('sqlite')
+def test_cli_without_a_database_uses_sqlite_in_the_current_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv('MQUEUE_DATABASE_URL', raising=False)
+    make_tasks_package(tmp_path, 'default_db_tasks')
+    env = {k: v for k, v in os.environ.items() if k != 'MQUEUE_DATABASE_URL'}
+    env['PYTHONPATH'] = str(ROOT)
+    done = subprocess.run([sys.executable, '-m', 'mqueue', 'worker', '--tasks', 'default_db_tasks', '--burst'],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    conn = mqueue.connect_url(f'sqlite:///{tmp_path / "mqueue.db"}')()   # created, with its tables
+    mqueue.enqueue(conn, 'deep', [str(tmp_path / 'out')])
+    conn.commit()
+    conn.close()
+    done = subprocess.run([sys.executable, '-m', 'mqueue', 'worker', '--tasks', 'default_db_tasks', '--burst'],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and (tmp_path / 'out').read_text() == 'ran', done.stderr
+
+
+def test_connect_url_parses_credentials():
+    connect_ = mqueue.connect_url('mysql://app:s%40cret@db.example:3307/shop')
+    assert connect_.description == 'mysql://app@db.example:3307/shop'       # never the password
+    assert mqueue.connect_url('postgresql://app:pw@db/shop').description == 'postgresql://app@db:5432/shop'
+    assert mqueue.connect_url('sqlite:///rel/q.db').description == 'sqlite:///rel/q.db'
+    for spelling in ('connector', 'mysqlconnector'):   # (SQLAlchemy's)
+        assert mqueue.connect_url(f'mysql+{spelling}://app@db/shop').description == 'mysql://app@db:3306/shop'
+    assert mqueue.connect_url('sqlite:////abs/q.db').description == 'sqlite:////abs/q.db'
+    for bad, error in (('oracle://x/y', 'unsupported'), ('mysql+odbc://x/y', 'unknown driver'),
+                       ('sqlite://host/x.db', 'bad SQLite URL')):
+        with pytest.raises(ValueError, match=error):
+            mqueue.connect_url(bad)
+
+
+def test_readme_first_command_needs_no_database_server(tmp_path):
+    """`python examples/demo.py` with no URL: SQLite, a file in the current folder; -S: no
+    site-packages, so nothing installed is used (mqueue.py comes from the checkout)."""
+    env = {k: v for k, v in os.environ.items() if k not in ('MQUEUE_DATABASE_URL', 'PYTHONPATH')}
+    done = subprocess.run([sys.executable, '-S', str(ROOT / 'examples' / 'demo.py')], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith('database: sqlite:///mqueue-demo.db') and (tmp_path / 'mqueue-demo.db').exists()
+    assert "mails to ghost@example.com: 0" in done.stdout and 'processed 7 task runs' in done.stdout
+
+
+def module_docstring_example():
+    """The example in mqueue.py's module docstring: the literal block after its first '::'."""
+    lines = mqueue.__doc__.split('::\n', 1)[1].split('\n')
+    block = []
+    for line in lines:
+        if line and not line.startswith('    '):
+            break
+        block.append(line)
+    return textwrap.dedent('\n'.join(block)).strip('\n') + '\n'
+
+
+def document_blocks(path):
+    """Each fenced block of a Markdown file: (language, label of the marker line before it or None, text)."""
+    lines = path.read_text().split('\n')
+    blocks, i = [], 0
+    while i < len(lines):
+        fence = re.fullmatch(r'```(\w*)', lines[i])
+        if fence:
+            end = lines.index('```', i + 1)
+            marker = re.fullmatch(r'<!-- example: (\S+) -->', lines[i - 1]) if i else None
+            blocks.append((fence.group(1), marker and marker.group(1), '\n'.join(lines[i + 1:end]) + '\n'))
+            i = end
+        i += 1
+    return blocks
+
+
+def test_every_python_and_sql_block_of_readme_and_docs_is_run_by_a_test():
+    """Each ```python and ```sql block of README.md and docs/*.md follows a marker line
+    <!-- example: label --> whose label (unique) a test in this file reads with readme_block,
+    readme_example, example_file or example_module. A label that is a path under examples/ names
+    the file the block shows, which must be identical to it. Blocks in other languages are exempt:
+    bash and console (commands), text (sample output), ini (a systemd unit)."""
+    source = Path(__file__).read_text()
+    seen, unmarked, unrun = set(), [], []
+    for path in DOCUMENTS:
+        for language, label, text in document_blocks(path):
+            if language not in ('python', 'sql'):
+                assert language in ('bash', 'console', 'text', 'ini'), (path.name, language, text[:80])
+                continue
+            if label is None:
+                unmarked.append(f'{path.relative_to(ROOT)}: {text.splitlines()[0]}')
+                continue
+            assert label not in seen, f'two blocks are labelled {label}'
+            seen.add(label)
+            if label.startswith('examples/'):
+                assert (ROOT / label).read_text() == text, f'{path.name} shows {label} other than it is'
+            if not re.search(rf"\b(readme_block|readme_example|example_file|example_module)\('{re.escape(label)}'",
+                             source):
+                unrun.append(label)
+    assert not unmarked, f'blocks without <!-- example: label -->: {unmarked}'
+    assert not unrun, f'labels no test runs: {unrun}'
+    assert {'first-screen', 'upgrade-sql', 'examples/sqlalchemy_session.py'} <= seen
+
+
+def github_anchors(path):
+    """The anchors GitHub gives the headings of a Markdown file (code blocks left out)."""
+    text = re.sub(r'^```.*?^```', '', path.read_text(), flags=re.S | re.M)
+    anchors = []
+    for heading in re.findall(r'^#+ (.*)$', text, re.M):
+        slug = re.sub(r'[^\w\- ]', '', heading.strip().lower()).replace(' ', '-')
+        anchors.append(slug if slug not in anchors else f'{slug}-{anchors.count(slug)}')
+    return anchors
+
+
+def test_every_link_between_readme_docs_and_files_resolves():
+    """Every relative link in README.md and docs/*.md names a file or folder that exists, and an
+    anchor in it names one of its headings (GitHub's slug: lower case, punctuation dropped, spaces
+    to hyphens)."""
+    broken, checked = [], 0
+    for path in DOCUMENTS:
+        text = re.sub(r'^```.*?^```', '', path.read_text(), flags=re.S | re.M)   # code is not links
+        text = re.sub(r'`[^`\n]*`', '', text)
+        for target in re.findall(r'\]\(([^)\s]+)\)', text):
+            if re.match(r'[a-z]+:', target):
+                continue   # http(s): and the like
+            checked += 1
+            file, _, anchor = target.partition('#')
+            resolved = (path.parent / file).resolve() if file else path
+            if not resolved.exists():
+                broken.append(f'{path.name}: {target} (no such file)')
+            elif anchor and (resolved.suffix != '.md' or anchor not in github_anchors(resolved)):
+                broken.append(f'{path.name}: {target} (no such heading)')
+    assert checked > 20 and not broken, broken
+    assert github_anchors(ROOT / 'docs' / 'hooks.md')[-1] == 'sqlalchemy-dao-sessioncontext-the-original-packages-setup'
+
+
+def test_readme_opens_with_the_example_and_stays_short():
+    """README is a front door: its first code block is the first-screen example, within the first
+    screen; the guides live in docs/ (README stays near 250 lines, never over 300)."""
+    readme = (ROOT / 'README.md').read_text()
+    language, label, _ = document_blocks(ROOT / 'README.md')[0]
+    assert (language, label) == ('python', 'first-screen')
+    assert readme.split('\n').index('<!-- example: first-screen -->') < 15
+    assert len(readme.splitlines()) <= 300
+    assert re.search(r'^```bash\n\./test\n```$', readme, re.M)   # the test command CI runs
+
+
+@pytest.mark.parametrize('where', ['README.md', 'mqueue.py'])
+def test_the_first_screen_example_runs_in_an_empty_folder(where, tmp_path):
+    """README's first screen and mqueue.py's docstring show the same example. Each, run by a fresh
+    interpreter in an empty folder (a new app.db), leaves the task's outbox row and no task row."""
+    assert module_docstring_example() == readme_block('first-screen')
+    code = readme_block('first-screen') if where == 'README.md' else module_docstring_example()
+    env = {k: v for k, v in os.environ.items() if k != 'MQUEUE_DATABASE_URL'}
+    done = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env=dict(env, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    conn = sqlite3.connect(tmp_path / 'app.db')
+    try:
+        assert conn.execute('SELECT address, subject FROM outbox').fetchall() == [('a@example.com', 'hi')]
+        assert conn.execute('SELECT id, name, dead_at FROM task').fetchall() == []
+    finally:
+        conn.close()
+
+
+json_values = None
+
+
+try:
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers(-2 ** 53, 2 ** 53) | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(), lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+        max_leaves=12)
+except ImportError:   # hypothesis is in the test extra; without it these two tests are skipped
+    pass
+
+
+@pytest.mark.skipif(json_values is None, reason='pip install hypothesis')
+def test_backoff_is_within_its_bounds_for_every_attempt():
+    @given(base=st.floats(0, mqueue.MAX_BACKOFF), attempt=st.integers(1, 10_000))
+    def within(base, attempt):
+        ceiling = min(mqueue.MAX_BACKOFF, base * 2.0 ** min(attempt - 1, 64))
+        assert ceiling / 2 <= mqueue.backoff(base, attempt) <= ceiling
+    within()
+
+
+# Schema ##########################################################################################
+
+
+def test_the_dialect_is_told_by_the_driver_or_given(backend):
+    conn = connect()
+    try:
+        assert mqueue.Registry().dialect_of(conn) is backend.dialect
+        assert mqueue.Registry(dialect='sqlite').dialect_of(conn).name == 'sqlite'   # given: it wins
+    finally:
+        conn.close()
+    with pytest.raises(mqueue.MQueueError, match='give Registry.dialect=...'):
+        mqueue.Registry().dialect_of(object())
 
 
 def example_file(path):
@@ -552,6 +885,7 @@ def test_readme_upgrade_turns_a_0_2_table_into_the_current_one(db, reg):
 
 
 # Errors ##########################################################################################
+
 
 # How mqueue must classify each real error, whatever the driver: a missing table or column stops
 # a worker with advice, a lock conflict runs the task again at once uncounted, a lost connection
@@ -855,6 +1189,190 @@ def test_registry_refuses_a_second_function_under_one_name(reg):
         reg.task(name='same')(lambda: 2)
 
 
+# Crons ###########################################################################################
+
+
+CRON_CHILD = """
+import sys, json
+sys.path.insert(0, {root!r})
+import test_mqueue
+sys.exit(test_mqueue.cron_child(json.loads(sys.argv[1])))
+"""
+
+
+def cron_child(spec):
+    """Several independent workers (each schedules) in one process, until a stop file appears."""
+    global B
+    B = BACKENDS[spec['backend']]
+    reg = mqueue.Registry(table=spec['table'], cron_table=spec['cron_table'])
+
+    @reg.cron('* * * * * *', name='tick', overlap=True)
+    def tick():
+        context = mqueue.current()
+        with cursor_of(context.connection) as cursor:
+            cursor.execute(f'INSERT INTO {spec["ledger"]} (task_id, note) VALUES (%s, %s)',
+                           (context.id, context.eta.replace(tzinfo=None).isoformat()))
+    workers = [mqueue.Worker(connect, registry=reg, poll_interval=0.05) for _ in range(spec['workers'])]
+    threads = [threading.Thread(target=w.run) for w in workers]
+    for thread in threads:
+        thread.start()
+    stop = Path(spec['stop'])
+    while not stop.exists():
+        time.sleep(0.02)
+    for w in workers:
+        w.stop()
+    for thread in threads:
+        thread.join()
+    return 0
+
+
+def test_eight_workers_in_two_processes_enqueue_each_fire_exactly_once(db, reg, ledger, tmp_path):
+    spec = dict(backend=B.name, table=reg.table, cron_table=reg.cron_table, ledger=ledger, workers=4,
+                stop=str(tmp_path / 'stop'))
+    children = [subprocess.Popen([sys.executable, '-c', CRON_CHILD.format(root=str(ROOT)), json.dumps(spec)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    try:
+        wait_for(lambda: query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] >= 5, timeout=30, interval=0.1)
+    finally:
+        (tmp_path / 'stop').touch()
+        outputs = [child.communicate(timeout=30)[0] for child in children]
+    assert [child.returncode for child in children] == [0, 0], outputs
+    ran = [dt.datetime.fromisoformat(note) for note, in query(db, f'SELECT note FROM {ledger}')]
+    waiting = [row['eta'] for row in tasks_in(db, reg)]
+    fires = sorted(ran + waiting)
+    assert len(fires) == len(set(fires)) >= 5                      # never two tasks for one fire
+    assert all(f.microsecond == 0 for f in fires)
+    assert [(b - a).total_seconds() for a, b in zip(fires, fires[1:])] == [1.0] * (len(fires) - 1)   # none missed
+    (last, task_id), = query(db, f'SELECT last, task_id FROM {reg.cron_table}')
+    assert as_datetime(last) == fires[-1]
+
+
+def move_cron_back(db, reg, seconds):
+    query(db, f"UPDATE {reg.cron_table} SET last = {B.shift('last', -seconds)}")
+
+
+def test_a_missed_day_is_caught_up_with_one_task(db, reg):
+    ran = []
+    reg.cron('0 * * * *', name='hourly')(lambda: ran.append(1))
+    assert worker(reg).run(burst=True) == 0           # first sight: creates the row, fires from now on
+    move_cron_back(db, reg, 86400)
+    assert worker(reg).run(burst=True) == 1 and ran == [1]
+    (last, now), = query(db, f'SELECT last, {B.now} FROM {reg.cron_table}')
+    last, now = as_datetime(last), as_datetime(now).replace(microsecond=0)
+    assert last == now.replace(minute=0, second=0) or now.minute == 0   # the newest fire covered
+
+
+def test_no_pile_up_unless_overlap_is_allowed(db, reg):
+    reg.cron('@hourly', name='single')(lambda: None)
+    reg.cron('@hourly', name='overlapping', overlap=True)(lambda: None)
+    scheduler = worker(reg, queues=['nothing-runs-here'])       # serves no task: only schedules
+    scheduler.queues = None
+    scheduler.scheduler.run_due()                               # creates both rows
+
+    def fire():
+        move_cron_back(db, reg, 7200)
+        scheduler.scheduler._due.clear()
+        scheduler.scheduler.run_due()
+        return sorted(r['name'] for r in tasks_in(db, reg))
+    assert fire() == ['overlapping', 'single']
+    assert fire() == ['overlapping', 'overlapping', 'single']   # single's first task is still pending
+    assert worker(reg, crons=False).run(burst=True) == 3
+    assert fire() == ['overlapping', 'single']
+
+
+def test_a_failing_cron_follows_the_retry_rules_and_keeps_firing(db, reg):
+    attempts = []
+
+    @reg.cron('@hourly', name='failing', retries=1, backoff=0)
+    def failing():
+        attempts.append(mqueue.current().retries)
+        raise RuntimeError('cron failed')
+    assert worker(reg).run(burst=True) == 0
+    move_cron_back(db, reg, 7200)
+    assert worker(reg).run(burst=True) == 2 and attempts == [0, 1]
+    dead, = tasks_in(db, reg)
+    assert dead['dead_at'] is not None
+    move_cron_back(db, reg, 7200)
+    assert worker(reg).run(burst=True) == 2                      # a new fire, its own attempts
+    assert len(tasks_in(db, reg)) == 2 and attempts == [0, 1, 0, 1]
+
+
+def test_workers_with_skewed_clocks_schedule_by_the_database_clock(db, reg, ledger, caplog):
+    caplog.set_level(logging.DEBUG, logger='mqueue')
+    reg.cron('* * * * * *', name='tick', overlap=True)(lambda: write_ledger(ledger))
+    workers = [worker(reg, poll_interval=0.05) for _ in range(2)]
+    workers[0].scheduler.clock = lambda: time.time() + 3600     # an hour fast
+    workers[1].scheduler.clock = lambda: time.time() - 3600     # an hour slow
+    threads = [run_in_thread(w) for w in workers]
+    try:
+        wait_for(lambda: query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] >= 3, timeout=20, interval=0.05)
+    finally:
+        for w in workers:
+            w.stop()
+        for thread in threads:
+            thread.join(10)
+    runs = query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0]
+    (created, now), = query(db, f'SELECT MIN(last), {B.now} FROM {reg.cron_table}')
+    created, now = as_datetime(created), as_datetime(now)
+    assert abs((now - created).total_seconds()) < 10               # fires follow the database clock
+    checks = sum('cron tick: checked' in r.getMessage() for r in caplog.records)
+    fires = runs + len(tasks_in(db, reg))
+    assert fires >= 3 and checks <= 2 * (fires + 3)               # about one check per worker per fire
+
+
+def test_undeclared_cron_rows_are_left_alone_and_reported(db, reg, caplog):
+    query(db, f"INSERT INTO {reg.cron_table} (queue, name, last) VALUES ('default', 'retired', {B.now})")
+    reg.cron('@hourly', name='current')(lambda: None)
+    worker(reg).run(burst=True)
+    assert any('cron row retired' in r.getMessage() and 'left alone' in r.getMessage() for r in caplog.records)
+    assert sorted(name for name, in query(db, f'SELECT name FROM {reg.cron_table}')) == ['current', 'retired']
+
+
+def test_a_worker_that_does_not_serve_the_queue_of_its_queueless_crons_says_so(db, reg, caplog):
+    reg.cron('@hourly', name='bare')(lambda: None)
+    reg.cron('@hourly', name='placed', queue='other')(lambda: None)
+    worker(reg, queues=['test-queue']).run(burst=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and 'have no queue' in r.getMessage()]
+    assert warnings == ["crons bare have no queue, so they belong to the default queue 'default', which this worker "
+                        "does not serve: it will not schedule them. Call mqueue.init('test-queue') before starting "
+                        "it, or declare @cron(..., queue=...)"]
+    assert query(db, f'SELECT COUNT(*) FROM {reg.cron_table}')[0][0] == 0
+    caplog.clear()
+    reg.init('test-queue')                   # the port docs/upgrading.md gives: the queue start() was given
+    worker(reg, queues=['test-queue']).run(burst=True)
+    assert not [r for r in caplog.records if 'have no queue' in r.getMessage()]
+    assert query(db, f'SELECT queue, name FROM {reg.cron_table}') == (('test-queue', 'bare'),)
+
+
+def test_cli_crons_lists_expression_zone_last_and_next_fire(db, reg, tmp_path, monkeypatch, capsys):
+    package = f'crons_{uuid.uuid4().hex[:8]}'
+    (tmp_path / package).mkdir()
+    (tmp_path / package / '__init__.py').write_text(
+        'import mqueue\n\n@mqueue.cron("0 9 * * 1-5", name="report", tz="Europe/Berlin")\ndef report():\n    pass\n')
+    query(db, f"INSERT INTO {reg.cron_table} (queue, name, last) VALUES ('default', 'report', '2026-11-27 08:00:00'),"
+              f" ('default', 'gone', '2026-01-01 00:00:00')")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = dict(mqueue.default_registry.tasks), dict(mqueue.default_registry.crons)
+    table, cron_table = mqueue.default_registry.table, mqueue.default_registry.cron_table
+    try:
+        assert mqueue.main(['crons', '--db', B.url, '--tasks', package, '--table', reg.table,
+                            '--cron-table', reg.cron_table]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert mqueue.main(['crons', '--db', B.url, '--tasks', package, '--table', reg.table,
+                            '--cron-table', reg.cron_table, '--json']) == 0
+        listed = json.loads(capsys.readouterr().out)
+    finally:
+        mqueue.default_registry.tasks, mqueue.default_registry.crons = before
+        mqueue.default_registry.table, mqueue.default_registry.cron_table = table, cron_table
+    assert [(c['name'], c['expression'], c['zone'], c['last'], c['next']) for c in listed] == [
+        ('report', '0 9 * * 1-5', 'Europe/Berlin', '2026-11-27T08:00:00+00:00', '2026-11-30T08:00:00+00:00'),
+        ('gone', None, None, '2026-01-01T00:00:00+00:00', None)]
+    assert lines[0].split() == ['NAME', 'QUEUE', 'EXPRESSION', 'ZONE', 'LAST', 'FIRE', '(UTC)', 'NEXT', 'FIRE', '(UTC)']
+    assert lines[1].split() == ['report', 'default', '0', '9', '*', '*', '1-5', 'Europe/Berlin',
+                                '2026-11-27', '08:00:00', '2026-11-30', '08:00:00']
+    assert lines[2].split() == ['gone', 'default', '(not', 'declared)', '2026-01-01', '00:00:00']
+
+
 # Worker: success and failure #####################################################################
 
 
@@ -946,14 +1464,6 @@ def test_after_its_retries_a_task_is_dead_until_brought_back(db, reg, ledger):
     assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 1
 
 
-def test_backoff_stays_within_its_bounds():
-    for attempt in range(1, 40):
-        ceiling = min(mqueue.MAX_BACKOFF, 5.0 * 2 ** (attempt - 1))
-        for _ in range(50):
-            assert ceiling / 2 <= mqueue.backoff(5.0, attempt) <= ceiling
-    assert mqueue.backoff(0, 3) == 0
-
-
 @pytest.mark.parametrize('name, args, error', [
     ('nobody.registered', '[]', 'UnknownTask'),
     ('os.system', '["touch /tmp/mqueue-pwned"]', 'UnknownTask'),
@@ -979,6 +1489,7 @@ def test_a_bad_row_goes_dead_at_once_and_the_worker_carries_on(db, reg, name, ar
 
 
 # Worker: crashes, connections, signals ###########################################################
+
 
 CHILD = """
 import sys, json
@@ -1612,32 +2123,6 @@ def test_a_signal_while_the_worker_connects_at_start_up_is_a_clean_stop(db, reg,
     assert row['retries'] == 0 and row['dead_at'] is None            # ...and claimed nothing
 
 
-@only('sqlite')   # (the CLI's start-up is the same on every database)
-def test_a_signal_while_the_cli_worker_imports_its_tasks_is_a_clean_stop(tmp_path):
-    package = tmp_path / f'tasks_{uuid.uuid4().hex[:8]}'
-    package.mkdir()
-    (package / '__init__.py').write_text(
-        'import pathlib, time\n'
-        f'marks = pathlib.Path({str(tmp_path)!r})\n'
-        "(marks / 'importing').touch()\n"
-        'deadline = time.monotonic() + 20\n'
-        "while not (marks / 'go').exists() and time.monotonic() < deadline:   # a big app imports for a while\n"
-        '    time.sleep(0.01)\n')
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    child = subprocess.Popen([sys.executable, '-m', 'mqueue', 'worker', '--db', f'sqlite:///{tmp_path}/q.db',
-                              '--tasks', package.name], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(lambda: (tmp_path / 'importing').exists())
-        child.send_signal(signal.SIGTERM)
-        out, _ = child.communicate(timeout=20)
-    finally:
-        (tmp_path / 'go').touch()
-        child.kill() if child.poll() is None else None
-    assert child.returncode == 0, out
-    assert out.strip() == 'SIGTERM while the worker was starting: stopped before it ran any task'
-
-
 def test_a_success_is_logged_only_once_it_has_committed(db, reg, ledger, tmp_path):
     """An operator reads the log as the record: a worker killed between a task's return and its
     batch's commit must not have logged a success that was rolled back (issue 12)."""
@@ -1787,18 +2272,6 @@ def test_an_idle_worker_sends_one_statement_per_poll(reg, monkeypatch):
     assert len(probes) + len(lookups) == len(idle) and len(lookups) <= 2   # no COMMIT, no claim
 
 
-def test_worker_options_are_checked():
-    reg = mqueue.Registry()
-    with pytest.raises(ValueError, match='concurrency'):
-        mqueue.Worker(connect, registry=reg, concurrency=0)
-    with pytest.raises(ValueError, match='unknown hooks'):
-        mqueue.Worker(connect, registry=reg, hooks={'before': print})
-    with pytest.raises(ValueError, match='connection factory'):
-        mqueue.Worker(object(), registry=reg, concurrency=2)
-    with pytest.raises(mqueue.MQueueError, match='no tasks are registered'):
-        mqueue.Worker(connect, registry=reg).run(burst=True)
-
-
 def test_a_plain_connection_serves_a_one_thread_worker(db, reg):
     ran = []
     reg.task(name='p')(lambda: ran.append(1))
@@ -1928,7 +2401,7 @@ def test_sqlalchemy_dao_example_enqueues_with_its_user_and_the_daemon_runs_the_t
             own.close()
 
 
-# Operating: inspect, retry, cancel, purge; logs; metrics ##########################################
+# Operating: inspect, retry, cancel, purge; logs; metrics #########################################
 
 
 def make_dead(db, reg, name='gone', queue='default', days_ago=0.0, error='ValueError: boom\nTraceback ...'):
@@ -2002,7 +2475,7 @@ def test_cancel_deletes_a_pending_or_dead_task_in_the_callers_transaction(db, re
 
 
 def test_purge_dead_deletes_dead_tasks_older_than_an_age(db, reg):
-    ancient, old = make_dead(db, reg, days_ago=40), make_dead(db, reg, queue='mail', days_ago=10)
+    make_dead(db, reg, days_ago=40), make_dead(db, reg, queue='mail', days_ago=10)   # the two purged below
     recent = make_dead(db, reg)
     conn = connect()
     pending = reg.enqueue(conn, 'x', [])
@@ -2375,7 +2848,7 @@ def test_cli_errors_exit_1_with_one_line_and_usage_errors_exit_2(db, reg, capsys
         assert (status, out) == (1, '') and err.count('\n') == 1 and 'run `mqueue init-db`' in err
         unreachable = B.url.replace(':3306/', ':1/').replace(':5432/', ':1/')
         status, out, err = cli('dead', '--db', unreachable, capsys=capsys)
-        assert (status, out) == (1, '') and err.startswith(f'mqueue: cannot connect to ') and err.count('\n') == 1
+        assert (status, out) == (1, '') and err.startswith('mqueue: cannot connect to ') and err.count('\n') == 1
     for argv, message in ((['status', '--db', 'oracle://x/y'], 'unsupported database URL scheme'),
                           (['status', '--db', 'sqlite://host/x.db'], 'bad SQLite URL'),
                           (['cancel', '1', '--db', 'mysql+odbc://x/y'], 'unknown driver'),
@@ -2391,20 +2864,6 @@ def test_cli_errors_exit_1_with_one_line_and_usage_errors_exit_2(db, reg, capsys
             mqueue.main(argv)
         assert exit_.value.code == 2, argv
         assert capsys.readouterr().err.startswith('usage: mqueue'), argv
-
-
-def test_cli_help_of_every_command_has_an_example(capsys):
-    parser, subparsers = mqueue._parser()
-    assert set(subparsers) == {'worker', 'status', 'dead', 'retry', 'cancel', 'purge', 'enqueue', 'crons',
-                               'init-db', 'schema'}
-    for name in subparsers:
-        with pytest.raises(SystemExit) as exit_:
-            mqueue.main([name, '--help'])
-        out = capsys.readouterr().out
-        assert exit_.value.code == 0 and f'usage: mqueue {name}' in out
-        assert re.search(rf'examples:\n  mqueue {name} ', out), out
-        for action in subparsers[name]._actions:
-            assert action.help, (name, action.dest)   # every option is explained
 
 
 @only('mariadb-pymysql')
@@ -2449,17 +2908,6 @@ def test_cli_commands_as_real_processes_against_mariadb(db, reg, tmp_path):
 # Discovery and CLI ###############################################################################
 
 
-def make_tasks_package(tmp_path, package):
-    root = tmp_path / package
-    (root / 'sub').mkdir(parents=True)
-    (root / '__init__.py').write_text('')
-    (root / 'mail.py').write_text('import mqueue\n\n@mqueue.task\ndef send(to):\n    pass\n')
-    (root / 'sub' / '__init__.py').write_text('')
-    (root / 'sub' / 'deep.py').write_text(
-        'import mqueue\n\n@mqueue.task(name="deep")\ndef deep(path):\n    open(path, "w").write("ran")\n')
-    return root
-
-
 def test_worker_imports_every_module_of_a_tasks_package(reg, tmp_path, monkeypatch):
     package = f'tasks_{uuid.uuid4().hex[:8]}'
     make_tasks_package(tmp_path, package)
@@ -2488,33 +2936,6 @@ def test_cli_worker_runs_tasks_from_a_package(db, reg, tmp_path):
     assert bad.returncode == 1 and "No module named 'no_such_pkg_x'" in bad.stderr
 
 
-def test_the_mqueue_console_script_is_installed():
-    script = shutil.which('mqueue')
-    if script is None:
-        message = "no `mqueue` on PATH: install the package (pip install -e '.[test]')"
-        pytest.fail(message) if os.environ.get('CI') else pytest.skip(message)
-    done = subprocess.run([script, 'schema'], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and done.stdout == mqueue.Registry().schema()
-
-
-@only('sqlite')
-def test_cli_without_a_database_uses_sqlite_in_the_current_folder(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv('MQUEUE_DATABASE_URL', raising=False)
-    make_tasks_package(tmp_path, 'default_db_tasks')
-    env = {k: v for k, v in os.environ.items() if k != 'MQUEUE_DATABASE_URL'}
-    env['PYTHONPATH'] = str(ROOT)
-    done = subprocess.run([sys.executable, '-m', 'mqueue', 'worker', '--tasks', 'default_db_tasks', '--burst'],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    conn = mqueue.connect_url(f'sqlite:///{tmp_path / "mqueue.db"}')()   # created, with its tables
-    mqueue.enqueue(conn, 'deep', [str(tmp_path / 'out')])
-    conn.commit()
-    conn.close()
-    done = subprocess.run([sys.executable, '-m', 'mqueue', 'worker', '--tasks', 'default_db_tasks', '--burst'],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and (tmp_path / 'out').read_text() == 'ran', done.stderr
-
-
 def test_cli_init_db_creates_the_tables_on_any_database(db, tmp_path):
     suffix = uuid.uuid4().hex[:8]
     table, cron_table = f't_task_{suffix}', f't_cron_{suffix}'
@@ -2527,20 +2948,6 @@ def test_cli_init_db_creates_the_tables_on_any_database(db, tmp_path):
         assert query(db, f'SELECT COUNT(*) FROM {table}') == ((0,),) and query(db, f'SELECT COUNT(*) FROM {cron_table}') == ((0,),)
     finally:
         drop_tables(table, cron_table)
-
-
-def test_connect_url_parses_credentials():
-    connect_ = mqueue.connect_url('mysql://app:s%40cret@db.example:3307/shop')
-    assert connect_.description == 'mysql://app@db.example:3307/shop'       # never the password
-    assert mqueue.connect_url('postgresql://app:pw@db/shop').description == 'postgresql://app@db:5432/shop'
-    assert mqueue.connect_url('sqlite:///rel/q.db').description == 'sqlite:///rel/q.db'
-    for spelling in ('connector', 'mysqlconnector'):   # (SQLAlchemy's)
-        assert mqueue.connect_url(f'mysql+{spelling}://app@db/shop').description == 'mysql://app@db:3306/shop'
-    assert mqueue.connect_url('sqlite:////abs/q.db').description == 'sqlite:////abs/q.db'
-    for bad, error in (('oracle://x/y', 'unsupported'), ('mysql+odbc://x/y', 'unknown driver'),
-                       ('sqlite://host/x.db', 'bad SQLite URL')):
-        with pytest.raises(ValueError, match=error):
-            mqueue.connect_url(bad)
 
 
 @only('mariadb-connector')
@@ -2581,28 +2988,6 @@ def test_readme_quick_start_example_runs(server, tmp_path):
                               text=True, timeout=120, env=dict(os.environ, MQUEUE_DATABASE_URL=url))
     assert done.returncode == 0, done.stdout + done.stderr
     assert 'task rows left in queue' in done.stdout and 'dead, last_error: ValueError' in done.stdout
-
-
-def test_readme_first_command_needs_no_database_server(tmp_path):
-    """`python examples/demo.py` with no URL: SQLite, a file in the current folder; -S: no
-    site-packages, so nothing installed is used (mqueue.py comes from the checkout)."""
-    env = {k: v for k, v in os.environ.items() if k not in ('MQUEUE_DATABASE_URL', 'PYTHONPATH')}
-    done = subprocess.run([sys.executable, '-S', str(ROOT / 'examples' / 'demo.py')], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.startswith('database: sqlite:///mqueue-demo.db') and (tmp_path / 'mqueue-demo.db').exists()
-    assert "mails to ghost@example.com: 0" in done.stdout and 'processed 7 task runs' in done.stdout
-
-
-def module_docstring_example():
-    """The example in mqueue.py's module docstring: the literal block after its first '::'."""
-    lines = mqueue.__doc__.split('::\n', 1)[1].split('\n')
-    block = []
-    for line in lines:
-        if line and not line.startswith('    '):
-            break
-        block.append(line)
-    return textwrap.dedent('\n'.join(block)).strip('\n') + '\n'
 
 
 def run_in_examples(code, url):
@@ -2656,362 +3041,6 @@ def test_docs_cron_example_ticks_every_two_seconds_until_its_timer_stops_the_wor
     ids = [int(re.fullmatch(r'tick: task (\d+)', line).group(1)) for line in lines]
     assert 1 <= len(ids) <= 3 and ids == sorted(set(ids)), lines   # fires at even seconds, within 5 s
     assert 5 <= took < 60, took
-
-
-def document_blocks(path):
-    """Each fenced block of a Markdown file: (language, label of the marker line before it or None, text)."""
-    lines = path.read_text().split('\n')
-    blocks, i = [], 0
-    while i < len(lines):
-        fence = re.fullmatch(r'```(\w*)', lines[i])
-        if fence:
-            end = lines.index('```', i + 1)
-            marker = re.fullmatch(r'<!-- example: (\S+) -->', lines[i - 1]) if i else None
-            blocks.append((fence.group(1), marker and marker.group(1), '\n'.join(lines[i + 1:end]) + '\n'))
-            i = end
-        i += 1
-    return blocks
-
-
-def test_every_python_and_sql_block_of_readme_and_docs_is_run_by_a_test():
-    """Each ```python and ```sql block of README.md and docs/*.md follows a marker line
-    <!-- example: label --> whose label (unique) a test in this file reads with readme_block,
-    readme_example, example_file or example_module. A label that is a path under examples/ names
-    the file the block shows, which must be identical to it. Blocks in other languages are exempt:
-    bash and console (commands), text (sample output), ini (a systemd unit)."""
-    source = Path(__file__).read_text()
-    seen, unmarked, unrun = set(), [], []
-    for path in DOCUMENTS:
-        for language, label, text in document_blocks(path):
-            if language not in ('python', 'sql'):
-                assert language in ('bash', 'console', 'text', 'ini'), (path.name, language, text[:80])
-                continue
-            if label is None:
-                unmarked.append(f'{path.relative_to(ROOT)}: {text.splitlines()[0]}')
-                continue
-            assert label not in seen, f'two blocks are labelled {label}'
-            seen.add(label)
-            if label.startswith('examples/'):
-                assert (ROOT / label).read_text() == text, f'{path.name} shows {label} other than it is'
-            if not re.search(rf"\b(readme_block|readme_example|example_file|example_module)\('{re.escape(label)}'",
-                             source):
-                unrun.append(label)
-    assert not unmarked, f'blocks without <!-- example: label -->: {unmarked}'
-    assert not unrun, f'labels no test runs: {unrun}'
-    assert {'first-screen', 'upgrade-sql', 'examples/sqlalchemy_session.py'} <= seen
-
-
-def github_anchors(path):
-    """The anchors GitHub gives the headings of a Markdown file (code blocks left out)."""
-    text = re.sub(r'^```.*?^```', '', path.read_text(), flags=re.S | re.M)
-    anchors = []
-    for heading in re.findall(r'^#+ (.*)$', text, re.M):
-        slug = re.sub(r'[^\w\- ]', '', heading.strip().lower()).replace(' ', '-')
-        anchors.append(slug if slug not in anchors else f'{slug}-{anchors.count(slug)}')
-    return anchors
-
-
-def test_every_link_between_readme_docs_and_files_resolves():
-    """Every relative link in README.md and docs/*.md names a file or folder that exists, and an
-    anchor in it names one of its headings (GitHub's slug: lower case, punctuation dropped, spaces
-    to hyphens)."""
-    broken, checked = [], 0
-    for path in DOCUMENTS:
-        text = re.sub(r'^```.*?^```', '', path.read_text(), flags=re.S | re.M)   # code is not links
-        text = re.sub(r'`[^`\n]*`', '', text)
-        for target in re.findall(r'\]\(([^)\s]+)\)', text):
-            if re.match(r'[a-z]+:', target):
-                continue   # http(s): and the like
-            checked += 1
-            file, _, anchor = target.partition('#')
-            resolved = (path.parent / file).resolve() if file else path
-            if not resolved.exists():
-                broken.append(f'{path.name}: {target} (no such file)')
-            elif anchor and (resolved.suffix != '.md' or anchor not in github_anchors(resolved)):
-                broken.append(f'{path.name}: {target} (no such heading)')
-    assert checked > 20 and not broken, broken
-    assert github_anchors(ROOT / 'docs' / 'hooks.md')[-1] == 'sqlalchemy-dao-sessioncontext-the-original-packages-setup'
-
-
-def test_readme_opens_with_the_example_and_stays_short():
-    """README is a front door: its first code block is the first-screen example, within the first
-    screen; the guides live in docs/ (README stays near 250 lines, never over 300)."""
-    readme = (ROOT / 'README.md').read_text()
-    language, label, _ = document_blocks(ROOT / 'README.md')[0]
-    assert (language, label) == ('python', 'first-screen')
-    assert readme.split('\n').index('<!-- example: first-screen -->') < 15
-    assert len(readme.splitlines()) <= 300
-    assert re.search(r'^```bash\n\./test\n```$', readme, re.M)   # the test command CI runs
-
-
-@pytest.mark.parametrize('where', ['README.md', 'mqueue.py'])
-def test_the_first_screen_example_runs_in_an_empty_folder(where, tmp_path):
-    """README's first screen and mqueue.py's docstring show the same example. Each, run by a fresh
-    interpreter in an empty folder (a new app.db), leaves the task's outbox row and no task row."""
-    assert module_docstring_example() == readme_block('first-screen')
-    code = readme_block('first-screen') if where == 'README.md' else module_docstring_example()
-    env = {k: v for k, v in os.environ.items() if k != 'MQUEUE_DATABASE_URL'}
-    done = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                          env=dict(env, PYTHONPATH=str(ROOT)))
-    assert done.returncode == 0, done.stdout + done.stderr
-    conn = sqlite3.connect(tmp_path / 'app.db')
-    try:
-        assert conn.execute('SELECT address, subject FROM outbox').fetchall() == [('a@example.com', 'hi')]
-        assert conn.execute('SELECT id, name, dead_at FROM task').fetchall() == []
-    finally:
-        conn.close()
-
-
-# Crons ###########################################################################################
-
-
-def test_bad_cron_expressions_and_crons_with_arguments_fail_at_decoration():
-    reg = mqueue.Registry()
-    for expression in ('61 * * * *', 'every hour', '* * * *', '', None):
-        with pytest.raises(ValueError, match='invalid cron expression'):
-            reg.cron(expression)(lambda: None)
-    with pytest.raises(ValueError, match='time zone'):
-        reg.cron('@hourly', tz='Mars/Olympus_Mons')(lambda: None)
-
-    def needs(recipient, subject='hi'):
-        pass
-    with pytest.raises(TypeError, match=r"a cron task takes no arguments, but .*needs\(\) missing a required argument"):
-        reg.cron('@hourly')(needs)
-    assert reg.tasks == {} and reg.crons == {}
-
-    def optional(recipient='ops@x'):
-        pass
-    assert reg.cron('* * * * * */10', name='ten-seconds')(optional).name == 'ten-seconds'
-    assert reg.crons['ten-seconds'].expression == '* * * * * */10'
-
-
-def test_the_module_imports_without_croniter_until_a_cron_is_declared():
-    code = ('import sys; sys.modules["croniter"] = None\n'
-            'import mqueue\n'
-            'mqueue.task(lambda: 1)\n'
-            'try:\n'
-            '    mqueue.cron("@hourly")(lambda: 1)\n'
-            'except mqueue.MQueueError as exc:\n'
-            '    print(exc)\n')
-    done = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == 'crons need croniter: pip install croniter'
-
-
-def fires_on(expression, tz, day):
-    """The fires of one local calendar day, as local times with their UTC offsets."""
-    schedule = mqueue.Cron(expression, tz=tz)
-    zone = schedule.tz
-    start = dt.datetime.combine(day, dt.time(), zone)
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
-    fires, instant = [], start - dt.timedelta(microseconds=1)
-    while (instant := schedule.next_fire(instant)) < end:
-        fires.append(instant)
-    for previous, fire in zip([None] + fires, fires):   # newest_fire agrees with next_fire
-        assert schedule.newest_fire(fire) == fire
-        if previous:
-            assert schedule.newest_fire(fire - dt.timedelta(microseconds=1)) == previous
-    return [f.astimezone(zone).strftime('%H:%M%z') for f in fires]
-
-
-def test_daylight_saving_days_in_berlin_give_the_documented_fires():
-    spring, autumn = dt.date(2026, 3, 29), dt.date(2026, 10, 25)
-    berlin = 'Europe/Berlin'
-    # Spring forward (02:00 -> 03:00): a time in the gap moves forward by the gap, once.
-    assert fires_on('30 2 * * *', berlin, spring) == ['03:30+0200']
-    assert fires_on('*/30 2-3 * * *', berlin, spring) == ['03:00+0200', '03:30+0200']
-    hourly = fires_on('0 * * * *', berlin, spring)
-    assert len(hourly) == 23 and hourly[:3] == ['00:00+0100', '01:00+0100', '03:00+0200']
-    # Fall back (03:00 -> 02:00): a fixed hour fires once, an hour field of * fires in both passes.
-    assert fires_on('30 2 * * *', berlin, autumn) == ['02:30+0200']
-    assert fires_on('15 1-3 * * *', berlin, autumn) == ['01:15+0200', '02:15+0200', '03:15+0100']
-    hourly = fires_on('0 * * * *', berlin, autumn)
-    assert len(hourly) == 25 and hourly[2:4] == ['02:00+0200', '02:00+0100']
-    assert fires_on('*/30 * * * *', berlin, autumn)[4:8] == ['02:00+0200', '02:30+0200', '02:00+0100', '02:30+0100']
-    # An ordinary day, and the default zone
-    assert fires_on('0 9 * * 1-5', berlin, dt.date(2026, 11, 30)) == ['09:00+0100']
-    assert len(fires_on('@hourly', 'UTC', spring)) == 24
-    assert len(fires_on('*/5 * * * *', 'UTC', spring)) == 288
-
-
-CRON_CHILD = """
-import sys, json
-sys.path.insert(0, {root!r})
-import test_mqueue
-sys.exit(test_mqueue.cron_child(json.loads(sys.argv[1])))
-"""
-
-
-def cron_child(spec):
-    """Several independent workers (each schedules) in one process, until a stop file appears."""
-    global B
-    B = BACKENDS[spec['backend']]
-    reg = mqueue.Registry(table=spec['table'], cron_table=spec['cron_table'])
-
-    @reg.cron('* * * * * *', name='tick', overlap=True)
-    def tick():
-        context = mqueue.current()
-        with cursor_of(context.connection) as cursor:
-            cursor.execute(f'INSERT INTO {spec["ledger"]} (task_id, note) VALUES (%s, %s)',
-                           (context.id, context.eta.replace(tzinfo=None).isoformat()))
-    workers = [mqueue.Worker(connect, registry=reg, poll_interval=0.05) for _ in range(spec['workers'])]
-    threads = [threading.Thread(target=w.run) for w in workers]
-    for thread in threads:
-        thread.start()
-    stop = Path(spec['stop'])
-    while not stop.exists():
-        time.sleep(0.02)
-    for w in workers:
-        w.stop()
-    for thread in threads:
-        thread.join()
-    return 0
-
-
-def test_eight_workers_in_two_processes_enqueue_each_fire_exactly_once(db, reg, ledger, tmp_path):
-    spec = dict(backend=B.name, table=reg.table, cron_table=reg.cron_table, ledger=ledger, workers=4,
-                stop=str(tmp_path / 'stop'))
-    children = [subprocess.Popen([sys.executable, '-c', CRON_CHILD.format(root=str(ROOT)), json.dumps(spec)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
-    try:
-        wait_for(lambda: query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] >= 5, timeout=30, interval=0.1)
-    finally:
-        (tmp_path / 'stop').touch()
-        outputs = [child.communicate(timeout=30)[0] for child in children]
-    assert [child.returncode for child in children] == [0, 0], outputs
-    ran = [dt.datetime.fromisoformat(note) for note, in query(db, f'SELECT note FROM {ledger}')]
-    waiting = [row['eta'] for row in tasks_in(db, reg)]
-    fires = sorted(ran + waiting)
-    assert len(fires) == len(set(fires)) >= 5                      # never two tasks for one fire
-    assert all(f.microsecond == 0 for f in fires)
-    assert [(b - a).total_seconds() for a, b in zip(fires, fires[1:])] == [1.0] * (len(fires) - 1)   # none missed
-    (last, task_id), = query(db, f'SELECT last, task_id FROM {reg.cron_table}')
-    assert as_datetime(last) == fires[-1]
-
-
-def move_cron_back(db, reg, seconds):
-    query(db, f"UPDATE {reg.cron_table} SET last = {B.shift('last', -seconds)}")
-
-
-def test_a_missed_day_is_caught_up_with_one_task(db, reg):
-    ran = []
-    reg.cron('0 * * * *', name='hourly')(lambda: ran.append(1))
-    assert worker(reg).run(burst=True) == 0           # first sight: creates the row, fires from now on
-    move_cron_back(db, reg, 86400)
-    assert worker(reg).run(burst=True) == 1 and ran == [1]
-    (last, now), = query(db, f'SELECT last, {B.now} FROM {reg.cron_table}')
-    last, now = as_datetime(last), as_datetime(now).replace(microsecond=0)
-    assert last == now.replace(minute=0, second=0) or now.minute == 0   # the newest fire covered
-
-
-def test_no_pile_up_unless_overlap_is_allowed(db, reg):
-    reg.cron('@hourly', name='single')(lambda: None)
-    reg.cron('@hourly', name='overlapping', overlap=True)(lambda: None)
-    scheduler = worker(reg, queues=['nothing-runs-here'])       # serves no task: only schedules
-    scheduler.queues = None
-    scheduler.scheduler.run_due()                               # creates both rows
-
-    def fire():
-        move_cron_back(db, reg, 7200)
-        scheduler.scheduler._due.clear()
-        scheduler.scheduler.run_due()
-        return sorted(r['name'] for r in tasks_in(db, reg))
-    assert fire() == ['overlapping', 'single']
-    assert fire() == ['overlapping', 'overlapping', 'single']   # single's first task is still pending
-    assert worker(reg, crons=False).run(burst=True) == 3
-    assert fire() == ['overlapping', 'single']
-
-
-def test_a_failing_cron_follows_the_retry_rules_and_keeps_firing(db, reg):
-    attempts = []
-
-    @reg.cron('@hourly', name='failing', retries=1, backoff=0)
-    def failing():
-        attempts.append(mqueue.current().retries)
-        raise RuntimeError('cron failed')
-    assert worker(reg).run(burst=True) == 0
-    move_cron_back(db, reg, 7200)
-    assert worker(reg).run(burst=True) == 2 and attempts == [0, 1]
-    dead, = tasks_in(db, reg)
-    assert dead['dead_at'] is not None
-    move_cron_back(db, reg, 7200)
-    assert worker(reg).run(burst=True) == 2                      # a new fire, its own attempts
-    assert len(tasks_in(db, reg)) == 2 and attempts == [0, 1, 0, 1]
-
-
-def test_workers_with_skewed_clocks_schedule_by_the_database_clock(db, reg, ledger, caplog):
-    caplog.set_level(logging.DEBUG, logger='mqueue')
-    reg.cron('* * * * * *', name='tick', overlap=True)(lambda: write_ledger(ledger))
-    workers = [worker(reg, poll_interval=0.05) for _ in range(2)]
-    workers[0].scheduler.clock = lambda: time.time() + 3600     # an hour fast
-    workers[1].scheduler.clock = lambda: time.time() - 3600     # an hour slow
-    threads = [run_in_thread(w) for w in workers]
-    try:
-        wait_for(lambda: query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] >= 3, timeout=20, interval=0.05)
-    finally:
-        for w in workers:
-            w.stop()
-        for thread in threads:
-            thread.join(10)
-    runs = query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0]
-    (created, now), = query(db, f'SELECT MIN(last), {B.now} FROM {reg.cron_table}')
-    created, now = as_datetime(created), as_datetime(now)
-    assert abs((now - created).total_seconds()) < 10               # fires follow the database clock
-    checks = sum('cron tick: checked' in r.getMessage() for r in caplog.records)
-    fires = runs + len(tasks_in(db, reg))
-    assert fires >= 3 and checks <= 2 * (fires + 3)               # about one check per worker per fire
-
-
-def test_undeclared_cron_rows_are_left_alone_and_reported(db, reg, caplog):
-    query(db, f"INSERT INTO {reg.cron_table} (queue, name, last) VALUES ('default', 'retired', {B.now})")
-    reg.cron('@hourly', name='current')(lambda: None)
-    worker(reg).run(burst=True)
-    assert any('cron row retired' in r.getMessage() and 'left alone' in r.getMessage() for r in caplog.records)
-    assert sorted(name for name, in query(db, f'SELECT name FROM {reg.cron_table}')) == ['current', 'retired']
-
-
-def test_a_worker_that_does_not_serve_the_queue_of_its_queueless_crons_says_so(db, reg, caplog):
-    reg.cron('@hourly', name='bare')(lambda: None)
-    reg.cron('@hourly', name='placed', queue='other')(lambda: None)
-    worker(reg, queues=['test-queue']).run(burst=True)
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and 'have no queue' in r.getMessage()]
-    assert warnings == ["crons bare have no queue, so they belong to the default queue 'default', which this worker "
-                        "does not serve: it will not schedule them. Call mqueue.init('test-queue') before starting "
-                        "it, or declare @cron(..., queue=...)"]
-    assert query(db, f'SELECT COUNT(*) FROM {reg.cron_table}')[0][0] == 0
-    caplog.clear()
-    reg.init('test-queue')                   # the port docs/upgrading.md gives: the queue start() was given
-    worker(reg, queues=['test-queue']).run(burst=True)
-    assert not [r for r in caplog.records if 'have no queue' in r.getMessage()]
-    assert query(db, f'SELECT queue, name FROM {reg.cron_table}') == (('test-queue', 'bare'),)
-
-
-def test_cli_crons_lists_expression_zone_last_and_next_fire(db, reg, tmp_path, monkeypatch, capsys):
-    package = f'crons_{uuid.uuid4().hex[:8]}'
-    (tmp_path / package).mkdir()
-    (tmp_path / package / '__init__.py').write_text(
-        'import mqueue\n\n@mqueue.cron("0 9 * * 1-5", name="report", tz="Europe/Berlin")\ndef report():\n    pass\n')
-    query(db, f"INSERT INTO {reg.cron_table} (queue, name, last) VALUES ('default', 'report', '2026-11-27 08:00:00'),"
-              f" ('default', 'gone', '2026-01-01 00:00:00')")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    before = dict(mqueue.default_registry.tasks), dict(mqueue.default_registry.crons)
-    table, cron_table = mqueue.default_registry.table, mqueue.default_registry.cron_table
-    try:
-        assert mqueue.main(['crons', '--db', B.url, '--tasks', package, '--table', reg.table,
-                            '--cron-table', reg.cron_table]) == 0
-        lines = capsys.readouterr().out.splitlines()
-        assert mqueue.main(['crons', '--db', B.url, '--tasks', package, '--table', reg.table,
-                            '--cron-table', reg.cron_table, '--json']) == 0
-        listed = json.loads(capsys.readouterr().out)
-    finally:
-        mqueue.default_registry.tasks, mqueue.default_registry.crons = before
-        mqueue.default_registry.table, mqueue.default_registry.cron_table = table, cron_table
-    assert [(c['name'], c['expression'], c['zone'], c['last'], c['next']) for c in listed] == [
-        ('report', '0 9 * * 1-5', 'Europe/Berlin', '2026-11-27T08:00:00+00:00', '2026-11-30T08:00:00+00:00'),
-        ('gone', None, None, '2026-01-01T00:00:00+00:00', None)]
-    assert lines[0].split() == ['NAME', 'QUEUE', 'EXPRESSION', 'ZONE', 'LAST', 'FIRE', '(UTC)', 'NEXT', 'FIRE', '(UTC)']
-    assert lines[1].split() == ['report', 'default', '0', '9', '*', '*', '1-5', 'Europe/Berlin',
-                                '2026-11-27', '08:00:00', '2026-11-30', '08:00:00']
-    assert lines[2].split() == ['gone', 'default', '(not', 'declared)', '2026-01-01', '00:00:00']
 
 
 # Hostile input ###################################################################################
@@ -3077,17 +3106,6 @@ def test_sql_metacharacters_in_every_parameter_are_stored_as_data(db, reg):
             mqueue.Registry(cron_table=bad)
 
 
-json_values = None
-try:
-    from hypothesis import HealthCheck, given, settings, strategies as st
-    json_values = st.recursive(
-        st.none() | st.booleans() | st.integers(-2 ** 53, 2 ** 53) | st.floats(allow_nan=False, allow_infinity=False)
-        | st.text(), lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
-        max_leaves=12)
-except ImportError:   # hypothesis is in the test extra; without it these two tests are skipped
-    pass
-
-
 @pytest.mark.skipif(json_values is None, reason='pip install hypothesis')
 def test_any_json_args_round_trip_through_enqueue_and_a_worker(db, reg):
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -3101,15 +3119,6 @@ def test_any_json_args_round_trip_through_enqueue_and_a_worker(db, reg):
         assert worker(reg).run(burst=True) == 1
         assert got == [args]
     round_trip()
-
-
-@pytest.mark.skipif(json_values is None, reason='pip install hypothesis')
-def test_backoff_is_within_its_bounds_for_every_attempt():
-    @given(base=st.floats(0, mqueue.MAX_BACKOFF), attempt=st.integers(1, 10_000))
-    def within(base, attempt):
-        ceiling = min(mqueue.MAX_BACKOFF, base * 2.0 ** min(attempt - 1, 64))
-        assert ceiling / 2 <= mqueue.backoff(base, attempt) <= ceiling
-    within()
 
 
 @only('mariadb-pymysql')
