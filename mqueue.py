@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Seque
 from urllib.parse import unquote, urlsplit
 
 __version__ = '0.3.0'
-__all__ = ['task', 'cron', 'init', 'enqueue', 'enqueue_many', 'current', 'Worker', 'connect_url',
+__all__ = ['task', 'cron', 'init', 'enqueue', 'enqueue_many', 'current', 'Worker', 'connect_url', 'default_registry',
            'queue_stats', 'dead_tasks', 'retry_dead', 'cancel', 'purge_dead', 'Registry', 'Task', 'TaskContext',
            'QueueStats', 'DeadTask', 'MQueueError', 'NoConnectionError', 'NotInTaskError']
 

@@ -28,6 +28,7 @@ import tempfile
 import textwrap
 import threading
 import time
+import typing
 import uuid
 from pathlib import Path
 
@@ -333,6 +334,26 @@ def run_in_thread(w):
 # Without a database server #######################################################################
 # These need no server (SQLite files at most), so they run first: `./test` fails fast on a
 # broken checkout before it waits on a database.
+
+
+def test_all_names_what_users_meet():
+    """__all__: every public name the docs use (mqueue.X), every error mqueue raises, every type a
+    function returns, and nothing private or missing."""
+    exported = {}
+    exec('from mqueue import *', exported)
+    assert set(mqueue.__all__) <= set(exported) and not [name for name in mqueue.__all__ if name.startswith('_')]
+    documented = {name for path in DOCUMENTS for name in re.findall(r'\bmqueue\.([A-Za-z_]\w*)', path.read_text())}
+    meant = {name for name in documented if hasattr(mqueue, name) and not name.isupper() and not name.startswith('SQL_')}
+    assert meant - set(mqueue.__all__) == set()
+    public_classes = {name for name, value in vars(mqueue).items() if isinstance(value, type)
+                      and value.__module__ == 'mqueue' and not name.startswith('_')}
+    errors = {name for name in public_classes if issubclass(getattr(mqueue, name), mqueue.MQueueError)}
+    assert errors == {'MQueueError', 'NoConnectionError', 'NotInTaskError'} <= set(mqueue.__all__)
+    returned = set()
+    for function in (mqueue.queue_stats, mqueue.dead_tasks, mqueue.current):
+        hint = typing.get_type_hints(function)['return']   # list[QueueStats], list[DeadTask], TaskContext
+        returned |= {(typing.get_args(hint) or (hint,))[0].__name__}
+    assert returned == {'QueueStats', 'DeadTask', 'TaskContext'} and returned <= set(mqueue.__all__)
 
 
 def test_schema_file_is_the_modules_schema():
