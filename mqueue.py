@@ -609,8 +609,9 @@ def _first_importable(modules: Sequence[str]) -> Any:
             return importlib.import_module(name)
         except ImportError:
             continue
-    package = {'MySQLdb': 'mysqlclient', 'mysql.connector': 'mysql-connector-python'}.get(modules[0], modules[0])
-    raise MQueueError(f'no driver for this database: pip install {package}')
+    advice = {'MySQLdb': 'pip install mysqlclient', 'mysql.connector': 'pip install mysql-connector-python',
+              'sqlite3': "a Python built with the standard library's sqlite3 (this one lacks it)"}
+    raise MQueueError(f'no driver for this database: {advice.get(modules[0], "pip install " + modules[0])}')
 
 
 # Errors ##########################################################################################
@@ -768,7 +769,7 @@ def _seconds(what: str, value: Any, *, high: float = MAX_SECONDS, positive: bool
     seconds = value.total_seconds() if isinstance(value, dt.timedelta) else value
     if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
             or not (0 < seconds if positive else 0 <= seconds) or not seconds <= high):
-        bounds = ('above 0' if positive else 'from 0') + (f' to {high:g}' if high < MAX_SECONDS else '')
+        bounds = f'more than 0 and at most {high:g}' if positive else f'from 0 to {high:g}'
         raise ValueError(f'{what} must be a number of seconds {bounds} (or a timedelta), not {value!r}')
     return float(seconds)
 
@@ -779,16 +780,15 @@ def _seconds(what: str, value: Any, *, high: float = MAX_SECONDS, positive: bool
 @contextlib.contextmanager
 def _cursor(conn: Any) -> Iterator[Any]:
     """A cursor on a connection, closed after the block whatever happens: the one way mqueue
-    opens cursors, on the caller's connections and its own. If the block failed, its error is the
-    one raised (closing a cursor whose connection is gone fails too, and would hide it)."""
+    opens cursors, on the caller's connections and its own. A failed close decides nothing: the
+    block's own error, or the commit that follows, says what happened to the transaction (closing
+    a cursor whose connection is gone fails too, and would hide the error that matters)."""
     cursor = conn.cursor()
     try:
         yield cursor
-    except BaseException:
+    finally:
         with contextlib.suppress(Exception):
             cursor.close()
-        raise
-    cursor.close()
 
 
 class Registry:

@@ -498,6 +498,16 @@ def test_worker_options_are_checked():
         mqueue.Worker(object(), registry=reg, concurrency=2)
     with pytest.raises(mqueue.MQueueError, match='no tasks are registered'):
         mqueue.Worker(connect, registry=reg).run(burst=True)
+    # Numbers: a bool is no number, and nothing infinite, NaN or absurdly long gets through to the SQL
+    for option, bad in (('concurrency', True), ('batch', 2.0), ('lease', 0), ('lease', float('inf')),
+                        ('poll_interval', float('nan')), ('poll_interval', -1), ('lease', False)):
+        with pytest.raises(ValueError, match=f'^{option} must be a'):
+            mqueue.Worker(connect, registry=reg, **{option: bad})
+    assert mqueue.Worker(connect, registry=reg, lease=dt.timedelta(minutes=2), batch=5).lease == 120.0
+    for option, bad in (('retries', -1), ('retries', 1.5), ('backoff', 3601), ('priority', 40000), ('priority', True)):
+        with pytest.raises(ValueError, match=f'^{option} must be a'):
+            reg.task(name='checked', **{option: bad})(lambda: None)
+    assert reg.task(name='checked', backoff=dt.timedelta(seconds=90))(lambda: None).backoff == 90.0
 
 
 def test_cli_help_of_every_command_has_an_example(capsys):
