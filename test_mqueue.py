@@ -1519,6 +1519,20 @@ def test_a_bad_row_goes_dead_at_once_and_the_worker_carries_on(db, reg, name, ar
     assert not os.path.exists('/tmp/mqueue-pwned')
 
 
+def test_a_batch_sends_one_savepoint_per_task_and_its_bookkeeping_once(db):
+    """bench/statements.py's count, reduced: what a worker sends for 60 no-op tasks at batch 20
+    (docs/design.md gives the figures per database)."""
+    sys.path.insert(0, str(ROOT / 'bench'))
+    import statements
+    counts, _, _ = statements.drain(B.dialect.name, B.url, 60, 20, profile=False)
+    sent = dict(counts.sent)
+    assert sent.pop('savepoint') == 60 and sent.pop('next priority', 0) <= 3
+    batches = {'claim': 4, 'lease': 3, 'lock': 3, 'release savepoint': 3, 'complete': 3, 'commit': 7}
+    if B.dialect.begin:
+        batches['begin'] = 7   # SQLite: BEGIN IMMEDIATE opens each transaction
+    assert sent == batches   # the last claim finds nothing; its transaction commits too
+
+
 # Worker: crashes, connections, signals ###########################################################
 
 
