@@ -99,6 +99,12 @@ HOOKS = ('transaction', 'around_task', 'task_started', 'task_succeeded', 'task_f
 # delay. PostgreSQL wraps it to return the id and NOTIFY idle workers at commit.
 SQL_ENQUEUE = '{enqueue_head}INSERT INTO {task} (args, eta, name, queue, retries, priority) VALUES {rows}{enqueue_tail}'
 SQL_ENQUEUE_ROW = '(%s, COALESCE(%s, {later}), %s, %s, 0, %s)'
+# Many tasks of one name where the dialect takes arrays (PostgreSQL): their args as one array,
+# unnested in order, instead of a VALUES row each. psycopg parses a statement's placeholders in
+# Python, anew for every long statement: 60 of the 85 ms that 1,000 VALUES rows took.
+SQL_ENQUEUE_ARRAY = ('{enqueue_head}INSERT INTO {task} (args, eta, name, queue, retries, priority) '
+                     'SELECT args, COALESCE(%s, {later}), %s, %s, 0, %s '
+                     'FROM unnest(%s::text[]) WITH ORDINALITY AS calls (args, n) ORDER BY n{enqueue_tail}')
 ENQUEUE_MANY_ROWS = 1000        # rows per INSERT statement of enqueue_many
 ENQUEUE_MANY_BYTES = 4_000_000  # bytes of args per INSERT statement (well inside max_allowed_packet)
 IDS_PER_STATEMENT = 500         # ids per statement of retry_dead/purge_dead (SQLite < 3.32 takes 999 parameters)
@@ -297,6 +303,7 @@ class Dialect:
     enqueue_head = ''
     enqueue_tail = ''            # after the VALUES: returns the new id where lastrowid does not
     notify = False               # enqueue notifies NOTIFY_CHANNEL (its last parameter: the payload)
+    enqueue_array = False        # enqueue_many sends its args as one array (SQL_ENQUEUE_ARRAY)
     begin = None                 # starts a worker's transaction; None: the driver's implicit BEGIN
     isolation = ''               # sets the isolation level of a worker's own connection
     kill = None                  # ends another connection (and its transaction) by id
@@ -431,6 +438,7 @@ class PostgreSQL(Dialect):
     enqueue_head = 'WITH new AS ('
     enqueue_tail = f" RETURNING id) SELECT MIN(id), pg_notify('{NOTIFY_CHANNEL}', %s) FROM new"
     notify = True
+    enqueue_array = True
     isolation = 'SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {level}'
     kill = 'SELECT pg_terminate_backend(%s)'
     connection_info = 'SELECT pg_backend_pid(), version()'
@@ -946,9 +954,13 @@ class Registry:
                         end == start or size + len(encoded[end]) <= ENQUEUE_MANY_BYTES):
                     size += len(encoded[end])
                     end += 1
-                statement = self.sql(SQL_ENQUEUE, dialect, rows=end - start)
-                cursor.execute(statement, [*(value for args in encoded[start:end]
-                                             for value in (args, eta_utc, delay_us, name, queue, priority)), *notify])
+                if dialect.enqueue_array and end - start > 1:
+                    cursor.execute(self.sql(SQL_ENQUEUE_ARRAY, dialect),
+                                   [eta_utc, delay_us, name, queue, priority, encoded[start:end], *notify])
+                else:
+                    cursor.execute(self.sql(SQL_ENQUEUE, dialect, rows=end - start),
+                                   [*(value for args in encoded[start:end]
+                                      for value in (args, eta_utc, delay_us, name, queue, priority)), *notify])
                 if first is None:
                     first = cursor.fetchone()[0] if dialect.enqueue_tail else cursor.lastrowid
                 start = end
