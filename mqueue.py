@@ -1460,7 +1460,7 @@ class _CronScheduler:
 
     def crons(self) -> list[Cron]:
         """The crons of the queues scheduled here."""
-        if self.queues is None:
+        if self.queues is None or not self.registry.crons:   # (a worker asks before every batch)
             return list(self.registry.crons.values())
         queues = set(self.queues())
         return [c for c in self.registry.crons.values() if (c.task.queue or self.registry.queue) in queues]

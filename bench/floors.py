@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 
@@ -29,7 +30,7 @@ import mqueue  # noqa: E402
 DATABASES = {
     'mysql': os.environ.get('MQUEUE_BENCH_MYSQL', 'mysql+pymysql://root@127.0.0.1:3306/test'),
     'postgresql': os.environ.get('MQUEUE_BENCH_POSTGRESQL', 'postgresql+psycopg://postgres@127.0.0.1:5432/test'),
-    'sqlite': os.environ.get('MQUEUE_BENCH_SQLITE', 'sqlite:///mqueue-bench-floors.db'),
+    'sqlite': os.environ.get('MQUEUE_BENCH_SQLITE', f'sqlite:///{tempfile.gettempdir()}/mqueue-bench-floors.db'),
 }
 # The floor's claim: the due rows in claim order, locked, skipping those another connection holds.
 FLOOR_CLAIM = ('SELECT id FROM {task}{claim_index} WHERE queue = %s AND dead_at IS NULL AND priority = 0 '
@@ -229,10 +230,6 @@ def main(argv=None):
     for db in databases:
         db.execute(f'DROP TABLE IF EXISTS {db.table}')
         db.execute(f'DROP TABLE IF EXISTS {db.table}_cron')
-    if os.path.exists('mqueue-bench-floors.db'):
-        for suffix in ('', '-wal', '-shm'):
-            if os.path.exists('mqueue-bench-floors.db' + suffix):
-                os.remove('mqueue-bench-floors.db' + suffix)
 
     med = {key: statistics.median(values) for key, values in results.items()}
     print(f'\nmqueue {mqueue.__version__}: {rounds} round(s), {n:,} no-op tasks per drain, batch {mqueue.DEFAULT_BATCH}, '

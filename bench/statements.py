@@ -22,6 +22,7 @@ import os
 import pstats
 import re
 import sys
+import tempfile
 import time
 import uuid
 
@@ -31,7 +32,7 @@ import mqueue  # noqa: E402
 DATABASES = {
     'mysql': os.environ.get('MQUEUE_BENCH_MYSQL', 'mysql+pymysql://root@127.0.0.1:3306/test'),
     'postgresql': os.environ.get('MQUEUE_BENCH_POSTGRESQL', 'postgresql+psycopg://postgres@127.0.0.1:5432/test'),
-    'sqlite': os.environ.get('MQUEUE_BENCH_SQLITE', 'sqlite:///mqueue-bench-statements.db'),
+    'sqlite': os.environ.get('MQUEUE_BENCH_SQLITE', f'sqlite:///{tempfile.gettempdir()}/mqueue-bench-statements.db'),
 }
 # A statement's kind, by how it starts (the first pattern that matches).
 KINDS = [
