@@ -68,7 +68,10 @@ DEFAULT_RETRIES = 3             # retries after the first attempt: 4 attempts in
 DEFAULT_BACKOFF = 5.0           # seconds before the first retry; doubles on each later retry
 MAX_BACKOFF = 3600.0            # seconds: the cap on the delay before any one retry
 MAX_RETRIES = 1000              # the retries column is a SMALLINT; keep far below its limit
-DEFAULT_LEASE = 60.0            # seconds: how long a claim hides a task; a dead worker's task returns after it
+DEFAULT_LEASE = 60.0            # seconds: how long a claim hides a task (where no rescue sees a dead worker's)
+DEFAULT_RESCUE_AFTER = 2.0      # seconds after its claim that a task no worker holds is due again (MySQL,
+                                # PostgreSQL): its worker died or lost its connection
+RESCUE_EVERY = 1.0              # seconds between a busy worker's looks for such tasks (an idle one's probe looks)
 DEFAULT_POLL_INTERVAL = 0.5     # seconds an idle worker waits between claims (±10% jitter); on
                                 # PostgreSQL a NOTIFY at enqueue's commit wakes it sooner
 SQLITE_BUSY_TIMEOUT = 30.0      # seconds a SQLite connection opened by mqueue waits for the write lock
@@ -135,6 +138,18 @@ SQL_BURY = 'UPDATE {task} SET dead_at = {now}, claimed_at = NULL, last_error = %
 # Hand back a claimed task that did not run (shutdown, a lost batch): uncounted, due at once.
 SQL_RELEASE = ('UPDATE {task} SET retries = retries - 1, eta = {now}, claimed_at = NULL '
                'WHERE id = %s AND retries = %s AND dead_at IS NULL')
+# Rescue: a claimed task whose row no transaction holds was left by a worker that died or lost its
+# connection (a running batch holds its rows' locks from just after its claim until its commit).
+# Candidates are claimed rows still in their lease (a plain read of the claim index's range from now
+# to the lease's end, one block per queue and priority as the claim has), claimed more than
+# rescue_after ago (a batch locks its rows a moment after its claim commits)...
+SQL_RESCUE_FIND = ('SELECT id FROM {task}{claim_index} WHERE queue = %s AND dead_at IS NULL AND priority = %s '
+                   'AND eta > {now} AND eta <= {later} AND claimed_at < {later}')
+# ...those of them that SKIP LOCKED can lock (by primary key) are orphans...
+SQL_RESCUE_LOCK = ('SELECT id, name, queue, retries, eta, claimed_at FROM {task} '
+                   'WHERE id IN ({ids}) AND dead_at IS NULL AND claimed_at < {later}{id_limit}{skip_locked}')
+# ...and are due at once, the attempt counted (a task that kills its worker every time ends dead).
+SQL_RESCUE = 'UPDATE {task} SET eta = {now}, claimed_at = NULL WHERE id IN ({ids}){id_limit}'
 # Operating: statistics and the dead are plain reads (no locks: running tasks never make them
 # wait, nor they a worker); writes go by primary key to rows first locked with SKIP LOCKED, so a
 # row a worker holds is passed over, never waited for. Filters by queue or name are appended as
@@ -154,13 +169,14 @@ SQL_LOCK_DEAD = 'SELECT id FROM {task} WHERE dead_at IS NOT NULL AND id IN ({ids
 # The dead, newest first, with their last error.
 SQL_DEAD_TASKS = 'SELECT id, queue, name, args, retries, dead_at, last_error FROM {task} WHERE dead_at IS NOT NULL'
 SQL_DEAD_TASKS_ORDER = ' ORDER BY dead_at DESC, id DESC LIMIT %s'
-# Per queue: ready (due), scheduled (due later: delayed or waiting to retry), running (claimed, in
-# its lease), dead, and the oldest ready task's due time; "now" is read once and passed in, so the
-# four counts and the oldest task's wait are taken at one instant.
-SQL_QUEUE_STATS = ('SELECT queue, COUNT(CASE WHEN dead_at IS NULL AND eta <= %s THEN 1 END), '
-                   'COUNT(CASE WHEN dead_at IS NULL AND eta > %s AND claimed_at IS NULL THEN 1 END), '
-                   'COUNT(CASE WHEN dead_at IS NULL AND eta > %s AND claimed_at IS NOT NULL THEN 1 END), '
-                   'COUNT(dead_at), MIN(CASE WHEN dead_at IS NULL AND eta <= %s THEN eta END) FROM {task}')
+# Per queue: ready (due), scheduled (due later: delayed or waiting to retry), running (claimed: the
+# attempt has not ended, however long past its lease; a dead worker's until a worker rescues it),
+# dead, and the oldest ready task's due time; "now" is read once and passed in, so the four counts
+# and the oldest task's wait are taken at one instant.
+SQL_QUEUE_STATS = ('SELECT queue, COUNT(CASE WHEN dead_at IS NULL AND claimed_at IS NULL AND eta <= %s THEN 1 END), '
+                   'COUNT(CASE WHEN dead_at IS NULL AND claimed_at IS NULL AND eta > %s THEN 1 END), '
+                   'COUNT(CASE WHEN dead_at IS NULL AND claimed_at IS NOT NULL THEN 1 END), COUNT(dead_at), '
+                   'MIN(CASE WHEN dead_at IS NULL AND claimed_at IS NULL AND eta <= %s THEN eta END) FROM {task}')
 SQL_QUEUE_STATS_GROUP = ' GROUP BY queue ORDER BY queue'
 # Cancel a task no worker is running (pending or dead): look (a plain read), lock its row unless a
 # worker holds it, delete it. (A plain DELETE would wait for a running task to commit; and the look
@@ -189,12 +205,17 @@ SQL_NOW = 'SELECT {now}'
 SQL_SAVEPOINT = 'SAVEPOINT mqueue_{n}'
 SQL_ROLLBACK_TO_SAVEPOINT = 'ROLLBACK TO SAVEPOINT mqueue_{n}'
 SQL_RELEASE_SAVEPOINT = 'RELEASE SAVEPOINT mqueue_0'
-# Whether a task of one queue and priority is due, asked by an idle worker in autocommit mode:
-# one statement per poll (MySQL: one block per pair, joined by UNION ALL), no transaction (and no
-# metadata lock) left open between polls. The first in eta order, so PostgreSQL reads it from the
-# claim index too (for "any one" it may scan the table, through every task scheduled for later).
-SQL_PROBE = ('SELECT 1 FROM {task}{claim_index} '
-             'WHERE queue = %s AND dead_at IS NULL AND priority = %s AND eta <= {now} ORDER BY eta LIMIT 1')
+# Whether a task of one queue and priority is due, or left by a dead worker (a claim older than
+# rescue_after that no transaction holds), asked by an idle worker in autocommit mode: one statement
+# per poll (MySQL: one block per pair, joined by UNION ALL), no transaction (and no metadata lock)
+# left open between polls; its locks last the statement. SKIP LOCKED passes over the rows running
+# batches hold, even those past their lease: a long task never makes idle workers claim in vain.
+# The range ends at the lease's end (where a rescue looks), or now (the parameters 0 and NULL:
+# SQLite, whose rows have no locks to tell the dead from the running). The first in eta order, so
+# PostgreSQL reads it from the claim index too (for "any one" it may scan the table). It returns
+# the claim's time: not NULL means a task to rescue.
+SQL_PROBE = ('SELECT claimed_at FROM {task}{claim_index} WHERE queue = %s AND dead_at IS NULL AND priority = %s '
+             'AND eta <= {later} AND (eta <= {now} OR claimed_at < {later}) ORDER BY eta LIMIT 1{skip_locked}')
 NOTIFY_CHANNEL = 'mqueue'       # PostgreSQL: enqueue notifies it (payload "table:queue"); idle workers listen
 NOTIFY_WAIT_SLICE = 0.25        # seconds: an idle PostgreSQL worker looks at stop() at least this often
 
@@ -298,6 +319,8 @@ class Dialect:
     for_update = ' FOR UPDATE'
     id_limit = ''                # appended to statements on a list of n ids
     claim_union = False          # whether several claim blocks may be joined by UNION ALL
+    row_locks = True             # whether a running batch's rows are locked (SKIP LOCKED then tells the dead
+                                 # worker's claims from the running ones: the rescue)
     insert_ignore = 'INSERT INTO'
     on_conflict_ignore = ' ON CONFLICT DO NOTHING'
     enqueue_head = ''
@@ -478,6 +501,7 @@ class SQLite(Dialect):
     now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
     later = "strftime('%Y-%m-%d %H:%M:%f', 'now', (%s / 1e6) || ' seconds')"
     skip_locked = for_update = ''
+    row_locks = False            # one lock, the database's: a dead worker's tasks return when their lease ends
     begin = 'BEGIN IMMEDIATE'
     connection_info = 'SELECT NULL, sqlite_version()'
     whereabouts = "SELECT file FROM pragma_database_list WHERE name = 'main'"
@@ -986,7 +1010,7 @@ class Registry:
         with _cursor(conn) as cursor:
             cursor.execute(self.sql(SQL_NOW, dialect))
             now = cursor.fetchone()[0]
-            cursor.execute(self.sql(statement + SQL_QUEUE_STATS_GROUP, dialect), [now] * 4 + params)
+            cursor.execute(self.sql(statement + SQL_QUEUE_STATS_GROUP, dialect), [now] * 3 + params)
             rows = cursor.fetchall()
         now = _utc(now)
         return [QueueStats(name, ready, scheduled, running, dead,
@@ -1180,7 +1204,7 @@ class QueueStats(NamedTuple):
     queue: str
     ready: int              # due now, waiting for a worker
     scheduled: int          # due later: delayed, or waiting to retry
-    running: int            # claimed by a worker, within its lease
+    running: int            # claimed by a worker, until the attempt ends (or a dead worker's is rescued)
     dead: int               # gave up; kept until retried or purged
     latency: float          # seconds the oldest ready task has been due; 0.0 when none is ready
 
@@ -1626,7 +1650,12 @@ class Worker:
         concurrency: threads, each with its own connection.
         batch: tasks claimed and run per transaction (a batch starts no new task after
             BATCH_SECONDS; retried tasks run alone).
-        lease: seconds a claim hides a task; how long before a dead worker's task returns.
+        lease: seconds a claim hides a task: how long before a dead worker's task returns where
+            no rescue sees it sooner (SQLite; rescue_after=None).
+        rescue_after: seconds after its claim that a task no worker holds any more (its worker
+            died or lost its connection) is due again, that attempt counted; MySQL and PostgreSQL,
+            where a running batch holds its rows' locks. None: after the lease (a Galera cluster,
+            whose row locks other nodes do not see).
         poll_interval: seconds between claims while idle.
         isolation: the isolation level of the worker's own connections, e.g. 'READ COMMITTED';
             default None, the server's (REPEATABLE READ unless configured): measured twice as
@@ -1644,6 +1673,7 @@ class Worker:
     def __init__(self, connect: Callable[[], Any] | Any | None, queues: Sequence[str] | None = None, *,
                  registry: Registry | None = None, tasks: str | Sequence[str] | None = None,
                  concurrency: int = 1, batch: int = DEFAULT_BATCH, lease: float = DEFAULT_LEASE,
+                 rescue_after: float | None = DEFAULT_RESCUE_AFTER,
                  poll_interval: float = DEFAULT_POLL_INTERVAL, isolation: str | None = None,
                  crons: bool = True, hooks: Mapping[str, Callable] | None = None):
         self.registry = registry or default_registry
@@ -1664,6 +1694,7 @@ class Worker:
         self.concurrency = _whole_number('concurrency', concurrency, 1)
         self.batch = _whole_number('batch', batch, 1)
         self.lease = _seconds('lease', lease, positive=True)
+        self.rescue_after = None if rescue_after is None else _seconds('rescue_after', rescue_after, positive=True)
         self.poll_interval = _seconds('poll_interval', poll_interval, positive=True)
         if isolation is not None and isolation.upper() not in (
                 'READ UNCOMMITTED', 'READ COMMITTED', 'REPEATABLE READ', 'SERIALIZABLE'):
@@ -1680,6 +1711,7 @@ class Worker:
         self._inflight: dict[int, tuple[int | None, list[_Claim]]] = {}   # thread -> (connection id, claims)
         self._priorities: list[tuple[str, int]] = []   # (queue, priority) pairs to claim from...
         self._priorities_at = -math.inf                # ...as of this time.monotonic()
+        self._rescue_at = -math.inf                    # the next look for a dead worker's tasks (monotonic)
 
     # The loop
 
@@ -1732,13 +1764,14 @@ class Worker:
             self.scheduler.run_due()
         if getattr(self._local, 'idle', False) and not self._probe():
             return 0
-        claimed, buried = self._claim()
-        for outcome in buried:
+        claimed, outcomes = self._claim()
+        for outcome in outcomes:   # rescued and buried rows
             self._report(outcome)
+        buried = sum(outcome.event == 'task_dead' for outcome in outcomes)
         if not claimed:
-            if not buried:
+            if not outcomes:
                 self._go_idle()
-            return len(buried)
+            return buried
         thread = threading.get_ident()
         self._inflight[thread] = (getattr(self._local, 'connection_id', None), claimed)
         try:
@@ -1749,7 +1782,7 @@ class Worker:
             raise
         finally:
             self._inflight.pop(thread, None)
-        return len(claimed) + len(buried)
+        return len(claimed) + buried
 
     def _loop(self, burst: bool) -> int:
         processed, errors = 0, 0
@@ -1818,26 +1851,68 @@ class Worker:
     # Claiming
 
     def _claim(self) -> tuple[list[_Claim], list[_Outcome]]:
-        """In a short transaction of its own: lock due rows, count the attempt and start the
-        lease. Rows that cannot run (unknown name, bad args, attempts used up by crashes) are
-        buried here."""
+        """In a short transaction of its own: rescue a dead worker's tasks (about once a second),
+        lock due rows, count the attempt and start the lease. Rows that cannot run (unknown name,
+        bad args, attempts used up by crashes) are buried here."""
         with self._transaction() as conn, _cursor(conn) as cursor:
             return self._claim_rows(cursor)
 
     def _claim_rows(self, cursor: Any) -> tuple[list[_Claim], list[_Outcome]]:
-        runnable, buried = [], []
-        for task_id, name, args, attempts, queue, eta, _ in self._claim_due(cursor, self._pairs(cursor)):
+        pairs = self._pairs(cursor)
+        runnable, outcomes = [], self._rescue(cursor, pairs) if self._rescuing() else []
+        for task_id, name, args, attempts, queue, eta, _ in self._claim_due(cursor, pairs):
             claim_or_error = self._vet(task_id, name, args, attempts, queue, _utc(eta))
             if isinstance(claim_or_error, str):
                 context = TaskContext(task_id, name, queue, attempts, _utc(eta), None, self)
                 info = {'duration': 0.0, 'error': claim_or_error, 'exception': None}
-                buried.append(self._bury(cursor, context, info, ran=False))
+                outcomes.append(self._bury(cursor, context, info, ran=False))
             else:
                 runnable.append(claim_or_error)
         claimed = _batch_of(runnable)
         if claimed:
             cursor.execute(self._sql(SQL_LEASE, ids=len(claimed)), (int(self.lease * 1e6), *(c.id for c in claimed)))
-        return claimed, buried
+        return claimed, outcomes
+
+    def _rescuing(self) -> bool:
+        """Whether to look for a dead worker's tasks now: about once a second, or at once when the
+        idle probe saw one."""
+        if self.rescue_after is None or not self.dialect.row_locks:
+            return False
+        now = time.monotonic()
+        if now < self._rescue_at and not getattr(self._local, 'rescue', False):
+            return False
+        self._rescue_at, self._local.rescue = now + RESCUE_EVERY, False
+        return True
+
+    def _rescue(self, cursor: Any, pairs: list[tuple[str, int]]) -> list[_Outcome]:
+        """Make due again, in the claim's transaction, the claimed tasks whose rows no transaction
+        holds: their worker died or lost its connection (its transaction went with it). Their
+        attempt stays counted. Returns the log lines, written once the claim commits."""
+        window, grace = int(self.lease * 1e6), -int(self.rescue_after * 1e6)
+        find = self._sql(SQL_RESCUE_FIND)
+        if len(pairs) > 1 and self.dialect.claim_union:
+            cursor.execute(' UNION ALL '.join([f'({find})'] * len(pairs)),
+                           [p for pair in pairs for p in (*pair, window, grace)])
+            candidates = [row[0] for row in cursor.fetchall()]
+        else:
+            candidates = []
+            for pair in pairs:
+                cursor.execute(find, (*pair, window, grace))
+                candidates += [row[0] for row in cursor.fetchall()]
+        if not candidates:
+            return []
+        cursor.execute(self._sql(SQL_RESCUE_LOCK, ids=len(candidates)), (*candidates, grace))
+        orphans = cursor.fetchall()
+        if not orphans:
+            return []
+        cursor.execute(self._sql(SQL_RESCUE, ids=len(orphans)), [row[0] for row in orphans])
+        outcomes = []
+        for task_id, name, queue, attempts, eta, claimed_at in orphans:
+            context = TaskContext(task_id, name, queue, attempts - 1, _utc(eta), None, self)
+            outcomes.append(_Outcome(context, logging.WARNING, '%s was left unfinished: its worker died or lost its '
+                                     'connection (claimed at %s UTC); due again', (_attempt(context), claimed_at),
+                                     None, {}))
+        return outcomes
 
     def _claim_due(self, cursor: Any, pairs: list[tuple[str, int]]) -> list[tuple]:
         """Lock up to a batch of due rows from these (queue, priority) pairs, smallest priority first."""
@@ -1855,18 +1930,26 @@ class Worker:
         return cursor.fetchall()
 
     def _probe(self) -> bool:
-        """Whether a task is due (asked while idle, in autocommit mode)."""
+        """Whether a task is due, or a dead worker's is to be rescued (asked while idle, in
+        autocommit mode)."""
+        rescuing = self.rescue_after is not None and self.dialect.row_locks
+        window, grace = (int(self.lease * 1e6), -int(self.rescue_after * 1e6)) if rescuing else (0, None)
         with _cursor(self._local.connection) as cursor:
             pairs, probe = self._pairs(cursor, idle=True), self._sql(SQL_PROBE)
             if len(pairs) > 1 and self.dialect.claim_union:
                 cursor.execute(' UNION ALL '.join([f'({probe})'] * len(pairs)) + ' LIMIT 1',
-                               [p for pair in pairs for p in pair])
-                return cursor.fetchone() is not None
-            for pair in pairs:
-                cursor.execute(probe, pair)
-                if cursor.fetchone() is not None:
-                    return True
-            return False
+                               [p for pair in pairs for p in (*pair, window, grace)])
+                rows = cursor.fetchall()
+            else:
+                rows = []
+                for pair in pairs:
+                    cursor.execute(probe, (*pair, window, grace))
+                    rows = cursor.fetchall()
+                    if rows:
+                        break
+        if rows and rows[0][0] is not None and rescuing:
+            self._local.rescue = True
+        return bool(rows)
 
     def _pairs(self, cursor: Any, idle: bool = False) -> list[tuple[str, int]]:
         """The (queue, priority) pairs to claim from, smallest priority first: the priorities
@@ -1957,8 +2040,9 @@ class Worker:
                 began = time.monotonic()
                 for index, claim in enumerate(claimed):
                     if held.get(claim.id) != claim.attempt:
-                        logger.warning('task %s %s: its claim was lost before it ran (lease of %gs ended?); '
-                                       'skipped', claim.id, claim.task.name, self.lease)
+                        logger.warning('task %s %s: its claim was lost before it ran (its lease of %gs ended, or '
+                                       'it was rescued after %gs); skipped', claim.id, claim.task.name, self.lease,
+                                       self.rescue_after or self.lease)
                     elif index and time.monotonic() - began > BATCH_SECONDS:
                         self._release(cursor, claim)
                     else:
@@ -2083,7 +2167,7 @@ class Worker:
                 if _lock_conflict(exc) and attempt < 2:
                     self.stats['lock_conflicts'] += 1
                     continue
-                logger.warning('could not hand back %d tasks (%s); they return after the lease',
+                logger.warning('could not hand back %d tasks (%s); they return when rescued or their lease ends',
                                len(claimed), _describe_error(exc, short=True))
                 return
 
@@ -2284,7 +2368,8 @@ class Worker:
             finally:
                 conn.close()
         except Exception as exc:
-            logger.warning('could not hand back the abandoned tasks (%s); they return after the lease',
+            logger.warning('could not hand back the abandoned tasks (%s); they return when rescued or their '
+                           'lease ends',
                            _describe_error(exc, short=True))
 
 

@@ -325,6 +325,41 @@ def worker(reg, **options):
     return mqueue.Worker(connect, registry=reg, **options)
 
 
+class RecordingConnection:
+    """A DB-API connection that appends the SQL of every statement it executes to a list."""
+
+    def __init__(self, conn, sent):
+        object.__setattr__(self, '_conn', conn)
+        object.__setattr__(self, '_sent', sent)
+
+    def cursor(self, *args):
+        conn, sent = self._conn, self._sent
+        cursor = conn.cursor(*args)
+
+        class Recording:
+            def execute(self, sql, params=None):
+                sent.append(sql)
+                return cursor.execute(sql, params) if params is not None else cursor.execute(sql)
+
+            def __getattr__(self, name):
+                return getattr(cursor, name)
+        return Recording()
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def __setattr__(self, name, value):   # autocommit, isolation_level: the driver's
+        setattr(self._conn, name, value)
+
+
+def recording_worker(reg, sent, **options):
+    """A worker (as worker() makes) whose connections record every statement in ``sent``."""
+    w = worker(reg, crons=False, **options)
+    w.connect = lambda: RecordingConnection(connect(), sent)
+    w.dialect = B.dialect   # (the recording wrapper hides the driver that tells it)
+    return w
+
+
 def run_in_thread(w):
     thread = threading.Thread(target=w.run, daemon=True)
     thread.start()
@@ -1527,6 +1562,7 @@ def test_a_batch_sends_one_savepoint_per_task_and_its_bookkeeping_once(db):
     counts, _, _ = statements.drain(B.dialect.name, B.url, 60, 20, profile=False)
     sent = dict(counts.sent)
     assert sent.pop('savepoint') == 60 and sent.pop('next priority', 0) <= 3
+    assert sent.pop('rescue look', 0) <= (3 if B.dialect.row_locks else 0)   # about once a second (not SQLite)
     batches = {'claim': 4, 'lease': 3, 'lock': 3, 'release savepoint': 3, 'complete': 3, 'commit': 7}
     if B.dialect.begin:
         batches['begin'] = 7   # SQLite: BEGIN IMMEDIATE opens each transaction
@@ -1597,7 +1633,8 @@ def child_worker(spec):
         return connect()
     w = mqueue.Worker(gated_connect if spec.get('gated_connect') else connect, registry=reg,
                       concurrency=spec.get('concurrency', 1), batch=spec.get('batch', 1),
-                      lease=spec.get('lease', 60), poll_interval=0.01)
+                      lease=spec.get('lease', 60), rescue_after=spec.get('rescue_after', mqueue.DEFAULT_RESCUE_AFTER),
+                      poll_interval=spec.get('poll_interval', 0.01))
     try:
         w.run(burst=spec.get('burst', False))
     except KeyboardInterrupt as exc:
@@ -1640,9 +1677,80 @@ def test_two_processes_with_threads_never_run_a_task_twice(db, reg, ledger, tmp_
     assert tasks_in(db, reg) == []
 
 
-def test_a_sigkilled_workers_task_comes_back_after_the_lease(db, reg, ledger, tmp_path):
+@only('mysql', 'postgresql')
+def test_a_sigkilled_workers_task_runs_again_within_seconds(db, reg, ledger, tmp_path):
+    """By default (a 60 s lease): the dead worker's transaction went with its connection, so no
+    lock holds the claimed row, and another worker rescues it about rescue_after (2 s) later."""
     task_id = enqueued(reg, 'slow', [])
-    child = spawn(spec_for(reg, ledger, tmp_path, lease=1))
+    victim = spawn(spec_for(reg, ledger, tmp_path, poll_interval=0.5))
+    wait_for(lambda: list(tmp_path.glob('started-*-0')))
+    victim.kill()
+    killed = time.monotonic()
+    victim.wait(10)
+    (tmp_path / 'go').touch()
+    rescuer = spawn(spec_for(reg, ledger, tmp_path, poll_interval=0.5))   # a process started from cold
+    try:
+        wait_for(lambda: not tasks_in(db, reg), timeout=10)
+        back_in = time.monotonic() - killed
+    finally:
+        rescuer.send_signal(signal.SIGTERM)
+        out, _ = rescuer.communicate(timeout=10)
+    assert back_in < 5, back_in
+    assert query(db, f'SELECT task_id FROM {ledger}') == ((task_id,),)   # the killed attempt's write rolled back
+    assert (tmp_path / f'started-{task_id}-1').exists()                  # its second attempt, counted
+    assert f'task {task_id} slow (queue default) attempt 1 was left unfinished: its worker died' in out
+
+
+@pytest.mark.parametrize('rescue_after', [mqueue.DEFAULT_RESCUE_AFTER, None])
+def test_a_task_running_ten_leases_is_never_started_twice_and_counts_as_running(db, reg, rescue_after):
+    """Its row lock, not its lease, keeps it: idle workers probing beside it (past its lease, and
+    past rescue_after) never claim it, and on MySQL/PostgreSQL send one statement per poll."""
+    lease, starts, release = 0.3, [], threading.Event()
+
+    @reg.task(name='long')
+    def long_task():
+        starts.append(time.monotonic())
+        release.wait(10 * lease + 2)          # ten leases, and past rescue_after
+    sent: list[str] = []
+    idle = [recording_worker(reg, sent, lease=lease, rescue_after=rescue_after, poll_interval=0.05)
+            for _ in range(2)]
+    running = worker(reg, lease=lease, rescue_after=rescue_after)
+    enqueued(reg, 'long', [])
+    threads, window_opened = [run_in_thread(running)], False
+    try:
+        wait_for(lambda: starts)
+        threads += [run_in_thread(w) for w in idle]
+        counts, began = [], starts[0]
+        with committed() as conn:
+            while time.monotonic() < began + 12 * lease:
+                counts.append([row.running for row in reg.queue_stats(conn)])
+                conn.rollback()
+                if not window_opened and time.monotonic() > began + mqueue.DEFAULT_RESCUE_AFTER + lease:
+                    del sent[:]   # past the lease and rescue_after: count the idle workers' statements
+                    window_opened = True
+                time.sleep(0.05)
+        window = list(sent)
+        release.set()
+        wait_for(lambda: not tasks_in(db, reg))
+    finally:
+        release.set()
+        for w in (running, *idle):
+            w.stop()
+        for thread in threads:
+            thread.join(10)
+    assert len(starts) == 1, starts                        # never started twice
+    assert counts and all(count == [1] for count in counts), counts   # RUNNING all along
+    if B.dialect.row_locks:   # (SQLite: one writer; an idle worker's claim waits for the running batch)
+        probe = mqueue.SQL_PROBE.split(' {task}')[0]
+        polls = [sql for sql in window if sql.startswith(probe)]
+        others = [sql for sql in window if not sql.startswith(probe) and not sql.startswith('SELECT MIN(priority)')]
+        assert len(polls) >= 10 and others == [], others   # one statement per poll: no claim, no commit
+
+
+def test_a_sigkilled_workers_task_comes_back_after_the_lease(db, reg, ledger, tmp_path):
+    """Without a rescue (SQLite; rescue_after=None, as on a Galera cluster): after the lease."""
+    task_id = enqueued(reg, 'slow', [])
+    child = spawn(spec_for(reg, ledger, tmp_path, lease=1, rescue_after=None))
     wait_for(lambda: list(tmp_path.glob('started-*-0')))
     child.kill()
     child.wait(10)
@@ -1650,7 +1758,7 @@ def test_a_sigkilled_workers_task_comes_back_after_the_lease(db, reg, ledger, tm
     assert row['retries'] == 1 and row['dead_at'] is None   # the attempt was counted at claim
     assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 0
     (tmp_path / 'go').touch()
-    child = spawn(spec_for(reg, ledger, tmp_path, lease=1))
+    child = spawn(spec_for(reg, ledger, tmp_path, lease=1, rescue_after=None))
     wait_for(lambda: not tasks_in(db, reg))
     child.send_signal(signal.SIGTERM)
     assert child.wait(10) == 0
@@ -2320,14 +2428,14 @@ def test_an_idle_worker_sends_one_statement_per_poll(reg, monkeypatch):
     w = worker(reg, poll_interval=0.02)
     thread = run_in_thread(w)
     try:
-        wait_for(lambda: any(b'SELECT 1 FROM' in s for s in sent if isinstance(s, bytes)))  # idle: probing
+        wait_for(lambda: any(b'SELECT claimed_at FROM' in s for s in sent if isinstance(s, bytes)))  # idle: probing
         before = len(sent)
         time.sleep(0.5)                                     # about 25 polls
         idle = sent[before:]
     finally:
         w.stop()
         thread.join(10)
-    probes = [s for s in idle if s.startswith(b'SELECT 1 FROM')]
+    probes = [s for s in idle if s.startswith(b'SELECT claimed_at FROM')]
     lookups = [s for s in idle if s.startswith(b'SELECT MIN(priority)')]   # priorities in use, every 5 s
     assert 15 <= len(probes) <= 30, len(probes)
     assert len(probes) + len(lookups) == len(idle) and len(lookups) <= 2   # no COMMIT, no claim
@@ -2580,24 +2688,33 @@ def test_operating_never_waits_on_a_running_task(db, reg):
     assert tasks_in(db, reg) == []                             # the running task completed
 
 
-def test_a_claimed_task_is_running_until_its_lease_ends(db, reg):
-    """A worker that dies mid-task leaves claimed_at set; once the lease ends the task is ready
-    again (and cancellable), as status shows."""
-    reg.task(name='t')(lambda: None)
+def test_a_dead_workers_claim_is_running_until_a_worker_takes_it_back(db, reg):
+    """A worker that dies mid-task leaves claimed_at set: RUNNING, and not cancellable, until
+    another worker takes the task back: on MySQL/PostgreSQL rescue_after after its claim, on
+    SQLite (no row locks to tell a dead worker's claim from a running one) when its lease ends.
+    It then runs, that attempt counted."""
+    ran = []
+    reg.task(name='t')(lambda: ran.append(mqueue.current().retries))
     conn = connect()
     task_id = reg.enqueue(conn, 't', [])
     conn.commit()
-    dying = worker(reg, lease=1.0)
+    lease = 3.0
+    dying = worker(reg, lease=lease, rescue_after=0.5)
     claimed, _ = dying._claim()                                # claimed and committed, never run
+    claimed_at = time.monotonic()
     dying._discard_connection()
     assert [c.id for c in claimed] == [task_id]
     assert [row[1:4] for row in reg.queue_stats(conn)] == [(0, 0, 1)] and not reg.cancel(conn, task_id)
     conn.rollback()
-    wait_for(lambda: [row[1:4] for row in reg.queue_stats(db)] == [(1, 0, 0)], timeout=5, interval=0.05)
-    assert reg.cancel(conn, task_id)
-    conn.commit()
     conn.close()
-    assert tasks_in(db, reg) == []
+    rescuer = worker(reg, lease=lease, rescue_after=0.5)
+    wait_for(lambda: rescuer.run_once(), timeout=10, interval=0.05)
+    back_in = time.monotonic() - claimed_at
+    assert ran == [1] and tasks_in(db, reg) == []
+    if B.dialect.row_locks:
+        assert back_in < lease, back_in
+    else:
+        assert back_in >= lease - 0.1, back_in
 
 
 def test_a_worker_without_its_tables_stops_with_advice(db, reg):

@@ -203,6 +203,9 @@ def hot_statements(backlog):
         ('bury', w._sql(mqueue.SQL_BURY), ('error', some_id)),
         ('release', w._sql(mqueue.SQL_RELEASE), (some_id, 1)),
     ]
+    if backlog.dialect.row_locks:   # the rescue of a dead worker's tasks: its look ran above, these by id
+        statements += [('rescue-lock', w._sql(mqueue.SQL_RESCUE_LOCK, ids=1), (some_id, -2_000_000)),
+                       ('rescue', w._sql(mqueue.SQL_RESCUE, ids=1), (some_id,))]
     return statements, run_once_ms
 
 
@@ -212,9 +215,11 @@ def label_of(w, sql, n_params):
     if not re.search(rf'\b{table}\b', sql):
         return None
     if ' UNION ALL ' in sql:
-        return 'claim-union' if 'FOR UPDATE' in sql else 'probe-union'
+        blocks = {'claim-union': mqueue.SQL_CLAIM, 'probe-union': mqueue.SQL_PROBE,
+                  'rescue-find-union': mqueue.SQL_RESCUE_FIND}
+        return next(label for label, statement in blocks.items() if sql.startswith(f'({w._sql(statement)})'))
     known = {'claim': w._sql(mqueue.SQL_CLAIM), 'probe': w._sql(mqueue.SQL_PROBE),
-             'next-priority': w._sql(mqueue.SQL_NEXT_PRIORITY)}
+             'rescue-find': w._sql(mqueue.SQL_RESCUE_FIND), 'next-priority': w._sql(mqueue.SQL_NEXT_PRIORITY)}
     for label, statement in (('lease', mqueue.SQL_LEASE), ('lock', mqueue.SQL_LOCK), ('complete', mqueue.SQL_COMPLETE)):
         known[label] = w._sql(statement, ids=n_params - (label == 'lease'))
     for label, text in known.items():
@@ -231,13 +236,16 @@ def a_due_id(backlog):
         conn.close()
 
 
-BY_ID = {'lease', 'lock', 'complete', 'retry', 'bury', 'release'}
+BY_ID = {'lease', 'lock', 'complete', 'retry', 'bury', 'release', 'rescue-lock', 'rescue'}
+RESCUE = {'rescue-find', 'rescue-lock', 'rescue'}   # MySQL and PostgreSQL: SQLite has no row locks to look at
 EXPECTED = {   # the statements each database runs; MySQL joins several ranges by UNION ALL
-    'mysql': {'claim', 'claim-union', 'probe', 'probe-union', 'next-priority'} | BY_ID,
-    'postgresql': {'claim', 'probe', 'next-priority'} | BY_ID,
-    'sqlite': {'claim', 'probe', 'next-priority'} | BY_ID,
+    'mysql': {'claim', 'claim-union', 'probe', 'probe-union', 'next-priority', 'rescue-find-union'} | BY_ID | RESCUE,
+    'postgresql': {'claim', 'probe', 'next-priority'} | BY_ID | RESCUE,
+    'sqlite': {'claim', 'probe', 'next-priority'} | BY_ID - RESCUE,
 }
-RANGES = ('claim', 'claim-union', 'probe', 'probe-union')   # bounded by eta <= now, stopping at the batch
+# Bounded by eta (the claim's and probe's at now, or the lease's end; the rescue's between now and
+# the lease's end), stopping at the batch.
+RANGES = ('claim', 'claim-union', 'probe', 'probe-union', 'rescue-find', 'rescue-find-union')
 
 
 # Plans ###########################################################################################
@@ -289,7 +297,7 @@ def timed(conn, sql, params, runs=15):
 
 def check_postgresql(backlog, conn, label, sql, params):
     table = backlog.table
-    writes = label in ('lease', 'complete', 'retry', 'bury', 'release')
+    writes = label in ('lease', 'complete', 'retry', 'bury', 'release', 'rescue')
     cursor = conn.cursor()
     # the custom plan: as psycopg2 always runs it, and psycopg 3 a statement's first runs
     plan = pg_explain(cursor, sql, params, analyze=not writes)
@@ -346,7 +354,7 @@ def check_pg_plan(label, plan, table, analyzed):
     assert not types & {'Seq Scan', 'Sort', 'Incremental Sort'}, f'{label}: {described}'
     scans = [n for n in nodes if 'Scan' in n['Node Type']]
     assert scans, f'{label}: {described}'
-    if label.split()[0] in ('claim', 'probe', 'next-priority'):
+    if label.split()[0] in ('claim', 'probe', 'rescue-find', 'next-priority'):
         # one index range, read in order (no bitmap: it would fetch every match before the LIMIT)
         assert [(n['Node Type'], n.get('Index Name')) for n in scans] in (
             [('Index Scan', f'{table}_claim')], [('Index Only Scan', f'{table}_claim')]), f'{label}: {described}'
@@ -407,8 +415,10 @@ def check_mysql(backlog, conn, label, sql, params):
             # per range, never the backlog
             assert row['select_type'] == 'UNION RESULT' and label == 'claim-union', f'{label}: {described}'
         else:
-            # MIN() answered by one dive into the index's edge while planning
-            assert row['table'] is None and extra in ('Select tables optimized away', 'No matching min/max row'), \
+            # MIN() answered by one dive into the index's edge while planning; or a row read by
+            # its primary key while planning (the staged rescue-lock's row is not claimed)
+            assert row['table'] is None and (extra in ('Select tables optimized away', 'No matching min/max row') or (
+                label in BY_ID and extra == 'Impossible WHERE noticed after reading const tables')), \
                 f'{label}: {described}'
     if label in RANGES or label == 'next-priority':
         cursor.execute('ANALYZE FORMAT=JSON ' + sql, params)
