@@ -12,6 +12,8 @@ own (Django's settings are configured once per process), and oban's in a Python 
 
 Every drain checks that every task ran exactly once: task i gets the argument i (0 .. n-1) and
 notes it when it starts; a task that never ran, or ran twice, raises RuntimeError naming the peer.
+(A peer whose worker waits for more work cannot tell a lost task from a slow one: if fewer than n
+tasks ran by the deadline, that is a Skip whose reason says how many did.)
 ``enqueue_many_rate(peer, n)`` times pgqueuer's batch enqueue (1,000 jobs a call, one connection),
 to set beside mqueue's enqueue_many.
 
@@ -875,6 +877,10 @@ def _django_worker(started, stop, database: dict, n: int):
 # which job started when; here, its database is made and dropped and its figures checked.
 
 def _oban(n: int) -> float:
+    try:
+        import psycopg  # noqa: F401 - here, to make and drop oban's database
+    except ImportError as exc:
+        raise Skip(f"pip install 'psycopg[binary]' ({exc})") from None
     setup = "pip install oban 'psycopg[binary]' in a Python 3.12 venv and set MQUEUE_BENCH_PY312 to its python"
     try:
         probe = subprocess.run([PY312, '-c', 'import oban, psycopg'], capture_output=True, text=True, timeout=60)
