@@ -1635,7 +1635,8 @@ class Worker:
 
     A claim is committed, in a short transaction of its own, before its tasks run: it counts the
     attempt and moves the tasks' eta ``lease`` seconds ahead, so a worker that dies mid-task
-    cannot make a task run forever and cannot lose it: the task is due again when the lease ends.
+    cannot make a task run forever and cannot lose it: another worker rescues the task once no
+    transaction holds its row (MySQL, PostgreSQL), or it is due again when the lease ends.
     The tasks then run in a second transaction that holds their row locks (so no other worker can
     run them, however long they take), each inside a savepoint: on success a row is deleted in the
     commit of its task's writes; on failure the savepoint is rolled back and the retry is recorded
@@ -2134,9 +2135,9 @@ class Worker:
         """The batch's transaction is gone: record the failure that caused it and hand the other
         tasks back uncounted; if which task caused it is unknown, every task of the batch gets
         the failure, and as a retried task runs alone, the next round tells them apart. Each
-        write applies only while the claim is still ours, so a claim whose lease ran out
-        meanwhile is left to whoever holds it now. If this fails too, the leases bring every
-        task back."""
+        write applies only while the claim is still ours, so a claim rescued or out of its lease
+        meanwhile is left to whoever holds it now. If this fails too, a rescue (or the lease)
+        brings every task back."""
         outcomes = []
         if lost.conflict:
             self.stats['lock_conflicts'] += 1
@@ -2156,7 +2157,7 @@ class Worker:
 
     def _hand_back(self, claimed: list[_Claim]) -> None:
         """Release claimed tasks that did not complete, in a transaction of their own; a lock
-        conflict is tried again a few times; best effort (the lease is the net)."""
+        conflict is tried again a few times; best effort (a rescue, or the lease, is the net)."""
         for attempt in range(3):
             try:
                 with self._transaction() as conn, _cursor(conn) as cursor:
@@ -2348,7 +2349,7 @@ class Worker:
 
     def _abandon_threads(self) -> None:
         """Cold shutdown with threads: end their transactions by killing their connections (so
-        their row locks go), then hand their tasks back uncounted. Best effort: the lease is the
+        their row locks go), then hand their tasks back uncounted. Best effort: a rescue is the
         net. Not possible with a transaction hook (its connections are not the worker's)."""
         inflight = list(self._inflight.values())
         if not inflight or 'transaction' in self.hooks or self.dialect is None or not self.dialect.kill:
