@@ -1,7 +1,7 @@
 """mqueue's benchmark: on MariaDB, PostgreSQL and SQLite side by side, raw floors, mqueue's drains,
 enqueues and latency, and the peer queues of each database; then issue 14's targets, met or MISSED.
 
-    pip install -e '.[bench]' && python bench/bench.py     # all three databases, with peers: about 20 minutes
+    pip install -e '.[bench]' && python bench/bench.py     # all three databases, with peers: about 10 minutes
     python bench/bench.py --quick --no-peers                # one round, fewer tasks: about 1 minute
     python bench/bench.py --quick --database postgresql     # one database (repeatable)
 
@@ -54,8 +54,11 @@ DATABASES = {
     'postgresql': os.environ.get('MQUEUE_BENCH_POSTGRESQL', 'postgresql+psycopg://postgres@127.0.0.1:5432/test'),
     'sqlite': os.environ.get('MQUEUE_BENCH_SQLITE', f'sqlite:///{tempfile.gettempdir()}/mqueue-bench.db'),
 }
-# The sizes of a run, and of a --quick one. A full run of all three databases with the peers takes
-# about 20 minutes on the 2-core development machine (docs/performance.md says how that was sized).
+# The sizes of a run, and of a --quick one (about 1.5 minutes with the peers). Sized on the 2-core
+# development machine, where a round takes about 65 s on MariaDB, 40 s on PostgreSQL, 17 s on SQLite
+# and 60 s for the peers (at 2,000 tasks), and the memory measure 45 s: about 10 minutes in all,
+# within a budget of 25 even with the machine twice as busy. (The JSON line gives the
+# seconds each measure took.)
 FULL = {'rounds': 3, 'tasks': 20_000, 'peer_tasks': 2_000, 'scale_rows': 1_000_000, 'memory_tasks': 200_000,
         'latency_seconds': 5.0}
 QUICK = {'rounds': 1, 'tasks': 3_000, 'peer_tasks': 1_000, 'scale_rows': 100_000, 'memory_tasks': 20_000,
@@ -147,7 +150,8 @@ def stamp_start():
 # Drains, each in processes started together ######################################################
 
 def in_processes(database, target, workers, *args):
-    """Run target(database, *args) in `workers` processes; the wall time and the calls they made."""
+    """Run target(database, *args) in `workers` processes; the wall time and the calls they made
+    (a floor: the rows it deleted)."""
     ready = FORK.Barrier(workers + 1)
     calls = FORK.Queue()
     procs = [FORK.Process(target=_gated, args=(ready, calls, database, target, args)) for _ in range(workers)]
@@ -626,7 +630,7 @@ class Run:
             value = function()
         except Exception as exc:   # a peer that cannot run here, or a measure that failed: say why, go on
             reason = (str(exc) if type(exc).__name__ == 'Skip' else f'{type(exc).__name__}: {exc}').strip()
-            reason = reason.splitlines()[0][:200] if reason else type(exc).__name__
+            reason = reason.splitlines()[0][:300] if reason else type(exc).__name__
             (self.skipped if peer else self.failed)[db][name] = reason
             print(f'  {db} {name}: {"skipped" if peer else "FAILED"} ({reason})', flush=True)
             return
@@ -790,7 +794,7 @@ class Run:
         return 'skipped', f'{peer.name} runs at W={", ".join(map(str, peer.processes))} only'
 
     def add(self, db, text, value, goal, status, why=''):
-        self.targets.append({'database': db, 'target': text, 'value': None if value is None else round(value, 2),
+        self.targets.append({'database': db, 'target': text, 'value': None if value is None else round(value, 3),
                              'goal': goal, 'status': status, 'why': why})
 
 
