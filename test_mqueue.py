@@ -1569,17 +1569,19 @@ def test_a_batch_sends_one_savepoint_per_task_and_its_bookkeeping_once(db):
     assert sent == batches   # the last claim finds nothing; its transaction commits too
 
 
-def test_bench_floors_reduced_run_drains_every_task_exactly_once(db):
-    """bench/floors.py, reduced: its floors and mqueue's drains on this database, each checked to
-    run every task exactly once (a drain that loses or repeats one raises)."""
+def test_bench_reduced_run_drains_every_task_exactly_once(db):
+    """bench/bench.py, reduced: its floors, mqueue's drains (one priority and eight) and enqueues
+    on this database, each checked to run every task exactly once (a drain that loses or repeats
+    one raises)."""
     sys.path.insert(0, str(ROOT / 'bench'))
-    import floors
-    database = floors.Database(B.dialect.name, B.url)
+    import bench
+    database = bench.Database(B.dialect.name, B.url)
     try:
-        rates = [floors.drain_rate(database, 300, floors.floor_drain, 1, 10),   # a floor is one connection
-                 floors.drain_rate(database, 300, floors.mqueue_drain, 2, 20),
-                 floors.insert_commit(database, 30), floors.executemany_rows(database, 200),
-                 floors.mqueue_enqueue(database, 30), floors.mqueue_enqueue_many(database, 2000)]
+        rates = [bench.drain_rate(database, 300, bench.floor_drain, 1, 10),   # a floor is one connection
+                 bench.drain_rate(database, 300, bench.mqueue_drain, 2, 20),
+                 bench.drain_rate(database, 300, bench.mqueue_drain, 2, 20, priorities=8),
+                 bench.insert_commit(database, 30), bench.executemany_rows(database, 200),
+                 bench.mqueue_enqueue(database, 30), bench.mqueue_enqueue_many(database, 2000)]
         assert all(rate > 0 for rate in rates)
     finally:
         drop_tables(database.table, database.table + '_cron')
