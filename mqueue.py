@@ -34,6 +34,7 @@ import datetime as dt
 import functools
 import importlib
 import inspect
+import itertools
 import json
 import logging
 import math
@@ -116,8 +117,8 @@ IDS_PER_STATEMENT = 500         # ids per statement of retry_dead/purge_dead (SQ
 # and nothing is sorted. (A range over all priorities could not stop there: it would read, and
 # lock, every task scheduled for later.) MySQL forces the index: on a small table its optimizer
 # would rather scan and sort.
-# Several (queue, priority) pairs are one such block each, joined by UNION ALL where the database
-# allows a locking read there (MySQL), else one statement each.
+# Several queues of one priority are one such block each, joined by UNION ALL where the database
+# allows a locking read there (MySQL), else one statement each; priorities are claimed one by one.
 SQL_CLAIM = ('SELECT id, name, args, retries, queue, eta, priority FROM {task}{claim_index} '
              'WHERE queue = %s AND dead_at IS NULL AND priority = %s AND eta <= {now} '
              'ORDER BY eta, id LIMIT %s{skip_locked}')
@@ -328,6 +329,7 @@ class Dialect:
     notify = False               # enqueue notifies NOTIFY_CHANNEL (its last parameter: the payload)
     enqueue_array = False        # enqueue_many sends its args as one array (SQL_ENQUEUE_ARRAY)
     begin = None                 # starts a worker's transaction; None: the driver's implicit BEGIN
+    lazy_commit = None           # lets the running transaction's commit return before it is on disk
     isolation = ''               # sets the isolation level of a worker's own connection
     kill = None                  # ends another connection (and its transaction) by id
     connection_info = ''         # (connection id, server version)
@@ -462,6 +464,7 @@ class PostgreSQL(Dialect):
     enqueue_tail = f" RETURNING id) SELECT MIN(id), pg_notify('{NOTIFY_CHANNEL}', %s) FROM new"
     notify = True
     enqueue_array = True
+    lazy_commit = 'SET LOCAL synchronous_commit = off'
     isolation = 'SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {level}'
     kill = 'SELECT pg_terminate_backend(%s)'
     connection_info = 'SELECT pg_backend_pid(), version()'
@@ -1856,6 +1859,12 @@ class Worker:
         lock due rows, count the attempt and start the lease. Rows that cannot run (unknown name,
         bad args, attempts used up by crashes) are buried here."""
         with self._transaction() as conn, _cursor(conn) as cursor:
+            if self.dialect.lazy_commit:
+                # The claim's commit need not wait for the disk (measured on PostgreSQL: 8-18% more
+                # tasks/s): its batch's commit, which does wait, writes the log up to it (the log is
+                # written in order). A server crash loses only claims whose batches it loses too;
+                # their tasks run again as if never claimed.
+                cursor.execute(self.dialect.lazy_commit)
             return self._claim_rows(cursor)
 
     def _claim_rows(self, cursor: Any) -> tuple[list[_Claim], list[_Outcome]]:
@@ -1916,19 +1925,28 @@ class Worker:
         return outcomes
 
     def _claim_due(self, cursor: Any, pairs: list[tuple[str, int]]) -> list[tuple]:
-        """Lock up to a batch of due rows from these (queue, priority) pairs, smallest priority first."""
-        claim = self._sql(SQL_CLAIM)
-        if len(pairs) == 1 or not self.dialect.claim_union:
-            rows: list[tuple] = []
-            for pair in pairs:
-                cursor.execute(claim, (*pair, self.batch - len(rows)))
+        """Lock up to a batch of due rows from these (queue, priority) pairs: a priority at a
+        time, smallest first, until the batch is full. The queues of one priority are one
+        statement where the database allows (in eta order across them), else one each. (One
+        statement for every priority would lock a batch of rows in each: measured on MariaDB,
+        a drain spread over 8 priorities ran at 0.63 of a one-priority drain, 0.80 this way.)"""
+        claim, rows = self._sql(SQL_CLAIM), []
+        for _, same_priority in itertools.groupby(pairs, key=lambda pair: pair[1]):
+            group = list(same_priority)
+            if len(group) > 1 and self.dialect.claim_union:
+                wanted = self.batch - len(rows)
+                cursor.execute(' UNION ALL '.join([f'({claim})'] * len(group)) + self._sql(SQL_CLAIM_ORDER),
+                               (*(p for pair in group for p in (*pair, wanted)), wanted))
                 rows += cursor.fetchall()
-                if len(rows) >= self.batch:
-                    break
-            return rows
-        union = ' UNION ALL '.join([f'({claim})'] * len(pairs)) + self._sql(SQL_CLAIM_ORDER)
-        cursor.execute(union, (*(p for pair in pairs for p in (*pair, self.batch)), self.batch))
-        return cursor.fetchall()
+            else:
+                for pair in group:
+                    cursor.execute(claim, (*pair, self.batch - len(rows)))
+                    rows += cursor.fetchall()
+                    if len(rows) >= self.batch:
+                        break
+            if len(rows) >= self.batch:
+                break
+        return rows
 
     def _probe(self) -> bool:
         """Whether a task is due, or a dead worker's is to be rescued (asked while idle, in

@@ -37,7 +37,7 @@ DATABASES = {
 # A statement's kind, by how it starts (the first pattern that matches).
 KINDS = [
     ('savepoint', r'SAVEPOINT '), ('release savepoint', r'RELEASE SAVEPOINT '),
-    ('rollback to savepoint', r'ROLLBACK TO SAVEPOINT '), ('begin', r'BEGIN'),
+    ('rollback to savepoint', r'ROLLBACK TO SAVEPOINT '), ('begin', r'BEGIN'), ('lazy commit', r'SET LOCAL synchronous_commit'),
     ('next priority', r'SELECT MIN\(priority\)'), ('probe', r'\(?SELECT claimed_at FROM'),
     ('rescue look', r'\(?SELECT id FROM \w+( FORCE INDEX \(claim\))? WHERE queue'),
     ('rescue lock', r'SELECT id, name, queue, retries, eta, claimed_at FROM'),
