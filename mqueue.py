@@ -128,8 +128,11 @@ SQL_NEXT_PRIORITY = ('SELECT MIN(priority) FROM {task}{claim_index} '
                      'WHERE queue = %s AND dead_at IS NULL AND priority > %s')
 # Count the attempt and hide the tasks for the lease; committed before any task runs.
 SQL_LEASE = 'UPDATE {task} SET retries = retries + 1, eta = {later}, claimed_at = {now} WHERE id IN ({ids}){id_limit}'
-# Re-lock claimed tasks for the transaction they run in; retries shows whether the claim is ours.
-SQL_LOCK = 'SELECT id, retries FROM {task} WHERE id IN ({ids}){id_limit}{for_update}'
+# Re-lock claimed tasks for the transaction they run in; retries shows whether the claim is ours,
+# and the flag that it is still claimed (not rescued since, nor buried). (By primary key: as a
+# condition, the flag would lead planners to the claimed index.)
+SQL_LOCK = ('SELECT id, retries, claimed_at IS NOT NULL AND dead_at IS NULL FROM {task} WHERE id IN ({ids})'
+            '{id_limit}{for_update}')
 # A task finished: its row goes in the same commit as the task's writes.
 SQL_COMPLETE = 'DELETE FROM {task} WHERE id IN ({ids}){id_limit}'
 # A failed attempt: due again after the back-off, with the error kept.
@@ -141,14 +144,16 @@ SQL_RELEASE = ('UPDATE {task} SET retries = retries - 1, eta = {now}, claimed_at
                'WHERE id = %s AND retries = %s AND dead_at IS NULL')
 # Rescue: a claimed task whose row no transaction holds was left by a worker that died or lost its
 # connection (a running batch holds its rows' locks from just after its claim until its commit).
-# Candidates are claimed rows still in their lease (a plain read of the claim index's range from now
-# to the lease's end, one block per queue and priority as the claim has), claimed more than
-# rescue_after ago (a batch locks its rows a moment after its claim commits)...
-SQL_RESCUE_FIND = ('SELECT id FROM {task}{claim_index} WHERE queue = %s AND dead_at IS NULL AND priority = %s '
-                   'AND eta > {now} AND eta <= {later} AND claimed_at < {later}')
-# ...those of them that SKIP LOCKED can lock (by primary key) are orphans...
-SQL_RESCUE_LOCK = ('SELECT id, name, queue, retries, eta, claimed_at FROM {task} '
-                   'WHERE id IN ({ids}) AND dead_at IS NULL AND claimed_at < {later}{id_limit}{skip_locked}')
+# Candidates are the rows claimed more than rescue_after ago (a batch locks its rows a moment after
+# its claim commits), read from the claimed index, which holds the claimed rows alone (PostgreSQL;
+# MySQL's has the others as NULLs, before them), in every queue: a plain read, which locks nothing...
+SQL_RESCUE_FIND = ('SELECT id FROM {task}{claimed_index} WHERE claimed_at < {later} AND dead_at IS NULL '
+                   'ORDER BY claimed_at LIMIT %s')
+RESCUE_MAX = 100                # candidates per look (the running batches' long tasks among them)
+# ...those of them that SKIP LOCKED can lock (by primary key), still claimed that long ago (the
+# flag), are orphans...
+SQL_RESCUE_LOCK = ('SELECT id, name, queue, retries, eta, claimed_at, claimed_at < {later} AND dead_at IS NULL '
+                   'FROM {task} WHERE id IN ({ids}){id_limit}{skip_locked}')
 # ...and are due at once, the attempt counted (a task that kills its worker every time ends dead).
 SQL_RESCUE = 'UPDATE {task} SET eta = {now}, claimed_at = NULL WHERE id IN ({ids}){id_limit}'
 # Operating: statistics and the dead are plain reads (no locks: running tasks never make them
@@ -206,17 +211,19 @@ SQL_NOW = 'SELECT {now}'
 SQL_SAVEPOINT = 'SAVEPOINT mqueue_{n}'
 SQL_ROLLBACK_TO_SAVEPOINT = 'ROLLBACK TO SAVEPOINT mqueue_{n}'
 SQL_RELEASE_SAVEPOINT = 'RELEASE SAVEPOINT mqueue_0'
-# Whether a task of one queue and priority is due, or left by a dead worker (a claim older than
-# rescue_after that no transaction holds), asked by an idle worker in autocommit mode: one statement
-# per poll (MySQL: one block per pair, joined by UNION ALL), no transaction (and no metadata lock)
-# left open between polls; its locks last the statement. SKIP LOCKED passes over the rows running
-# batches hold, even those past their lease: a long task never makes idle workers claim in vain.
-# The range ends at the lease's end (where a rescue looks), or now (the parameters 0 and NULL:
-# SQLite, whose rows have no locks to tell the dead from the running). The first in eta order, so
-# PostgreSQL reads it from the claim index too (for "any one" it may scan the table). It returns
-# the claim's time: not NULL means a task to rescue.
+# Whether a task is due, asked by an idle worker in autocommit mode: one statement per poll (a
+# block per queue and priority, and one for a dead worker's tasks, joined by UNION ALL), no
+# transaction (and no metadata lock) left open between polls. A block is the first due task in eta
+# order, so PostgreSQL reads it from the claim index too (for "any one" it may scan the table): a
+# plain read, which passes over claimed rows where a rescue finds the dead worker's (the last
+# parameter false), so that a task running past its lease never makes idle workers claim in vain...
 SQL_PROBE = ('SELECT claimed_at FROM {task}{claim_index} WHERE queue = %s AND dead_at IS NULL AND priority = %s '
-             'AND eta <= {later} AND (eta <= {now} OR claimed_at < {later}) ORDER BY eta LIMIT 1{skip_locked}')
+             'AND eta <= {now} AND (claimed_at IS NULL OR %s) ORDER BY eta LIMIT 1')
+# ...and a claim older than rescue_after that no transaction holds, from the claimed index: SKIP
+# LOCKED passes over the running batches' rows (its locks last the statement). Its claimed_at,
+# not NULL, says there is a task to rescue.
+SQL_PROBE_ORPHAN = ('SELECT claimed_at FROM {task}{claimed_index} WHERE claimed_at < {later} AND dead_at IS NULL '
+                    'ORDER BY claimed_at LIMIT 1{skip_locked}')
 NOTIFY_CHANNEL = 'mqueue'       # PostgreSQL: enqueue notifies it (payload "table:queue"); idle workers listen
 NOTIFY_WAIT_SLICE = 0.25        # seconds: an idle PostgreSQL worker looks at stop() at least this often
 
@@ -234,7 +241,8 @@ CREATE TABLE IF NOT EXISTS {task} (
     dead_at DATETIME(6) NULL,              -- UTC: when the task gave up (dead: never claimed)
     last_error TEXT NULL,                  -- the last failure: type, message, traceback
     PRIMARY KEY (id),
-    KEY claim (queue, dead_at, priority, eta)
+    KEY claim (queue, dead_at, priority, eta),
+    KEY claimed (claimed_at)               -- a dead worker's tasks, found by their claim's age
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 CREATE TABLE IF NOT EXISTS {cron} (
@@ -262,6 +270,8 @@ CREATE TABLE IF NOT EXISTS {task} (
 );
 -- The claim's order, the dead left out (InnoDB's and SQLite's indexes end with the id by themselves).
 CREATE INDEX IF NOT EXISTS {task}_claim ON {task} (queue, priority, eta, id) WHERE dead_at IS NULL;
+-- The claimed tasks alone: a dead worker's are found by their claim's age.
+CREATE INDEX IF NOT EXISTS {task}_claimed ON {task} (claimed_at) WHERE claimed_at IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS {cron} (
     queue VARCHAR(32) NOT NULL,
@@ -320,8 +330,12 @@ class Dialect:
     for_update = ' FOR UPDATE'
     id_limit = ''                # appended to statements on a list of n ids
     claim_union = False          # whether several claim blocks may be joined by UNION ALL
+    union_member = 'SELECT * FROM ({}) AS member'   # a block with its own ORDER BY, LIMIT and lock, in a UNION ALL
     row_locks = True             # whether a running batch's rows are locked (SKIP LOCKED then tells the dead
-                                 # worker's claims from the running ones: the rescue)
+                                 # worker's claims from the running ones: the rescue)...
+    claimed_index = ''           # ...and how the rescue reads the claimed rows
+    has_claimed_index = ''       # whether the task table (the parameter) has that index (tables made before 0.3 lack it)
+    locking_reads_at: tuple[str, ...] = ()   # isolation levels at which plain reads lock (the rescue's would wait)
     insert_ignore = 'INSERT INTO'
     on_conflict_ignore = ' ON CONFLICT DO NOTHING'
     enqueue_head = ''
@@ -340,7 +354,7 @@ class Dialect:
     schemes: tuple[str, ...] = ()
     drivers: Mapping[str, str] = {}
     port, user = 0, ''
-    FRAGMENTS = ('now', 'later', 'claim_index', 'skip_locked', 'for_update', 'insert_ignore',
+    FRAGMENTS = ('now', 'later', 'claim_index', 'claimed_index', 'skip_locked', 'for_update', 'insert_ignore',
                  'on_conflict_ignore', 'enqueue_head', 'enqueue_tail')
     # Its errors, by the code error_code() reads from a driver's exception: those that mean "try
     # again" rather than "this task is broken" (the server gave up on a statement over a lock; the
@@ -400,6 +414,11 @@ class MySQL(Dialect):
     # waits on, or deadlocks with, the rows other workers hold; with it, it reads just those rows.
     id_limit = ' ORDER BY id LIMIT {n}'
     claim_union = True
+    union_member = '({})'
+    claimed_index = ' FORCE INDEX (claimed)'
+    has_claimed_index = ("SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE() "
+                         "AND table_name = %s AND index_name = 'claimed'")
+    locking_reads_at = ('SERIALIZABLE',)   # InnoDB reads with shared locks there
     insert_ignore, on_conflict_ignore = 'INSERT IGNORE INTO', ''
     isolation = 'SET SESSION TRANSACTION ISOLATION LEVEL {level}'
     kill = 'KILL CONNECTION %s'
@@ -465,6 +484,7 @@ class PostgreSQL(Dialect):
     notify = True
     enqueue_array = True
     lazy_commit = 'SET LOCAL synchronous_commit = off'
+    has_claimed_index = "SELECT COUNT(to_regclass(%s || '_claimed'))"
     isolation = 'SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {level}'
     kill = 'SELECT pg_terminate_backend(%s)'
     connection_info = 'SELECT pg_backend_pid(), version()'
@@ -1716,6 +1736,7 @@ class Worker:
         self._priorities: list[tuple[str, int]] = []   # (queue, priority) pairs to claim from...
         self._priorities_at = -math.inf                # ...as of this time.monotonic()
         self._rescue_at = -math.inf                    # the next look for a dead worker's tasks (monotonic)
+        self._rescue_possible: bool | None = None      # see _can_rescue; None: not yet known
 
     # The loop
 
@@ -1768,18 +1789,18 @@ class Worker:
             self.scheduler.run_due()
         if getattr(self._local, 'idle', False) and not self._probe():
             return 0
-        claimed, outcomes = self._claim()
-        for outcome in outcomes:   # rescued and buried rows
-            self._report(outcome)
+        claimed, outcomes = self._claim()   # and the rows it rescued or buried
         buried = sum(outcome.event == 'task_dead' for outcome in outcomes)
         if not claimed:
+            for outcome in outcomes:
+                self._report(outcome)
             if not outcomes:
                 self._go_idle()
             return buried
         thread = threading.get_ident()
         self._inflight[thread] = (getattr(self._local, 'connection_id', None), claimed)
         try:
-            self._process(claimed)
+            self._process(claimed, outcomes)
         except Exception as exc:
             if _lock_conflict(exc):   # the batch's writes went with its transaction: hand it back uncounted
                 self._hand_back(claimed)
@@ -1869,7 +1890,7 @@ class Worker:
 
     def _claim_rows(self, cursor: Any) -> tuple[list[_Claim], list[_Outcome]]:
         pairs = self._pairs(cursor)
-        runnable, outcomes = [], self._rescue(cursor, pairs) if self._rescuing() else []
+        runnable, outcomes = [], self._rescue(cursor) if self._rescuing(cursor) else []
         for task_id, name, args, attempts, queue, eta, _ in self._claim_due(cursor, pairs):
             claim_or_error = self._vet(task_id, name, args, attempts, queue, _utc(eta))
             if isinstance(claim_or_error, str):
@@ -1883,10 +1904,10 @@ class Worker:
             cursor.execute(self._sql(SQL_LEASE, ids=len(claimed)), (int(self.lease * 1e6), *(c.id for c in claimed)))
         return claimed, outcomes
 
-    def _rescuing(self) -> bool:
+    def _rescuing(self, cursor: Any) -> bool:
         """Whether to look for a dead worker's tasks now: about once a second, or at once when the
-        idle probe saw one."""
-        if self.rescue_after is None or not self.dialect.row_locks:
+        idle probe saw one; never where no rescue can tell them (see _can_rescue)."""
+        if not self._can_rescue(cursor):
             return False
         now = time.monotonic()
         if now < self._rescue_at and not getattr(self._local, 'rescue', False):
@@ -1894,25 +1915,42 @@ class Worker:
         self._rescue_at, self._local.rescue = now + RESCUE_EVERY, False
         return True
 
-    def _rescue(self, cursor: Any, pairs: list[tuple[str, int]]) -> list[_Outcome]:
+    def _can_rescue(self, cursor: Any | None = None) -> bool:
+        """Whether this worker rescues a dead worker's tasks: asked for (rescue_after), on a
+        database whose running batches hold row locks, at an isolation level whose plain reads
+        do not lock (MySQL's SERIALIZABLE: the look would wait on the running batches), with the
+        claimed index (a table made before 0.3 lacks it: looked up once, with the first claim's
+        cursor). Otherwise a dead worker's tasks return when their lease ends."""
+        if self._rescue_possible is None and cursor is not None:
+            self._rescue_possible, why = self._rescue_check(cursor)
+            if why:
+                logger.warning('no rescue of a dead worker\'s tasks: %s; they return when their lease (%gs) ends',
+                               why, self.lease)
+        return bool(self._rescue_possible)
+
+    def _rescue_check(self, cursor: Any) -> tuple[bool, str]:
+        dialect = self.dialect
+        if self.rescue_after is None or not dialect.row_locks:
+            return False, ''   # as asked, or SQLite (its docs say so): nothing to warn about
+        if self.isolation and self.isolation.upper() in dialect.locking_reads_at:
+            return False, f'{dialect.name} reads with locks at {self.isolation.upper()}'
+        cursor.execute(dialect.has_claimed_index, (self.registry.table,))
+        if not cursor.fetchone()[0]:
+            return False, (f'table {self.registry.table} has no index on claimed_at (added in 0.3; '
+                           'docs/upgrading.md gives the statement that adds it)')
+        return True, ''
+
+    def _rescue(self, cursor: Any) -> list[_Outcome]:
         """Make due again, in the claim's transaction, the claimed tasks whose rows no transaction
         holds: their worker died or lost its connection (its transaction went with it). Their
         attempt stays counted. Returns the log lines, written once the claim commits."""
-        window, grace = int(self.lease * 1e6), -int(self.rescue_after * 1e6)
-        find = self._sql(SQL_RESCUE_FIND)
-        if len(pairs) > 1 and self.dialect.claim_union:
-            cursor.execute(' UNION ALL '.join([f'({find})'] * len(pairs)),
-                           [p for pair in pairs for p in (*pair, window, grace)])
-            candidates = [row[0] for row in cursor.fetchall()]
-        else:
-            candidates = []
-            for pair in pairs:
-                cursor.execute(find, (*pair, window, grace))
-                candidates += [row[0] for row in cursor.fetchall()]
+        grace = -int(self.rescue_after * 1e6)
+        cursor.execute(self._sql(SQL_RESCUE_FIND), (grace, RESCUE_MAX))
+        candidates = [row[0] for row in cursor.fetchall()]
         if not candidates:
             return []
-        cursor.execute(self._sql(SQL_RESCUE_LOCK, ids=len(candidates)), (*candidates, grace))
-        orphans = cursor.fetchall()
+        cursor.execute(self._sql(SQL_RESCUE_LOCK, ids=len(candidates)), (grace, *candidates))
+        orphans = [row[:-1] for row in cursor.fetchall() if row[-1]]
         if not orphans:
             return []
         cursor.execute(self._sql(SQL_RESCUE, ids=len(orphans)), [row[0] for row in orphans])
@@ -1950,22 +1988,19 @@ class Worker:
 
     def _probe(self) -> bool:
         """Whether a task is due, or a dead worker's is to be rescued (asked while idle, in
-        autocommit mode)."""
-        rescuing = self.rescue_after is not None and self.dialect.row_locks
-        window, grace = (int(self.lease * 1e6), -int(self.rescue_after * 1e6)) if rescuing else (0, None)
+        autocommit mode): one statement."""
+        rescuing = self._can_rescue()
         with _cursor(self._local.connection) as cursor:
-            pairs, probe = self._pairs(cursor, idle=True), self._sql(SQL_PROBE)
-            if len(pairs) > 1 and self.dialect.claim_union:
-                cursor.execute(' UNION ALL '.join([f'({probe})'] * len(pairs)) + ' LIMIT 1',
-                               [p for pair in pairs for p in (*pair, window, grace)])
-                rows = cursor.fetchall()
+            pairs = self._pairs(cursor, idle=True)
+            blocks = [(self._sql(SQL_PROBE), (*pair, not rescuing)) for pair in pairs]
+            if rescuing:
+                blocks.append((self._sql(SQL_PROBE_ORPHAN), (-int(self.rescue_after * 1e6),)))
+            if len(blocks) == 1:
+                cursor.execute(*blocks[0])
             else:
-                rows = []
-                for pair in pairs:
-                    cursor.execute(probe, (*pair, window, grace))
-                    rows = cursor.fetchall()
-                    if rows:
-                        break
+                cursor.execute(' UNION ALL '.join(self.dialect.union_member.format(sql) for sql, _ in blocks)
+                               + ' LIMIT 1', [p for _, params in blocks for p in params])
+            rows = cursor.fetchall()
         if rows and rows[0][0] is not None and rescuing:
             self._local.rescue = True
         return bool(rows)
@@ -2047,25 +2082,29 @@ class Worker:
 
     # Running
 
-    def _process(self, claimed: list[_Claim]) -> None:
+    def _process(self, claimed: list[_Claim], claim_outcomes: Sequence[_Outcome] = ()) -> None:
         """Run claimed tasks in one transaction, each in a savepoint, and delete the completed ones
         in the commit that also commits their writes. The transaction locks only its own rows (by
         primary key): no range scan whose locks another worker could be waiting on. Outcomes are
-        logged once committed: an operator reads the log as the record of what happened."""
+        logged once committed: an operator reads the log as the record of what happened; the
+        claim's own (rows it buried or rescued) once the batch holds its rows, since until then a
+        slow log handler or hook would make its claims look like a dead worker's."""
         attempts: list[tuple[_Claim, dict, _Outcome | None]] = []
         try:
             with self._transaction() as conn, _cursor(conn) as cursor:
                 held = self._lock(cursor, claimed)
+                for outcome in claim_outcomes:
+                    self._report(outcome)
                 began = time.monotonic()
-                for index, claim in enumerate(claimed):
+                for claim in claimed:
                     if held.get(claim.id) != claim.attempt:
                         logger.warning('task %s %s: its claim was lost before it ran (its lease of %gs ended, or '
                                        'it was rescued after %gs); skipped', claim.id, claim.task.name, self.lease,
                                        self.rescue_after or self.lease)
-                    elif index and time.monotonic() - began > BATCH_SECONDS:
+                    elif attempts and time.monotonic() - began > BATCH_SECONDS:
                         self._release(cursor, claim)
-                    else:
-                        attempts.append(self._execute(conn, cursor, index, claim))
+                    else:   # the savepoints are numbered by the tasks that run: mqueue_0 is the first's
+                        attempts.append(self._execute(conn, cursor, len(attempts), claim))
                 outcomes = []
                 if attempts:
                     self._check_transaction(cursor, attempts)
@@ -2086,8 +2125,9 @@ class Worker:
             self._report(outcome)
 
     def _lock(self, cursor: Any, claimed: list[_Claim]) -> dict[int, int]:
+        """Lock the batch's rows; the attempt count of each still claimed."""
         cursor.execute(self._sql(SQL_LOCK, ids=len(claimed)), [c.id for c in claimed])
-        return dict(cursor.fetchall())
+        return {task_id: attempts for task_id, attempts, claimed in cursor.fetchall() if claimed}
 
     def _execute(self, conn: Any, cursor: Any, index: int, claim: _Claim) -> tuple[_Claim, dict, _Outcome | None]:
         """Run one task in a savepoint; on failure roll back to it and record the retry. Returns

@@ -11,7 +11,8 @@ CREATE TABLE IF NOT EXISTS task (
     dead_at DATETIME(6) NULL,              -- UTC: when the task gave up (dead: never claimed)
     last_error TEXT NULL,                  -- the last failure: type, message, traceback
     PRIMARY KEY (id),
-    KEY claim (queue, dead_at, priority, eta)
+    KEY claim (queue, dead_at, priority, eta),
+    KEY claimed (claimed_at)               -- a dead worker's tasks, found by their claim's age
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 CREATE TABLE IF NOT EXISTS cron (

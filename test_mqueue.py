@@ -914,6 +914,33 @@ CREATE TABLE IF NOT EXISTS {cron} (
 """
 
 
+@only('mariadb-pymysql')
+def test_readme_upgrade_turns_a_0_2_mysql_table_into_the_current_one(db, reg, caplog):
+    """A 0.2 table (0.3's without the claimed index): a worker runs on it, saying once that it
+    does not rescue; docs/upgrading.md's statement makes it 0.3's, and the worker rescues."""
+    old = mqueue.Registry(table=f't_task_{uuid.uuid4().hex[:8]}', cron_table=f't_cron_{uuid.uuid4().hex[:8]}')
+    schema_0_2 = re.sub(r',\n    KEY claimed \(claimed_at\)[^\n]*', '', mqueue.SCHEMA_MYSQL)
+    assert schema_0_2 != mqueue.SCHEMA_MYSQL
+    try:
+        for statement in schema_0_2.format(task=old.table, cron=old.cron_table).split(';\n'):
+            if statement.strip():
+                query(db, statement)
+        old.task(name='t')(lambda: None)
+        enqueued(old, 't', [])
+        with caplog.at_level(logging.WARNING, logger='mqueue'):
+            w = mqueue.Worker(connect, registry=old, poll_interval=0.01)
+            assert w.run(burst=True) == 1 and not w._can_rescue()
+        assert f'no rescue of a dead worker\'s tasks: table {old.table} has no index on claimed_at' in caplog.text
+        for statement in upgrade_from_0_2_sql('mysql'):
+            query(db, statement.replace('ALTER TABLE task', f'ALTER TABLE {old.table}'))
+        assert re.sub(r'AUTO_INCREMENT=\d+ ', '', create_table_ddl(db, old.table)) == create_table_ddl(db, reg.table)
+        w = mqueue.Worker(connect, registry=old, poll_interval=0.01)
+        enqueued(old, 't', [])
+        assert w.run(burst=True) == 1 and w._can_rescue()
+    finally:
+        drop_tables(old.table, old.cron_table)
+
+
 def upgrade_from_0_2_sql(dialect):
     """docs/upgrading.md's statements upgrading a 0.2 table on this database, one string each."""
     block = re.search(rf'-- {dialect}\n(.*?)(?=^-- |\Z)', readme_block('upgrade-0.2-sql', 'sql'), re.S | re.M)
@@ -940,7 +967,7 @@ def test_readme_upgrade_turns_a_0_2_table_into_the_current_one(db, reg):
         enqueued(old, 't', [])
         assert postgresql_table_definition(db, old.table) != postgresql_table_definition(db, reg.table)
         statements = upgrade_from_0_2_sql('postgresql')
-        assert statements and upgrade_from_0_2_sql('mysql') == upgrade_from_0_2_sql('sqlite') == []
+        assert statements and upgrade_from_0_2_sql('sqlite') == []
         for statement in statements:   # CONCURRENTLY: each on its own, in autocommit mode
             query(db, re.sub(r'\btask(?=\b|_claim)', old.table, statement))
         assert postgresql_table_definition(db, old.table) == postgresql_table_definition(db, reg.table)
@@ -1563,6 +1590,7 @@ def test_a_batch_sends_one_savepoint_per_task_and_its_bookkeeping_once(db):
     sent = dict(counts.sent)
     assert sent.pop('savepoint') == 60 and sent.pop('next priority', 0) <= 3
     assert sent.pop('rescue look', 0) <= (3 if B.dialect.row_locks else 0)   # about once a second (not SQLite)
+    assert sent.pop('claimed index lookup', 0) == (1 if B.dialect.row_locks else 0)   # once per worker
     batches = {'claim': 4, 'lease': 3, 'lock': 3, 'release savepoint': 3, 'complete': 3, 'commit': 7}
     if B.dialect.begin:
         batches['begin'] = 7   # SQLite: BEGIN IMMEDIATE opens each transaction
@@ -1744,10 +1772,12 @@ def test_a_task_running_ten_leases_is_never_started_twice_and_counts_as_running(
             thread.join(10)
     assert len(starts) == 1, starts                        # never started twice
     assert counts and all(count == [1] for count in counts), counts   # RUNNING all along
-    if B.dialect.row_locks:   # (SQLite: one writer; an idle worker's claim waits for the running batch)
-        probe = mqueue.SQL_PROBE.split(' {task}')[0]
-        polls = [sql for sql in window if sql.startswith(probe)]
-        others = [sql for sql in window if not sql.startswith(probe) and not sql.startswith('SELECT MIN(priority)')]
+    # (SQLite: one writer, an idle worker's claim waits for the running batch; without a rescue, a
+    # claim past its lease may be a dead worker's, so idle workers try to claim it)
+    if B.dialect.row_locks and rescue_after is not None:
+        probe = mqueue.SQL_PROBE.split(' {task}')[0]   # (its blocks joined with the rescue's look)
+        polls = [sql for sql in window if probe in sql]
+        others = [sql for sql in window if probe not in sql and not sql.startswith('SELECT MIN(priority)')]
         assert len(polls) >= 10 and others == [], others   # one statement per poll: no claim, no commit
 
 
@@ -2407,8 +2437,8 @@ def test_stopping_after_a_batch_leaves_the_other_tasks_unclaimed(db, reg, ledger
     w = worker(reg, batch=2)
     original = w._process
 
-    def process_then_stop(claimed):
-        original(claimed)
+    def process_then_stop(*args):
+        original(*args)
         w.stop()
     w._process = process_then_stop
     assert w.run() == 2
@@ -2439,7 +2469,7 @@ def test_an_idle_worker_sends_one_statement_per_poll(reg, monkeypatch):
     finally:
         w.stop()
         thread.join(10)
-    probes = [s for s in idle if s.startswith(b'SELECT claimed_at FROM')]
+    probes = [s for s in idle if b'SELECT claimed_at FROM' in s]   # its blocks and the rescue's, in one UNION ALL
     lookups = [s for s in idle if s.startswith(b'SELECT MIN(priority)')]   # priorities in use, every 5 s
     assert 15 <= len(probes) <= 30, len(probes)
     assert len(probes) + len(lookups) == len(idle) and len(lookups) <= 2   # no COMMIT, no claim
@@ -2692,6 +2722,43 @@ def test_operating_never_waits_on_a_running_task(db, reg):
     assert tasks_in(db, reg) == []                             # the running task completed
 
 
+def test_a_batch_runs_only_the_claims_still_its_own_and_commits_them_once(db, reg, caplog):
+    """A worker stalled between its claim and its batch (past rescue_after) finds one claim taken
+    by another worker, one rescued and not yet taken, one buried: it runs only the fourth, whose
+    writes commit once (its savepoints are numbered by the tasks that run, so the batch's check of
+    its transaction does not fail for want of the first's)."""
+    ran = []
+    reg.task(name='t')(lambda n: ran.append(n))
+    with committed() as conn:
+        ids = [reg.enqueue(conn, 't', [n]) for n in range(4)]
+    stalled = worker(reg, batch=4)
+    claimed, _ = stalled._claim()
+    assert [c.id for c in claimed] == ids
+    with committed() as conn, cursor_of(conn) as cursor:
+        cursor.execute(f'UPDATE {reg.table} SET retries = retries + 1 WHERE id = %s', (ids[0],))   # claimed again
+        cursor.execute(f'UPDATE {reg.table} SET claimed_at = NULL, eta = {B.now} WHERE id = %s', (ids[1],))  # rescued
+        cursor.execute(f'UPDATE {reg.table} SET claimed_at = NULL, dead_at = {B.now} WHERE id = %s', (ids[2],))  # buried
+    with caplog.at_level(logging.WARNING, logger='mqueue'):
+        stalled._process(claimed)
+    stalled._discard_connection()
+    assert ran == [3]
+    assert [row['id'] for row in tasks_in(db, reg)] == ids[:3]
+    assert 'TransactionLost' not in caplog.text and caplog.text.count('its claim was lost before it ran') == 3
+
+
+@only('mysql')
+def test_a_serializable_mysql_worker_leaves_a_dead_workers_tasks_to_the_lease(db, reg, caplog):
+    """InnoDB's plain reads lock at SERIALIZABLE: the rescue's look would wait on every running
+    batch. Such a worker says so once, and runs."""
+    reg.task(name='t')(lambda: None)
+    enqueued(reg, 't', [])
+    w = worker(reg, isolation='SERIALIZABLE')
+    with caplog.at_level(logging.WARNING, logger='mqueue'):
+        assert w.run(burst=True) == 1
+    assert not w._can_rescue() and tasks_in(db, reg) == []
+    assert caplog.text.count("no rescue of a dead worker's tasks: mysql reads with locks at SERIALIZABLE") == 1
+
+
 def test_a_dead_workers_claim_is_running_until_a_worker_takes_it_back(db, reg):
     """A worker that dies mid-task leaves claimed_at set: RUNNING, and not cancellable, until
     another worker takes the task back: on MySQL/PostgreSQL rescue_after after its claim, on
@@ -2744,9 +2811,9 @@ def test_a_worker_without_its_tables_stops_with_advice(db, reg):
     old = mqueue.Registry(table=f't_old_{uuid.uuid4().hex[:8]}', cron_table=reg.cron_table)
     ddl = old.schema(B.dialect.name).split(';\n')
     with cursor_of(db) as cursor:
-        for statement in ddl:
-            if statement.strip() and old.table in statement:
-                cursor.execute(re.sub(r'\n\s*claimed_at [^\n]*', '', statement))
+        for statement in ddl:   # (0.1 had no claimed_at, nor 0.2 its index)
+            if statement.strip() and old.table in statement and '_claimed ON' not in statement:
+                cursor.execute(re.sub(r'\n\s*claimed_at [^\n]*|,\n\s*KEY claimed [^\n]*', '', statement))
     try:
         old.task(name='t')(lambda: None)
         enqueued(old, 't', [])

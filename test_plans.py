@@ -210,7 +210,7 @@ def hot_statements(backlog):
         ('release', w._sql(mqueue.SQL_RELEASE), (some_id, 1)),
     ]
     if backlog.dialect.row_locks:   # the rescue of a dead worker's tasks: its look ran above, these by id
-        statements += [('rescue-lock', w._sql(mqueue.SQL_RESCUE_LOCK, ids=1), (some_id, -2_000_000)),
+        statements += [('rescue-lock', w._sql(mqueue.SQL_RESCUE_LOCK, ids=1), (-2_000_000, some_id)),
                        ('rescue', w._sql(mqueue.SQL_RESCUE, ids=1), (some_id,))]
     return statements, run_once_ms
 
@@ -220,10 +220,10 @@ def label_of(w, sql, n_params):
     table = w.registry.table
     if not re.search(rf'\b{table}\b', sql):
         return None
-    if ' UNION ALL ' in sql:
-        blocks = {'claim-union': mqueue.SQL_CLAIM, 'probe-union': mqueue.SQL_PROBE,
-                  'rescue-find-union': mqueue.SQL_RESCUE_FIND}
-        return next(label for label, statement in blocks.items() if sql.startswith(f'({w._sql(statement)})'))
+    if ' UNION ALL ' in sql:   # the claim's blocks (MySQL), or the probe's (and the rescue's look)
+        blocks = {'claim-union': mqueue.SQL_CLAIM, 'probe-union': mqueue.SQL_PROBE}
+        return next(label for label, statement in blocks.items()
+                    if sql.startswith((f'({w._sql(statement)})', w.dialect.union_member.format(w._sql(statement)))))
     known = {'claim': w._sql(mqueue.SQL_CLAIM), 'probe': w._sql(mqueue.SQL_PROBE),
              'rescue-find': w._sql(mqueue.SQL_RESCUE_FIND), 'next-priority': w._sql(mqueue.SQL_NEXT_PRIORITY)}
     for label, statement in (('lease', mqueue.SQL_LEASE), ('lock', mqueue.SQL_LOCK), ('complete', mqueue.SQL_COMPLETE)):
@@ -244,14 +244,15 @@ def a_due_id(backlog):
 
 BY_ID = {'lease', 'lock', 'complete', 'retry', 'bury', 'release', 'rescue-lock', 'rescue'}
 RESCUE = {'rescue-find', 'rescue-lock', 'rescue'}   # MySQL and PostgreSQL: SQLite has no row locks to look at
-EXPECTED = {   # the statements each database runs; MySQL joins several ranges by UNION ALL
-    'mysql': {'claim', 'claim-union', 'probe', 'probe-union', 'next-priority', 'rescue-find-union'} | BY_ID | RESCUE,
-    'postgresql': {'claim', 'probe', 'next-priority'} | BY_ID | RESCUE,
-    'sqlite': {'claim', 'probe', 'next-priority'} | BY_ID - RESCUE,
+EXPECTED = {   # the statements each database runs; MySQL joins a priority's queues by UNION ALL, and the
+    # probe joins its ranges and the rescue's look (MySQL, PostgreSQL) into one statement
+    'mysql': {'claim', 'claim-union', 'probe-union', 'next-priority'} | BY_ID | RESCUE,
+    'postgresql': {'claim', 'probe-union', 'next-priority'} | BY_ID | RESCUE,
+    'sqlite': {'claim', 'probe', 'probe-union', 'next-priority'} | BY_ID - RESCUE,
 }
-# Bounded by eta (the claim's and probe's at now, or the lease's end; the rescue's between now and
-# the lease's end), stopping at the batch.
-RANGES = ('claim', 'claim-union', 'probe', 'probe-union', 'rescue-find', 'rescue-find-union')
+# Bounded by eta <= now (the claim's and probe's), or by claimed_at (the rescue's look, from the
+# claimed index), stopping at the batch.
+RANGES = ('claim', 'claim-union', 'probe', 'probe-union', 'rescue-find')
 
 
 # Plans ###########################################################################################
@@ -336,10 +337,14 @@ def pg_type(value):
     """The parameter's type as psycopg 3 sends it: the smallest integer type that holds it."""
     if isinstance(value, str):
         return 'text'
+    if isinstance(value, bool):
+        return 'boolean'
     return next(name for name, bits in (('smallint', 15), ('integer', 31), ('bigint', 63)) if abs(value) < 2 ** bits)
 
 
 def pg_literal(value):
+    if isinstance(value, bool):
+        return str(value).lower()
     return str(int(value)) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
 
 
@@ -358,15 +363,21 @@ def check_pg_plan(label, plan, table, analyzed):
     described = ' > '.join(f"{n['Node Type']}{' on ' + n['Index Name'] if 'Index Name' in n else ''}" for n in nodes)
     types = {n['Node Type'] for n in nodes}
     assert not types & {'Seq Scan', 'Sort', 'Incremental Sort'}, f'{label}: {described}'
-    scans = [n for n in nodes if 'Scan' in n['Node Type']]
+    scans = [n for n in nodes if 'Scan' in n['Node Type'] and n['Node Type'] != 'Subquery Scan']   # (a UNION's blocks)
     assert scans, f'{label}: {described}'
-    if label.split()[0] in ('claim', 'probe', 'rescue-find', 'next-priority'):
-        # one index range, read in order (no bitmap: it would fetch every match before the LIMIT)
-        assert [(n['Node Type'], n.get('Index Name')) for n in scans] in (
-            [('Index Scan', f'{table}_claim')], [('Index Only Scan', f'{table}_claim')]), f'{label}: {described}'
-        condition = scans[0].get('Index Cond', '')
-        if label.split()[0] != 'next-priority':
-            assert re.search(r'\beta <=', condition), f'{label}: the range is not bounded by eta: {condition}'
+    if label.split()[0] in ('claim', 'probe', 'probe-union', 'rescue-find', 'next-priority'):
+        # index ranges, read in order (no bitmap: it would fetch every match before the LIMIT): the
+        # claim index's bounded by eta, the claimed index's (the rescue's) by claimed_at
+        for scan in scans:
+            index = scan.get('Index Name')
+            assert scan['Node Type'] in ('Index Scan', 'Index Only Scan') and index in (
+                f'{table}_claim', f'{table}_claimed'), f'{label}: {described}'
+            assert (index == f'{table}_claimed') == (label.split()[0] == 'rescue-find' or (
+                label.split()[0] == 'probe-union' and scan is scans[-1])), f'{label}: {described}'
+            condition = scan.get('Index Cond', '')
+            if label.split()[0] != 'next-priority':
+                bound = r'\bclaimed_at <' if index == f'{table}_claimed' else r'\beta <='
+                assert re.search(bound, condition), f'{label}: the range is not bounded: {condition}'
         if analyzed:   # it read about the batch (or one row), not the 200,000 due tasks
             read = sum(n.get('Actual Rows', 0) + n.get('Rows Removed by Filter', 0) for n in scans)
             assert read <= BATCH * 2, f'{label}: read {read} rows: {described}'
@@ -414,7 +425,9 @@ def check_mysql(backlog, conn, label, sql, params):
         extra = row['Extra'] or ''
         if row['table'] == table:
             assert row['type'] in ('range', 'ref', 'eq_ref', 'const'), f'{label}: {described}'
-            assert row['key'] == ('PRIMARY' if label in BY_ID else 'claim'), f'{label}: {described}'
+            keys = {'PRIMARY'} if label in BY_ID else {'claimed'} if label == 'rescue-find' else \
+                {'claim', 'claimed'} if label == 'probe-union' else {'claim'}
+            assert row['key'] in keys, f'{label}: {described}'
             assert 'filesort' not in extra and 'temporary' not in extra, f'{label}: {described}'
         elif (row['table'] or '').startswith('<union'):
             # UNION ALL's own ORDER BY ... LIMIT sorts what its blocks returned: at most a batch
@@ -435,7 +448,8 @@ def check_mysql(backlog, conn, label, sql, params):
             assert accesses == [], f'{label}: {analyzed}'
         assert accesses or label == 'next-priority', f'{label}: {analyzed}'
         for access in accesses:
-            assert 'eta' in access.get('used_key_parts', ()), f'{label}: the range is not bounded by eta: {access}'
+            assert {'eta', 'claimed_at'} & set(access.get('used_key_parts', ())), \
+                f'{label}: the range is not bounded by eta or claimed_at: {access}'
             assert access.get('r_rows', 0) <= BATCH * 2, f'{label}: read {access.get("r_rows")} rows: {access}'
     cursor.close()
 
@@ -458,9 +472,17 @@ def mysql_accesses(node, table):
 def check_sqlite(backlog, conn, label, sql, params):
     table = backlog.table
     details = [row[3] for row in conn.execute('EXPLAIN QUERY PLAN ' + sql, params).fetchall()]
+    if label == 'probe-union':   # its blocks, each a subquery read once: their searches are what counts
+        assert all(d in ('COMPOUND QUERY', 'LEFT-MOST SUBQUERY', 'UNION ALL', 'CO-ROUTINE member', 'SCAN member')
+                   or d.startswith('SEARCH ') for d in details), f'{label}: {details}'
+        details = [d for d in details if d.startswith('SEARCH ')]
+        label = 'probe'
     for detail in details:
         assert detail.startswith('SEARCH ') and 'TEMP B-TREE' not in detail, f'{label}: {details}'
-    if label in ('claim', 'probe', 'next-priority'):
+    if label == 'probe':
+        assert details and all(re.search(rf'USING (COVERING )?INDEX {table}_claim \(', d) and 'eta<' in d
+                               for d in details), f'{label}: {details}'
+    elif label in ('claim', 'next-priority'):
         assert len(details) == 1 and re.search(rf'USING (COVERING )?INDEX {table}_claim \(', details[0]), \
             f'{label}: {details}'
         if label != 'next-priority':

@@ -39,11 +39,12 @@ KINDS = [
     ('savepoint', r'SAVEPOINT '), ('release savepoint', r'RELEASE SAVEPOINT '),
     ('rollback to savepoint', r'ROLLBACK TO SAVEPOINT '), ('begin', r'BEGIN'), ('lazy commit', r'SET LOCAL synchronous_commit'),
     ('next priority', r'SELECT MIN\(priority\)'), ('probe', r'\(?SELECT claimed_at FROM'),
-    ('rescue look', r'\(?SELECT id FROM \w+( FORCE INDEX \(claim\))? WHERE queue'),
+    ('rescue look', r'SELECT id FROM \w+( FORCE INDEX \(claimed\))? WHERE claimed_at'),
+    ('claimed index lookup', r'SELECT COUNT\((\*\) FROM information_schema|to_regclass)'),
     ('rescue lock', r'SELECT id, name, queue, retries, eta, claimed_at FROM'),
     ('rescue', r'UPDATE \w+ SET eta = .*, claimed_at = NULL WHERE id IN'),
     ('claim', r'\(?SELECT id, name, args'), ('lease', r'UPDATE \w+ SET retries = retries \+ 1'),
-    ('lock', r'SELECT id, retries FROM'), ('complete', r'DELETE FROM'),
+    ('lock', r'SELECT id, retries, '), ('complete', r'DELETE FROM'),
     ('retry', r'UPDATE \w+ SET eta = '), ('release', r'UPDATE \w+ SET retries = retries - 1'),
 ]
 
