@@ -2564,6 +2564,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     worker.add_argument('--concurrency', metavar='N', type=int, default=1, help='worker threads (default 1)')
     worker.add_argument('--burst', action='store_true', help='exit once no due task is left')
     worker.add_argument('--no-crons', action='store_true', help="don't schedule crons in this worker")
+    worker.add_argument('--no-rescue', action='store_true',
+                        help="leave a dead worker's tasks to their lease (60 s) instead of rescuing them within "
+                             "seconds: for a Galera cluster, whose row locks other nodes do not see")
     worker.add_argument('--log-level', choices=['DEBUG', 'INFO', 'WARNING', 'ERROR'], default='INFO',
                         help='INFO (default): start, stop, connections and one line per task; WARNING: failures only')
     worker.add_argument('-v', '--verbose', action='store_const', const='INFO', dest='log_level',
@@ -2640,7 +2643,7 @@ def _run_worker(args: argparse.Namespace) -> int:
         logging.basicConfig(level=getattr(logging, args.log_level),
                             format='%(asctime)s %(levelname)s %(name)s: %(message)s')
         Worker(connect, args.queues, registry=registry, concurrency=args.concurrency,
-               crons=not args.no_crons).run(burst=args.burst)
+               crons=not args.no_crons, rescue_after=None if args.no_rescue else DEFAULT_RESCUE_AFTER).run(burst=args.burst)
     except _StoppedStarting as stopped:
         logger.warning('%s while the worker was starting: stopped before it ran any task',
                        signal.Signals(stopped.args[0]).name)

@@ -3185,6 +3185,25 @@ def test_cli_worker_runs_tasks_from_a_package(db, reg, tmp_path):
     assert bad.returncode == 1 and "No module named 'no_such_pkg_x'" in bad.stderr
 
 
+def test_cli_worker_no_rescue_leaves_a_dead_workers_tasks_to_the_lease(db, reg, tmp_path, monkeypatch):
+    package = f'tasks_{uuid.uuid4().hex[:8]}'
+    make_tasks_package(tmp_path, package)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(mqueue, 'default_registry', mqueue.Registry())   # the CLI's, which the package's tasks join
+    monkeypatch.chdir(tmp_path)
+    made = []
+
+    class Recorded(mqueue.Worker):
+        def __init__(self, *args, **options):
+            super().__init__(*args, **options)
+            made.append(self)
+    monkeypatch.setattr(mqueue, 'Worker', Recorded)
+    for flags, rescue_after in (([], mqueue.DEFAULT_RESCUE_AFTER), (['--no-rescue'], None)):
+        enqueued(reg, 'deep', [str(tmp_path / 'out')])
+        assert mqueue.main(['worker', '--db', B.url, '--tasks', package, '--table', reg.table, '--burst', *flags]) == 0
+        assert made[-1].rescue_after == rescue_after and tasks_in(db, reg) == []
+
+
 def test_cli_init_db_creates_the_tables_on_any_database(db, tmp_path):
     suffix = uuid.uuid4().hex[:8]
     table, cron_table = f't_task_{suffix}', f't_cron_{suffix}'
