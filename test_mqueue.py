@@ -922,9 +922,7 @@ def test_readme_upgrade_turns_a_0_2_mysql_table_into_the_current_one(db, reg, ca
     schema_0_2 = re.sub(r',\n    KEY claimed \(claimed_at\)[^\n]*', '', mqueue.SCHEMA_MYSQL)
     assert schema_0_2 != mqueue.SCHEMA_MYSQL
     try:
-        for statement in schema_0_2.format(task=old.table, cron=old.cron_table).split(';\n'):
-            if statement.strip():
-                query(db, statement)
+        create_tables_from(db, schema_0_2, old)
         old.task(name='t')(lambda: None)
         enqueued(old, 't', [])
         with caplog.at_level(logging.WARNING, logger='mqueue'):
@@ -939,6 +937,13 @@ def test_readme_upgrade_turns_a_0_2_mysql_table_into_the_current_one(db, reg, ca
         assert w.run(burst=True) == 1 and w._can_rescue()
     finally:
         drop_tables(old.table, old.cron_table)
+
+
+def create_tables_from(db, schema, registry):
+    """An older version's tables, from its schema text, for a registry."""
+    for statement in schema.format(task=registry.table, cron=registry.cron_table).split(';\n'):
+        if statement.strip():
+            query(db, statement)
 
 
 def upgrade_from_0_2_sql(dialect):
@@ -960,9 +965,7 @@ def postgresql_table_definition(db, table):
 def test_readme_upgrade_turns_a_0_2_table_into_the_current_one(db, reg):
     old = mqueue.Registry(table=f't_old_{uuid.uuid4().hex[:8]}', cron_table=f't_oldcron_{uuid.uuid4().hex[:8]}')
     try:
-        for statement in SCHEMA_0_2_POSTGRESQL.format(task=old.table, cron=old.cron_table).split(';\n'):
-            if statement.strip():
-                query(db, statement)
+        create_tables_from(db, SCHEMA_0_2_POSTGRESQL, old)
         old.task(name='t')(lambda: None)
         enqueued(old, 't', [])
         assert postgresql_table_definition(db, old.table) != postgresql_table_definition(db, reg.table)

@@ -646,11 +646,16 @@ def _huey_redis(n: int) -> float:
 # The parent installs pgqueuer's schema and enqueues; each child runs one QueueManager on the same
 # queue. A job's payload is its argument, as ASCII digits.
 
-def _pgqueuer(n: int, processes: int) -> float:
+def _need_pgqueuer():
+    """Skip, saying what to install, unless pgqueuer, asyncpg and psycopg import."""
     with _need('pgqueuer'):
         import asyncpg  # noqa: F401
         import pgqueuer  # noqa: F401
         import psycopg  # noqa: F401
+
+
+def _pgqueuer(n: int, processes: int) -> float:
+    _need_pgqueuer()
     with _pg_database(PGQUEUER_DATABASE) as conninfo:
         async def fill():
             connection, queries = await _pgqueuer_connect(conninfo)
@@ -713,10 +718,7 @@ def _pgqueuer_worker(started, stop, conninfo: str):
 
 
 def _pgqueuer_enqueue_rate(n: int) -> float:
-    with _need('pgqueuer'):
-        import asyncpg  # noqa: F401
-        import pgqueuer  # noqa: F401
-        import psycopg  # noqa: F401
+    _need_pgqueuer()
     with _pg_database(PGQUEUER_DATABASE) as conninfo:
         async def main():
             connection, queries = await _pgqueuer_connect(conninfo)
