@@ -593,7 +593,8 @@ def plan(db, args, peers):
             ('mqueue W=2 READ COMMITTED', lambda: drain_rate(db, n, mqueue_drain, 2, batch, 1, 'READ COMMITTED')),
             ('mqueue W=2 beside idle rows', lambda: beside_idle_rows(db, args.scale_rows, n, batch)),
         ]
-    if db.name == 'postgresql':
+    if db.name == 'postgresql':   # (pgqueuer's one process runs its jobs concurrently: mqueue's threads do that)
+        steps.append(('mqueue 1 process x 4 threads', lambda: drain_rate(db, n, mqueue_drain, 1, batch, 4)))
         steps += [(f'mqueue W=2, {BACKLOG_DRAINED:,} of {waiting:,} waiting',
                    lambda waiting=waiting: backlog_drain_rate(db, waiting, BACKLOG_DRAINED, batch))
                   for waiting in BACKLOG]
@@ -671,6 +672,9 @@ class Run:
         if 'mysql' in self.values and self.median('mysql', 'mqueue W=2 READ COMMITTED'):
             print(f'\nmysql: READ COMMITTED / the server default (REPEATABLE READ) at W=2: '
                   f'{self.median("mysql", "mqueue W=2 READ COMMITTED") / self.median("mysql", "mqueue W=2"):.2f}')
+        if 'postgresql' in self.values and self.median('postgresql', 'pgqueuer W=1'):
+            print(f'\npostgresql: mqueue 1 process x 4 threads / pgqueuer W=1 (one process each, running its tasks '
+                  f'concurrently): {self.median("postgresql", "mqueue 1 process x 4 threads") / self.median("postgresql", "pgqueuer W=1"):.2f}')
         self.check()
         print()
         for t in self.targets:
