@@ -330,11 +330,11 @@ class Dialect:
     for_update = ' FOR UPDATE'
     id_limit = ''                # appended to statements on a list of n ids
     claim_union = False          # whether several claim blocks may be joined by UNION ALL
-    union_member = 'SELECT * FROM ({}) AS member'   # a block with its own ORDER BY, LIMIT and lock, in a UNION ALL
+    union_member = 'SELECT * FROM ({}) AS member'   # a block with its own ORDER BY, LIMIT, lock in a UNION ALL
     row_locks = True             # whether a running batch's rows are locked (SKIP LOCKED then tells the dead
                                  # worker's claims from the running ones: the rescue)...
     claimed_index = ''           # ...and how the rescue reads the claimed rows
-    has_claimed_index = ''       # whether the task table (the parameter) has that index (tables made before 0.3 lack it)
+    has_claimed_index = ''       # whether the task table (the parameter) has that index (not before 0.3)
     locking_reads_at: tuple[str, ...] = ()   # isolation levels at which plain reads lock (the rescue's would wait)
     insert_ignore = 'INSERT INTO'
     on_conflict_ignore = ' ON CONFLICT DO NOTHING'
@@ -373,6 +373,10 @@ class Dialect:
         values['rows'] = ', '.join([SQL_ENQUEUE_ROW] * lists.get('rows', 0)).format(later=self.later)
         text = statement.format(task=task, cron=cron, id_limit=self.id_limit.format(n=lists.get('ids', 0)), **values)
         return text if self.param == '%s' else text.replace('%s', self.param)
+
+    def union(self, blocks: Iterable[str]) -> str:
+        """Statements joined by UNION ALL, each keeping its own ORDER BY, LIMIT and lock."""
+        return ' UNION ALL '.join(self.union_member.format(block) for block in blocks)
 
     def setup(self, version: str) -> list[str]:
         """Statements setting up a worker's own connection to a server of this version."""
@@ -1973,7 +1977,7 @@ class Worker:
             group = list(same_priority)
             if len(group) > 1 and self.dialect.claim_union:
                 wanted = self.batch - len(rows)
-                cursor.execute(' UNION ALL '.join([f'({claim})'] * len(group)) + self._sql(SQL_CLAIM_ORDER),
+                cursor.execute(self.dialect.union([claim] * len(group)) + self._sql(SQL_CLAIM_ORDER),
                                (*(p for pair in group for p in (*pair, wanted)), wanted))
                 rows += cursor.fetchall()
             else:
@@ -1998,8 +2002,8 @@ class Worker:
             if len(blocks) == 1:
                 cursor.execute(*blocks[0])
             else:
-                cursor.execute(' UNION ALL '.join(self.dialect.union_member.format(sql) for sql, _ in blocks)
-                               + ' LIMIT 1', [p for _, params in blocks for p in params])
+                cursor.execute(self.dialect.union(sql for sql, _ in blocks) + ' LIMIT 1',
+                               [p for _, params in blocks for p in params])
             rows = cursor.fetchall()
         if rows and rows[0][0] is not None and rescuing:
             self._local.rescue = True
@@ -2090,11 +2094,11 @@ class Worker:
         claim's own (rows it buried or rescued) once the batch holds its rows, since until then a
         slow log handler or hook would make its claims look like a dead worker's."""
         attempts: list[tuple[_Claim, dict, _Outcome | None]] = []
+        unreported = list(claim_outcomes)
         try:
             with self._transaction() as conn, _cursor(conn) as cursor:
                 held = self._lock(cursor, claimed)
-                for outcome in claim_outcomes:
-                    self._report(outcome)
+                self._report_all(unreported)
                 began = time.monotonic()
                 for claim in claimed:
                     if held.get(claim.id) != claim.attempt:
@@ -2121,13 +2125,14 @@ class Worker:
                                'recorded, and they run again', ', '.join(str(claim.id) for claim, _, _ in attempts),
                                _describe_error(exc, short=True))
             raise
-        for outcome in outcomes:
-            self._report(outcome)
+        finally:   # the batch failed before it held its rows: what its claim did was committed all the same
+            self._report_all(unreported)
+        self._report_all(outcomes)
 
     def _lock(self, cursor: Any, claimed: list[_Claim]) -> dict[int, int]:
         """Lock the batch's rows; the attempt count of each still claimed."""
         cursor.execute(self._sql(SQL_LOCK, ids=len(claimed)), [c.id for c in claimed])
-        return {task_id: attempts for task_id, attempts, claimed in cursor.fetchall() if claimed}
+        return {task_id: attempts for task_id, attempts, still_claimed in cursor.fetchall() if still_claimed}
 
     def _execute(self, conn: Any, cursor: Any, index: int, claim: _Claim) -> tuple[_Claim, dict, _Outcome | None]:
         """Run one task in a savepoint; on failure roll back to it and record the retry. Returns
@@ -2282,6 +2287,11 @@ class Worker:
         context = claim.context(None, self)
         return _Outcome(context, logging.INFO, '%s hit a lock conflict; it runs again (%s)',
                         (_attempt(context), info['error'].splitlines()[0]), None, info)
+
+    def _report_all(self, outcomes: list[_Outcome]) -> None:
+        """Report these outcomes, and forget them (so that none is reported twice)."""
+        while outcomes:
+            self._report(outcomes.pop(0))
 
     def _report(self, outcome: _Outcome) -> None:
         """Log an attempt's outcome and emit its event; called once the outcome has committed."""
@@ -2642,8 +2652,8 @@ def _run_worker(args: argparse.Namespace) -> int:
         registry, connect = _open_database(args, tasks=True)
         logging.basicConfig(level=getattr(logging, args.log_level),
                             format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-        Worker(connect, args.queues, registry=registry, concurrency=args.concurrency,
-               crons=not args.no_crons, rescue_after=None if args.no_rescue else DEFAULT_RESCUE_AFTER).run(burst=args.burst)
+        Worker(connect, args.queues, registry=registry, concurrency=args.concurrency, crons=not args.no_crons,
+               rescue_after=None if args.no_rescue else DEFAULT_RESCUE_AFTER).run(burst=args.burst)
     except _StoppedStarting as stopped:
         logger.warning('%s while the worker was starting: stopped before it ran any task',
                        signal.Signals(stopped.args[0]).name)

@@ -2725,6 +2725,31 @@ def test_operating_never_waits_on_a_running_task(db, reg):
     assert tasks_in(db, reg) == []                             # the running task completed
 
 
+def test_what_a_claim_buried_is_reported_even_if_its_batch_fails_to_start(db, reg):
+    """The claim's outcomes wait for the batch to hold its rows; if its transaction cannot even
+    begin, they are reported all the same (the burial was committed with the claim)."""
+    reg.task(name='good')(lambda: None)
+    with committed() as conn:
+        reg.enqueue(conn, 'good', [])
+        with cursor_of(conn) as cursor:
+            cursor.execute(f"INSERT INTO {reg.table} (args, eta, name, queue) "
+                           f"VALUES ('[]', {B.now}, 'nobody', 'default')")   # a name no worker knows
+    transactions, dead = [], []
+
+    @contextlib.contextmanager
+    def transaction():   # the claim's transaction, then a batch whose transaction cannot begin
+        transactions.append(1)
+        if len(transactions) > 1:
+            raise ConnectionError('the pool is exhausted')
+        with committed() as conn:
+            yield conn
+    w = worker(reg, batch=2, hooks={'transaction': transaction,
+                                    'task_dead': lambda context, **info: dead.append(context.name)})
+    with pytest.raises(ConnectionError):
+        w.run_once()
+    assert dead == ['nobody']
+
+
 def test_a_batch_runs_only_the_claims_still_its_own_and_commits_them_once(db, reg, caplog):
     """A worker stalled between its claim and its batch (past rescue_after) finds one claim taken
     by another worker, one rescued and not yet taken, one buried: it runs only the fourth, whose
