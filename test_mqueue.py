@@ -1599,6 +1599,8 @@ def test_a_batch_sends_one_savepoint_per_task_and_its_bookkeeping_once(db):
         batches['begin'] = 7   # SQLite: BEGIN IMMEDIATE opens each transaction
     if B.dialect.lazy_commit:
         batches['lazy commit'] = 4   # PostgreSQL: each claim's commit does not wait for the disk
+    if B.dialect.synchronous:
+        batches['lazy commit'] = 7   # SQLite: the same, by a setting switched before each transaction
     assert sent == batches   # the last claim finds nothing; its transaction commits too
 
 
@@ -1887,6 +1889,55 @@ def test_sqlite_runs_one_task_at_a_time_and_writers_wait_for_it(db, reg):
     enqueuing.join(10)                                               # the task finished: the write goes in
     hurried.close()
     assert result['id'] and [r['id'] for r in tasks_in(db, reg)] == [result['id']]
+
+
+@only('sqlite')
+@pytest.mark.parametrize('own_level', [2, 0])
+def test_sqlite_claims_commit_without_the_disk_and_tasks_at_the_connections_own_level(db, reg, own_level):
+    """The claim's transaction begins at synchronous NORMAL (in WAL mode its commit does not wait
+    for the disk), the batch's, which holds the tasks' writes, at the connection's own level: FULL
+    by default, and a lower one left as the application set it (no PRAGMA sent then)."""
+    levels, sent = [], []
+
+    @reg.task(name='level')
+    def level():
+        levels.append(query(mqueue.current().connection, 'PRAGMA synchronous')[0][0])
+
+    class Recording:   # the worker's connection and cursors, recording what they send
+        def __init__(self, inner):
+            object.__setattr__(self, 'inner', inner)
+
+        def cursor(self):
+            return Recording(self.inner.cursor())
+
+        def execute(self, sql, *args):
+            sent.append(sql)
+            return self.inner.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __setattr__(self, name, value):   # isolation_level: sqlite3's
+            setattr(self.inner, name, value)
+
+    def connect():
+        conn = mqueue.connect_url(B.url)()
+        conn.execute(f'PRAGMA synchronous = {own_level}')
+        return Recording(conn)
+    reg.dialect = B.dialect   # (the wrapper hides the driver)
+    for _ in range(2):
+        enqueued(reg, 'level')
+    assert mqueue.Worker(connect, registry=reg, batch=1, crons=False).run(burst=True) == 2
+    assert levels == [own_level] * 2
+    switches = [sql for sql in sent if sql.startswith('PRAGMA synchronous =')]
+    if own_level == 2:   # NORMAL before each claim, FULL again before each batch: claim, batch, claim, batch, claim
+        assert switches == ['PRAGMA synchronous = 1', 'PRAGMA synchronous = 2'] * 2 + ['PRAGMA synchronous = 1']
+        def level_at(start):   # the level set last before each statement that starts so
+            return [next(sql for sql in reversed(sent[:i]) if sql.startswith('PRAGMA synchronous ='))[-1]
+                    for i, sql in enumerate(sent) if sql.startswith(start)]
+        assert level_at('SELECT id, name, args') == ['1'] * 3 and level_at('SELECT id, retries') == ['2'] * 2
+    else:
+        assert switches == []
 
 
 @only('mysql', 'postgresql')

@@ -37,7 +37,7 @@ DATABASES = {
 # A statement's kind, by how it starts (the first pattern that matches).
 KINDS = [
     ('savepoint', r'SAVEPOINT '), ('release savepoint', r'RELEASE SAVEPOINT '),
-    ('rollback to savepoint', r'ROLLBACK TO SAVEPOINT '), ('begin', r'BEGIN'), ('lazy commit', r'SET LOCAL synchronous_commit'),
+    ('rollback to savepoint', r'ROLLBACK TO SAVEPOINT '), ('begin', r'BEGIN'), ('lazy commit', r'SET LOCAL synchronous_commit|PRAGMA synchronous'),
     ('next priority', r'SELECT MIN\(priority\)'), ('probe', r'\(?SELECT claimed_at FROM'),
     ('rescue look', r'SELECT id FROM \w+( FORCE INDEX \(claimed\))? WHERE claimed_at'),
     ('claimed index lookup', r'SELECT COUNT\((\*\) FROM information_schema|to_regclass)'),
