@@ -44,6 +44,7 @@ import random
 import re
 import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -52,7 +53,7 @@ import zoneinfo
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 from urllib.parse import unquote, urlsplit
 
-__version__ = '0.3.0'
+__version__ = '0.4.0'
 __all__ = ['task', 'cron', 'init', 'enqueue', 'enqueue_many', 'current', 'Worker', 'connect_url', 'default_registry',
            'queue_stats', 'dead_tasks', 'retry_dead', 'cancel', 'purge_dead', 'Registry', 'Task', 'TaskContext',
            'QueueStats', 'DeadTask', 'MQueueError', 'NoConnectionError', 'NotInTaskError']
@@ -70,8 +71,8 @@ DEFAULT_BACKOFF = 5.0           # seconds before the first retry; doubles on eac
 MAX_BACKOFF = 3600.0            # seconds: the cap on the delay before any one retry
 MAX_RETRIES = 1000              # the retries column is a SMALLINT; keep far below its limit
 DEFAULT_LEASE = 60.0            # seconds: how long a claim hides a task (where no rescue sees a dead worker's)
-DEFAULT_RESCUE_AFTER = 2.0      # seconds after its claim that a task no worker holds is due again (MySQL,
-                                # PostgreSQL): its worker died or lost its connection
+DEFAULT_RESCUE_AFTER = 2.0      # seconds after its claim that a task no worker holds (SQLite: whose worker's
+                                # process has ended) is due again: its worker died or lost its connection
 RESCUE_EVERY = 1.0              # seconds between a busy worker's looks for such tasks (an idle one's probe looks)
 DEFAULT_POLL_INTERVAL = 0.5     # seconds an idle worker waits between claims (±10% jitter); on
                                 # PostgreSQL a NOTIFY at enqueue's commit wakes it sooner
@@ -89,26 +90,29 @@ NAME_MAX = 128                  # characters in task.name (the original package'
 QUEUE_MAX = 32                  # characters in task.queue
 ARGS_MAX_BYTES = 16_777_215     # bytes in task.args, a MEDIUMTEXT
 ERROR_MAX = 8000                # characters of an error (type, message, traceback) kept in last_error
+ERRORS_KEPT = 10                # failed attempts whose errors a task keeps (in task.errors): the last ones
+RESULT_SUFFIX = '_result'       # the results table is the task table's name with this after it
 PRIORITY_RANGE = (-32768, 32767)  # a SMALLINT; smaller runs first
 MAX_SECONDS = 1e10              # seconds (317 years): the longest delay, age, lease or interval accepted
 HOOKS = ('transaction', 'around_task', 'task_started', 'task_succeeded', 'task_failed', 'task_dead')
 
 # SQL #############################################################################################
-# Every statement the library issues, by name, written once for all databases. ``{task}`` and
-# ``{cron}`` are table names, checked by _identifier() before they are formatted in; ``{ids}`` is a
+# Every statement the library issues, by name, written once for all databases. ``{task}``,
+# ``{cron}`` and ``{result}`` are table names, checked by _identifier() before they are formatted in; ``{ids}`` is a
 # list of placeholders; the other ``{...}`` are the dialect's fragments (the Dialects below); every
 # value is a driver parameter. All times are UTC and come from the database's clock, so workers
 # with skewed clocks agree on what is due.
 
 # Insert tasks (the row repeated for several); eta is either given (UTC) or the database's now plus a
 # delay. PostgreSQL wraps it to return the id and NOTIFY idle workers at commit.
-SQL_ENQUEUE = '{enqueue_head}INSERT INTO {task} (args, eta, name, queue, retries, priority) VALUES {rows}{enqueue_tail}'
-SQL_ENQUEUE_ROW = '(%s, COALESCE(%s, {later}), %s, %s, 0, %s)'
+SQL_ENQUEUE = ('{enqueue_head}INSERT INTO {task} (args, eta, name, queue, retries, priority, enqueued_at) '
+               'VALUES {rows}{enqueue_tail}')
+SQL_ENQUEUE_ROW = '(%s, COALESCE(%s, {later}), %s, %s, 0, %s, {now})'
 # Many tasks of one name where the dialect takes arrays (PostgreSQL): their args as one array,
 # unnested in order, instead of a VALUES row each. psycopg parses a statement's placeholders in
 # Python, anew for every long statement: 60 of the 85 ms that 1,000 VALUES rows took.
-SQL_ENQUEUE_ARRAY = ('{enqueue_head}INSERT INTO {task} (args, eta, name, queue, retries, priority) '
-                     'SELECT args, COALESCE(%s, {later}), %s, %s, 0, %s '
+SQL_ENQUEUE_ARRAY = ('{enqueue_head}INSERT INTO {task} (args, eta, name, queue, retries, priority, enqueued_at) '
+                     'SELECT args, COALESCE(%s, {later}), %s, %s, 0, %s, {now} '
                      'FROM unnest(%s::text[]) WITH ORDINALITY AS calls (args, n) ORDER BY n{enqueue_tail}')
 ENQUEUE_MANY_ROWS = 1000        # rows per INSERT statement of enqueue_many
 ENQUEUE_MANY_BYTES = 4_000_000  # bytes of args per INSERT statement (well inside max_allowed_packet)
@@ -120,15 +124,17 @@ IDS_PER_STATEMENT = 500         # ids per statement of retry_dead/purge_dead (SQ
 # would rather scan and sort.
 # Several queues of one priority are one such block each, joined by UNION ALL where the database
 # allows a locking read there (MySQL), else one statement each; priorities are claimed one by one.
-SQL_CLAIM = ('SELECT id, name, args, retries, queue, eta, priority FROM {task}{claim_index} '
+SQL_CLAIM = ('SELECT id, name, args, retries, queue, eta, priority, errors FROM {task}{claim_index} '
              'WHERE queue = %s AND dead_at IS NULL AND priority = %s AND eta <= {now} '
              'ORDER BY eta, id LIMIT %s{skip_locked}')
 SQL_CLAIM_ORDER = ' ORDER BY priority, eta, id LIMIT %s'
 # The priorities in use in a queue, one index dive each: the next one above a given priority.
 SQL_NEXT_PRIORITY = ('SELECT MIN(priority) FROM {task}{claim_index} '
                      'WHERE queue = %s AND dead_at IS NULL AND priority > %s')
-# Count the attempt and hide the tasks for the lease; committed before any task runs.
-SQL_LEASE = 'UPDATE {task} SET retries = retries + 1, eta = {later}, claimed_at = {now} WHERE id IN ({ids}){id_limit}'
+# Count the attempt, hide the tasks for the lease, and say which worker runs them; committed before
+# any task runs.
+SQL_LEASE = ('UPDATE {task} SET retries = retries + 1, eta = {later}, claimed_at = {now}, '
+             'started_at = COALESCE(started_at, {now}), worker = %s WHERE id IN ({ids}){id_limit}')
 # Re-lock claimed tasks for the transaction they run in; retries shows whether the claim is ours,
 # and the flag that it is still claimed (not rescued since, nor buried). (By primary key: as a
 # condition, the flag would lead planners to the claimed index.)
@@ -136,12 +142,14 @@ SQL_LOCK = ('SELECT id, retries, claimed_at IS NOT NULL AND dead_at IS NULL FROM
             '{id_limit}{for_update}')
 # A task finished: its row goes in the same commit as the task's writes.
 SQL_COMPLETE = 'DELETE FROM {task} WHERE id IN ({ids}){id_limit}'
-# A failed attempt: due again after the back-off, with the error kept.
-SQL_RETRY = 'UPDATE {task} SET eta = {later}, claimed_at = NULL, last_error = %s WHERE id = %s'
+# A failed attempt: due again after the back-off, with the error kept (and added to the errors).
+SQL_RETRY = ('UPDATE {task} SET eta = {later}, claimed_at = NULL, worker = NULL, last_error = %s, errors = %s '
+             'WHERE id = %s')
 # A task that gave up: kept, never claimed again, until brought back.
-SQL_BURY = 'UPDATE {task} SET dead_at = {now}, claimed_at = NULL, last_error = %s WHERE id = %s'
+SQL_BURY = ('UPDATE {task} SET dead_at = {now}, claimed_at = NULL, worker = NULL, last_error = %s, errors = %s '
+            'WHERE id = %s')
 # Hand back a claimed task that did not run (shutdown, a lost batch): uncounted, due at once.
-SQL_RELEASE = ('UPDATE {task} SET retries = retries - 1, eta = {now}, claimed_at = NULL '
+SQL_RELEASE = ('UPDATE {task} SET retries = retries - 1, eta = {now}, claimed_at = NULL, worker = NULL '
                'WHERE id = %s AND retries = %s AND dead_at IS NULL')
 # Rescue: a claimed task whose row no transaction holds was left by a worker that died or lost its
 # connection (a running batch holds its rows' locks from just after its claim until its commit).
@@ -152,11 +160,11 @@ SQL_RESCUE_FIND = ('SELECT id FROM {task}{claimed_index} WHERE claimed_at < {lat
                    'ORDER BY claimed_at LIMIT %s')
 RESCUE_MAX = 100                # candidates per look (the running batches' long tasks among them)
 # ...those of them that SKIP LOCKED can lock (by primary key), still claimed that long ago (the
-# flag), are orphans...
-SQL_RESCUE_LOCK = ('SELECT id, name, queue, retries, eta, claimed_at, claimed_at < {later} AND dead_at IS NULL '
+# flag), are orphans (SQLite, which has no row locks: those whose worker's process has ended)...
+SQL_RESCUE_LOCK = ('SELECT id, name, queue, retries, eta, claimed_at, worker, claimed_at < {later} AND dead_at IS NULL '
                    'FROM {task} WHERE id IN ({ids}){id_limit}{skip_locked}')
 # ...and are due at once, the attempt counted (a task that kills its worker every time ends dead).
-SQL_RESCUE = 'UPDATE {task} SET eta = {now}, claimed_at = NULL WHERE id IN ({ids}){id_limit}'
+SQL_RESCUE = 'UPDATE {task} SET eta = {now}, claimed_at = NULL, worker = NULL WHERE id IN ({ids}){id_limit}'
 # Operating: statistics and the dead are plain reads (no locks: running tasks never make them
 # wait, nor they a worker); writes go by primary key to rows first locked with SKIP LOCKED, so a
 # row a worker holds is passed over, never waited for. Filters by queue or name are appended as
@@ -218,13 +226,15 @@ SQL_RELEASE_SAVEPOINT = 'RELEASE SAVEPOINT mqueue_0'
 # order, so PostgreSQL reads it from the claim index too (for "any one" it may scan the table): a
 # plain read, which passes over claimed rows where a rescue finds the dead worker's (the last
 # parameter false), so that a task running past its lease never makes idle workers claim in vain...
-SQL_PROBE = ('SELECT claimed_at FROM {task}{claim_index} WHERE queue = %s AND dead_at IS NULL AND priority = %s '
+SQL_PROBE = ('SELECT 1 AS due, NULL AS worker FROM {task}{claim_index} '
+             'WHERE queue = %s AND dead_at IS NULL AND priority = %s '
              'AND eta <= {now} AND (claimed_at IS NULL OR %s) ORDER BY eta LIMIT 1')
 # ...and a claim older than rescue_after that no transaction holds, from the claimed index: SKIP
-# LOCKED passes over the running batches' rows (its locks last the statement). Its claimed_at,
-# not NULL, says there is a task to rescue.
-SQL_PROBE_ORPHAN = ('SELECT claimed_at FROM {task}{claimed_index} WHERE claimed_at < {later} AND dead_at IS NULL '
-                    'ORDER BY claimed_at LIMIT 1{skip_locked}')
+# LOCKED passes over the running batches' rows (its locks last the statement): such a row says
+# there is a task to rescue. (SQLite: the claims older than rescue_after, up to RESCUE_MAX, whose
+# workers the worker looks up among this host's processes.)
+SQL_PROBE_ORPHAN = ('SELECT 0 AS due, worker FROM {task}{claimed_index} WHERE claimed_at < {later} '
+                    'AND dead_at IS NULL ORDER BY claimed_at LIMIT %s{skip_locked}')
 NOTIFY_CHANNEL = 'mqueue'       # PostgreSQL: enqueue notifies it (payload "table:queue"); idle workers listen
 NOTIFY_WAIT_SLICE = 0.25        # seconds: an idle PostgreSQL worker looks at stop() at least this often
 
@@ -241,7 +251,14 @@ CREATE TABLE IF NOT EXISTS {task} (
     claimed_at DATETIME(6) NULL,           -- UTC: when a worker claimed the attempt now running; NULL once it ends
     dead_at DATETIME(6) NULL,              -- UTC: when the task gave up (dead: never claimed)
     last_error TEXT NULL,                  -- the last failure: type, message, traceback
+    enqueued_at DATETIME(6) NULL,          -- UTC: when it was enqueued (NULL: before 0.4)
+    started_at DATETIME(6) NULL,           -- UTC: when its first attempt was claimed
+    deadline DATETIME(6) NULL,             -- UTC: when the attempt now running times out, if the task has a timeout
+    worker VARCHAR(255) NULL,              -- who runs the attempt now running: host:pid:thread
+    errors MEDIUMTEXT NULL,                -- JSON: the failed attempts' errors, oldest first (the last ERRORS_KEPT)
+    unique_key VARCHAR(255) NULL,          -- while set, no other task has it: enqueue(unique=...)
     PRIMARY KEY (id),
+    UNIQUE KEY unique_key (unique_key),
     KEY claim (queue, dead_at, priority, eta),
     KEY claimed (claimed_at)               -- a dead worker's tasks, found by their claim's age
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
@@ -252,6 +269,24 @@ CREATE TABLE IF NOT EXISTS {cron} (
     last DATETIME(6) NOT NULL,             -- UTC: the newest fire already covered
     task_id BIGINT NULL,                   -- the task enqueued for it (no new one while it is pending)
     PRIMARY KEY (queue, name)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- What tasks that keep a result returned, or the errors they gave up with; written in the commit
+-- that ends the task.
+CREATE TABLE IF NOT EXISTS {result} (
+    id BIGINT NOT NULL,                    -- the task's id
+    name VARCHAR(128) NOT NULL,
+    queue VARCHAR(32) NOT NULL,
+    status VARCHAR(16) NOT NULL,           -- succeeded or dead
+    value MEDIUMTEXT NULL,                 -- JSON: what it returned
+    errors MEDIUMTEXT NULL,                -- JSON: its failed attempts' errors, oldest first
+    attempts SMALLINT NOT NULL,
+    enqueued_at DATETIME(6) NULL,          -- UTC, as on its task row
+    started_at DATETIME(6) NULL,
+    finished_at DATETIME(6) NOT NULL,
+    expires_at DATETIME(6) NOT NULL,       -- UTC: deleted after
+    PRIMARY KEY (id),
+    KEY expires (expires_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 """
 
@@ -267,12 +302,20 @@ CREATE TABLE IF NOT EXISTS {task} (
     priority SMALLINT NOT NULL DEFAULT 0,  -- smaller runs first
     claimed_at TIMESTAMP(6) NULL,          -- UTC: when a worker claimed the attempt now running; NULL once it ends
     dead_at TIMESTAMP(6) NULL,             -- UTC: when the task gave up (dead: never claimed)
-    last_error TEXT NULL                   -- the last failure: type, message, traceback
+    last_error TEXT NULL,                  -- the last failure: type, message, traceback
+    enqueued_at TIMESTAMP(6) NULL,         -- UTC: when it was enqueued (NULL: before 0.4)
+    started_at TIMESTAMP(6) NULL,          -- UTC: when its first attempt was claimed
+    deadline TIMESTAMP(6) NULL,            -- UTC: when the attempt now running times out, if the task has a timeout
+    worker VARCHAR(255) NULL,              -- who runs the attempt now running: host:pid:thread
+    errors TEXT NULL,                      -- JSON: the failed attempts' errors, oldest first (the last ERRORS_KEPT)
+    unique_key VARCHAR(255) NULL           -- while set, no other task has it: enqueue(unique=...)
 );
 -- The claim's order, the dead left out (InnoDB's and SQLite's indexes end with the id by themselves).
 CREATE INDEX IF NOT EXISTS {task}_claim ON {task} (queue, priority, eta, id) WHERE dead_at IS NULL;
 -- The claimed tasks alone: a dead worker's are found by their claim's age.
 CREATE INDEX IF NOT EXISTS {task}_claimed ON {task} (claimed_at) WHERE claimed_at IS NOT NULL;
+-- The keyed tasks alone (a task without a key costs it nothing).
+CREATE UNIQUE INDEX IF NOT EXISTS {task}_unique ON {task} (unique_key) WHERE unique_key IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS {cron} (
     queue VARCHAR(32) NOT NULL,
@@ -281,6 +324,23 @@ CREATE TABLE IF NOT EXISTS {cron} (
     task_id BIGINT NULL,                   -- the task enqueued for it (no new one while it is pending)
     PRIMARY KEY (queue, name)
 );
+
+-- What tasks that keep a result returned, or the errors they gave up with; written in the commit
+-- that ends the task.
+CREATE TABLE IF NOT EXISTS {result} (
+    id BIGINT PRIMARY KEY,                 -- the task's id
+    name VARCHAR(128) NOT NULL,
+    queue VARCHAR(32) NOT NULL,
+    status VARCHAR(16) NOT NULL,           -- succeeded or dead
+    value TEXT NULL,                       -- JSON: what it returned
+    errors TEXT NULL,                      -- JSON: its failed attempts' errors, oldest first
+    attempts SMALLINT NOT NULL,
+    enqueued_at TIMESTAMP(6) NULL,         -- UTC, as on its task row
+    started_at TIMESTAMP(6) NULL,
+    finished_at TIMESTAMP(6) NOT NULL,
+    expires_at TIMESTAMP(6) NOT NULL       -- UTC: deleted after
+);
+CREATE INDEX IF NOT EXISTS {result}_expires ON {result} (expires_at);
 """
 
 SCHEMA_SQLITE = """\
@@ -297,9 +357,17 @@ CREATE TABLE IF NOT EXISTS {task} (
     priority INTEGER NOT NULL DEFAULT 0,   -- smaller runs first
     claimed_at TEXT NULL,                  -- UTC: when a worker claimed the attempt now running; NULL once it ends
     dead_at TEXT NULL,                     -- UTC: when the task gave up (dead: never claimed)
-    last_error TEXT NULL                   -- the last failure: type, message, traceback
+    last_error TEXT NULL,                  -- the last failure: type, message, traceback
+    enqueued_at TEXT NULL,                 -- UTC: when it was enqueued (NULL: before 0.4)
+    started_at TEXT NULL,                  -- UTC: when its first attempt was claimed
+    deadline TEXT NULL,                    -- UTC: when the attempt now running times out, if the task has a timeout
+    worker TEXT NULL,                      -- who runs the attempt now running: host:pid:thread
+    errors TEXT NULL,                      -- JSON: the failed attempts' errors, oldest first (the last ERRORS_KEPT)
+    unique_key TEXT NULL                   -- while set, no other task has it: enqueue(unique=...)
 );
 CREATE INDEX IF NOT EXISTS {task}_claim ON {task} (queue, dead_at, priority, eta);
+CREATE INDEX IF NOT EXISTS {task}_claimed ON {task} (claimed_at) WHERE claimed_at IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS {task}_unique ON {task} (unique_key) WHERE unique_key IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS {cron} (
     queue TEXT NOT NULL,
@@ -308,6 +376,23 @@ CREATE TABLE IF NOT EXISTS {cron} (
     task_id INTEGER NULL,                  -- the task enqueued for it (no new one while it is pending)
     PRIMARY KEY (queue, name)
 );
+
+-- What tasks that keep a result returned, or the errors they gave up with; written in the commit
+-- that ends the task.
+CREATE TABLE IF NOT EXISTS {result} (
+    id INTEGER PRIMARY KEY,                -- the task's id
+    name TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    status TEXT NOT NULL,                  -- succeeded or dead
+    value TEXT NULL,                       -- JSON: what it returned
+    errors TEXT NULL,                      -- JSON: its failed attempts' errors, oldest first
+    attempts INTEGER NOT NULL,
+    enqueued_at TEXT NULL,                 -- UTC, as on its task row
+    started_at TEXT NULL,
+    finished_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL               -- UTC: deleted after
+);
+CREATE INDEX IF NOT EXISTS {result}_expires ON {result} (expires_at);
 """
 
 
@@ -333,7 +418,7 @@ class Dialect:
     claim_union = False          # whether several claim blocks may be joined by UNION ALL
     union_member = 'SELECT * FROM ({}) AS member'   # a block with its own ORDER BY, LIMIT, lock in a UNION ALL
     row_locks = True             # whether a running batch's rows are locked (SKIP LOCKED then tells the dead
-                                 # worker's claims from the running ones: the rescue)...
+                                 # worker's claims from the running ones: the rescue; else its process does)...
     claimed_index = ''           # ...and how the rescue reads the claimed rows
     has_claimed_index = ''       # whether the task table (the parameter) has that index (not before 0.3)
     locking_reads_at: tuple[str, ...] = ()   # isolation levels at which plain reads lock (the rescue's would wait)
@@ -373,8 +458,9 @@ class Dialect:
         ``rows``, n rows of SQL_ENQUEUE_ROW)."""
         values = {name: getattr(self, name) for name in self.FRAGMENTS}
         values.update({name: _placeholders(n) for name, n in lists.items()})
-        values['rows'] = ', '.join([SQL_ENQUEUE_ROW] * lists.get('rows', 0)).format(later=self.later)
-        text = statement.format(task=task, cron=cron, id_limit=self.id_limit.format(n=lists.get('ids', 0)), **values)
+        values['rows'] = ', '.join([SQL_ENQUEUE_ROW] * lists.get('rows', 0)).format(later=self.later, now=self.now)
+        text = statement.format(task=task, cron=cron, result=task + RESULT_SUFFIX,
+                                id_limit=self.id_limit.format(n=lists.get('ids', 0)), **values)
         return text if self.param == '%s' else text.replace('%s', self.param)
 
     def union(self, blocks: Iterable[str]) -> str:
@@ -531,7 +617,8 @@ class SQLite(Dialect):
     now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
     later = "strftime('%Y-%m-%d %H:%M:%f', 'now', (%s / 1e6) || ' seconds')"
     skip_locked = for_update = ''
-    row_locks = False            # one lock, the database's: a dead worker's tasks return when their lease ends
+    row_locks = False            # one lock, the database's: a dead worker is told by its process (same host)
+    has_claimed_index = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ? || '_claimed'"
     begin = 'BEGIN IMMEDIATE'
     # In WAL mode a commit at level NORMAL (1) does not wait for the disk, and the WAL is one file
     # written in order, so the next commit at FULL (2) makes the earlier one durable too. Outside
@@ -805,10 +892,12 @@ def _cut(text: str) -> str:
 # Checks of what callers pass: each returns the value, or raises at the call site the error that
 # says what was wrong.
 
-def _identifier(name: str) -> str:
-    """A table name, accepted only as a plain identifier so it can be formatted into SQL."""
-    if not isinstance(name, str) or not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]{0,63}', name):
-        raise ValueError(f'table name {name!r} is not a plain identifier (letters, digits, _; at most 64)')
+def _identifier(name: str, room: int = 0) -> str:
+    """A table name, accepted only as a plain identifier so it can be formatted into SQL; ``room``:
+    characters left for names made from it (its results table's)."""
+    most = 64 - room
+    if not isinstance(name, str) or not re.fullmatch(rf'[A-Za-z_][A-Za-z0-9_]{{0,{most - 1}}}', name):
+        raise ValueError(f'table name {name!r} is not a plain identifier (letters, digits, _; at most {most})')
     return name
 
 
@@ -867,7 +956,8 @@ class Registry:
         queue: the queue of tasks that name none.
         connection: a zero-argument callable returning the DB-API connection that ``Task.enqueue``
             uses outside a running task (e.g. the connection of the current web request).
-        table: the task table's name; cron_table: the cron table's name. Plain identifiers only.
+        table: the task table's name (its results table's is that plus ``_result``); cron_table:
+            the cron table's name. Plain identifiers only.
         dialect: 'mysql', 'postgresql' or 'sqlite'; default: told by each connection's driver
             (pymysql, MySQLdb, mysql.connector, psycopg, psycopg2, sqlite3). Give it for other drivers.
     """
@@ -876,7 +966,7 @@ class Registry:
                  table: str = DEFAULT_TABLE, cron_table: str = DEFAULT_CRON_TABLE, dialect: str | None = None):
         self.queue = _checked_text('queue', queue, QUEUE_MAX)
         self.connection = connection
-        self.table = _identifier(table)
+        self.table = _identifier(table, len(RESULT_SUFFIX))
         self.cron_table = _identifier(cron_table)
         self.dialect = _dialect_named(dialect) if dialect is not None else None
         self.tasks: dict[str, Task] = {}
@@ -892,7 +982,7 @@ class Registry:
         if connection is not None:
             self.connection = connection
         if table is not None:
-            self.table = _identifier(table)
+            self.table = _identifier(table, len(RESULT_SUFFIX))
         if cron_table is not None:
             self.cron_table = _identifier(cron_table)
         if dialect is not None:
@@ -1129,10 +1219,14 @@ class Registry:
                     count += cursor.rowcount
         return count
 
+    @property
+    def result_table(self) -> str:
+        return self.table + RESULT_SUFFIX
+
     def schema(self, dialect: str = 'mysql') -> str:
         """The CREATE TABLE statements for this registry's table names, for 'mysql', 'postgresql'
         or 'sqlite'."""
-        return _dialect_named(dialect).schema.format(task=self.table, cron=self.cron_table)
+        return _dialect_named(dialect).schema.format(task=self.table, cron=self.cron_table, result=self.result_table)
 
     def create_tables(self, conn: Any) -> None:
         """Run ``schema()`` for the connection's database on it (IF NOT EXISTS: safe to repeat).
@@ -1636,12 +1730,14 @@ class _CronScheduler:
 
 class _Claim:
     """A claimed task: what to call, and the attempt that the claim counted."""
-    __slots__ = ('id', 'task', 'call', 'queue', 'attempt', 'eta')
+    __slots__ = ('id', 'task', 'call', 'queue', 'attempt', 'eta', 'errors')
 
-    def __init__(self, task_id: int, task: Task, call: list | dict, queue: str, attempt: int, eta: dt.datetime):
+    def __init__(self, task_id: int, task: Task, call: list | dict, queue: str, attempt: int, eta: dt.datetime,
+                 errors: str | None = None):
         self.id, self.task, self.call, self.queue = task_id, task, call, queue
         self.attempt = attempt   # 1 on the first run; equals the row's retries while the claim is ours
         self.eta = eta           # when it was due, as claimed
+        self.errors = errors     # the row's errors column: its earlier attempts' (JSON), or None
 
     def context(self, connection: Any, worker: Worker) -> TaskContext:
         return TaskContext(self.id, self.task.name, self.queue, self.attempt - 1, self.eta, connection, worker)
@@ -1662,6 +1758,33 @@ class _Outcome(NamedTuple):
 def _attempt(context: TaskContext) -> str:
     """How a log line names an attempt: task 7 tasks.mail (queue mail) attempt 2."""
     return f'task {context.id} {context.name} (queue {context.queue}) attempt {context.retries + 1}'
+
+
+_HOST = socket.gethostname()
+
+
+def _worker_id() -> str:
+    """Who runs a claimed task, written on its row: host:pid:thread (the thread's name), e.g.
+    web1:4242:mqueue-worker-0. (The pid is read each time: a worker may be forked after it is made.)"""
+    return f'{_HOST}:{os.getpid()}:{threading.current_thread().name}'[:255]
+
+
+def _errors_after(errors: str | None, context: TaskContext, info: dict) -> str:
+    """A task's errors column with this failed attempt's added: a JSON list, oldest first, of
+    {attempt, at (the worker's clock, UTC), type, error}, the last ERRORS_KEPT of them. A column
+    that does not read as such a list (written by hand, say) starts over."""
+    try:
+        earlier = json.loads(errors) if errors else []
+    except ValueError:
+        earlier = []
+    if not isinstance(earlier, list):
+        earlier = []
+    exc = info.get('exception')
+    kind = (f'{type(exc).__module__}.{type(exc).__qualname__}' if exc is not None
+            else info['error'].split(':', 1)[0])
+    entry = {'attempt': context.retries + 1, 'at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='microseconds'),
+             'type': kind, 'error': _cut(info['error'])}
+    return json.dumps(earlier[-(ERRORS_KEPT - 1):] + [entry])
 
 
 class Worker:
@@ -1686,11 +1809,11 @@ class Worker:
         batch: tasks claimed and run per transaction (a batch starts no new task after
             BATCH_SECONDS; retried tasks run alone).
         lease: seconds a claim hides a task: how long before a dead worker's task returns where
-            no rescue sees it sooner (SQLite; rescue_after=None).
+            no rescue sees it sooner (rescue_after=None; on SQLite, a claim from another host).
         rescue_after: seconds after its claim that a task no worker holds any more (its worker
-            died or lost its connection) is due again, that attempt counted; MySQL and PostgreSQL,
-            where a running batch holds its rows' locks. None: after the lease (a Galera cluster,
-            whose row locks other nodes do not see).
+            died or lost its connection) is due again, that attempt counted: on MySQL and
+            PostgreSQL no transaction holds its row; on SQLite, the process its row names has
+            ended. None: after the lease (a Galera cluster, whose row locks other nodes do not see).
         poll_interval: seconds between claims while idle.
         isolation: the isolation level of the worker's own connections, e.g. 'READ COMMITTED';
             default None, the server's (REPEATABLE READ unless configured): measured twice as
@@ -1902,17 +2025,18 @@ class Worker:
     def _claim_rows(self, cursor: Any) -> tuple[list[_Claim], list[_Outcome]]:
         pairs = self._pairs(cursor)
         runnable, outcomes = [], self._rescue(cursor) if self._rescuing(cursor) else []
-        for task_id, name, args, attempts, queue, eta, _ in self._claim_due(cursor, pairs):
-            claim_or_error = self._vet(task_id, name, args, attempts, queue, _utc(eta))
+        for task_id, name, args, attempts, queue, eta, _, errors in self._claim_due(cursor, pairs):
+            claim_or_error = self._vet(task_id, name, args, attempts, queue, _utc(eta), errors)
             if isinstance(claim_or_error, str):
                 context = TaskContext(task_id, name, queue, attempts, _utc(eta), None, self)
                 info = {'duration': 0.0, 'error': claim_or_error, 'exception': None}
-                outcomes.append(self._bury(cursor, context, info, ran=False))
+                outcomes.append(self._bury(cursor, context, info, errors, ran=False))
             else:
                 runnable.append(claim_or_error)
         claimed = _batch_of(runnable)
         if claimed:
-            cursor.execute(self._sql(SQL_LEASE, ids=len(claimed)), (int(self.lease * 1e6), *(c.id for c in claimed)))
+            cursor.execute(self._sql(SQL_LEASE, ids=len(claimed)),
+                           (int(self.lease * 1e6), _worker_id(), *(c.id for c in claimed)))
         return claimed, outcomes
 
     def _rescuing(self, cursor: Any) -> bool:
@@ -1941,14 +2065,14 @@ class Worker:
 
     def _rescue_check(self, cursor: Any) -> tuple[bool, str]:
         dialect = self.dialect
-        if self.rescue_after is None or not dialect.row_locks:
-            return False, ''   # as asked, or SQLite (its docs say so): nothing to warn about
+        if self.rescue_after is None:
+            return False, ''   # as asked: nothing to warn about
         if self.isolation and self.isolation.upper() in dialect.locking_reads_at:
             return False, f'{dialect.name} reads with locks at {self.isolation.upper()}'
         cursor.execute(dialect.has_claimed_index, (self.registry.table,))
         if not cursor.fetchone()[0]:
-            return False, (f'table {self.registry.table} has no index on claimed_at (added in 0.3; '
-                           'docs/upgrading.md gives the statement that adds it)')
+            return False, (f'table {self.registry.table} has no index on claimed_at (added in 0.3, on SQLite in '
+                           '0.4; docs/upgrading.md gives the statement that adds it)')
         return True, ''
 
     def _rescue(self, cursor: Any) -> list[_Outcome]:
@@ -1961,7 +2085,7 @@ class Worker:
         if not candidates:
             return []
         cursor.execute(self._sql(SQL_RESCUE_LOCK, ids=len(candidates)), (grace, *candidates))
-        orphans = [row[:-1] for row in cursor.fetchall() if row[-1]]
+        orphans = [row[:-2] for row in cursor.fetchall() if row[-1] and self._orphaned(row[-2])]
         if not orphans:
             return []
         cursor.execute(self._sql(SQL_RESCUE, ids=len(orphans)), [row[0] for row in orphans])
@@ -2003,18 +2127,29 @@ class Worker:
         rescuing = self._can_rescue()
         with _cursor(self._local.connection) as cursor:
             pairs = self._pairs(cursor, idle=True)
-            blocks = [(self._sql(SQL_PROBE), (*pair, not rescuing)) for pair in pairs]
-            if rescuing:
-                blocks.append((self._sql(SQL_PROBE_ORPHAN), (-int(self.rescue_after * 1e6),)))
+            # SQLite's claims past their lease stay due while rescuing: those whose worker cannot be
+            # looked up (on another host, or claimed before 0.4) have only their lease.
+            locks = self.dialect.row_locks
+            blocks = [(self._sql(SQL_PROBE), (*pair, not rescuing or not locks)) for pair in pairs]
+            if rescuing:   # (SQLite: a few of the oldest claims, their workers then looked up)
+                blocks.append((self._sql(SQL_PROBE_ORPHAN), (-int(self.rescue_after * 1e6), 1 if locks else RESCUE_MAX)))
             if len(blocks) == 1:
                 cursor.execute(*blocks[0])
-            else:
-                cursor.execute(self.dialect.union(sql for sql, _ in blocks) + ' LIMIT 1',
+            else:   # (any row says "claim", but SQLite's orphan candidates: the first will do)
+                cursor.execute(self.dialect.union(sql for sql, _ in blocks) + (' LIMIT 1' if locks else ''),
                                [p for _, params in blocks for p in params])
             rows = cursor.fetchall()
-        if rows and rows[0][0] is not None and rescuing:
+        orphaned = any(not due and self._orphaned(worker) for due, worker in rows)
+        if orphaned:
             self._local.rescue = True
-        return bool(rows)
+        return orphaned or any(due for due, _ in rows)
+
+    def _orphaned(self, worker: str | None) -> bool:
+        """Whether a claim older than rescue_after, read with SKIP LOCKED where rows are locked, is
+        a dead worker's: there, that no transaction holds it says so; on SQLite, that the process
+        named by its worker id (host:pid:thread) has ended, which only a worker on the same host
+        can tell (a claim written before 0.4, or on another host, waits for its lease)."""
+        return self.dialect.row_locks or _process_ended(worker)
 
     def _pairs(self, cursor: Any, idle: bool = False) -> list[tuple[str, int]]:
         """The (queue, priority) pairs to claim from, smallest priority first: the priorities
@@ -2069,7 +2204,7 @@ class Worker:
         return wait
 
     def _vet(self, task_id: int, name: str, args: str, attempts: int, queue: str,
-             eta: dt.datetime) -> _Claim | str:
+             eta: dt.datetime, errors: str | None) -> _Claim | str:
         """A claim for a row that can run, or the reason it cannot. Nothing named by a row is
         imported or called unless it is in the registry."""
         task = self.registry.tasks.get(name)
@@ -2089,7 +2224,7 @@ class Worker:
         if attempts > task.retries:
             return (f'Lost: all {attempts} attempts were begun and the last never finished '
                     '(the worker died or lost its connection while running it)')
-        return _Claim(task_id, task, call, queue, attempts + 1, eta)
+        return _Claim(task_id, task, call, queue, attempts + 1, eta, errors)
 
     # Running
 
@@ -2264,20 +2399,21 @@ class Worker:
         """A failed attempt: retried after a back-off (or at once), or buried once the task's
         retries are used up."""
         if claim.attempt > claim.task.retries:
-            return self._bury(cursor, claim.context(None, self), info)
+            return self._bury(cursor, claim.context(None, self), info, claim.errors)
         return self._retry(cursor, claim, info, 0.0 if at_once else backoff(claim.task.backoff, claim.attempt))
 
     def _retry(self, cursor: Any, claim: _Claim, info: dict, delay: float) -> _Outcome:
         """A task failed: due again after ``delay`` seconds, with its error kept."""
-        cursor.execute(self._sql(SQL_RETRY), (int(delay * 1e6), _cut(info['error']), claim.id))
         context = claim.context(None, self)
+        cursor.execute(self._sql(SQL_RETRY), (int(delay * 1e6), _cut(info['error']),
+                                             _errors_after(claim.errors, context, info), claim.id))
         return _Outcome(context, logging.WARNING, '%s failed in %.1f ms; retry in %.1fs:\n%s',
                         (_attempt(context), info['duration'] * 1000, delay, info['error']), 'task_failed', info)
 
-    def _bury(self, cursor: Any, context: TaskContext, info: dict, ran: bool = True) -> _Outcome:
+    def _bury(self, cursor: Any, context: TaskContext, info: dict, errors: str | None, ran: bool = True) -> _Outcome:
         """A task gave up: its last attempt failed with no retry left, or (``ran=False``) its row
         cannot run at all. Kept, never claimed again, until brought back."""
-        cursor.execute(self._sql(SQL_BURY), (_cut(info['error']), context.id))
+        cursor.execute(self._sql(SQL_BURY), (_cut(info['error']), _errors_after(errors, context, info), context.id))
         if ran:
             return _Outcome(context, logging.ERROR, '%s failed in %.1f ms; it is dead:\n%s',
                             (_attempt(context), info['duration'] * 1000, info['error']), 'task_dead', info)
@@ -2488,6 +2624,27 @@ def _batch_of(runnable: list[_Claim]) -> list[_Claim]:
     if not runnable or runnable[0].attempt > 1:
         return runnable[:1]
     return [claim for claim in runnable if claim.attempt == 1]
+
+
+def _process_ended(worker: str | None) -> bool:
+    """Whether the process that wrote this worker id (host:pid:thread) has ended: a process of
+    this host that does not exist, or a zombie (ended, its exit not yet collected). Anything it
+    cannot tell (another host, another OS, a process of another user) counts as alive."""
+    host, _, rest = (worker or '').partition(':')
+    pid = rest.partition(':')[0]
+    if host != _HOST or not pid.isdigit() or os.name != 'posix':   # (Windows' os.kill(pid, 0) would signal it)
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    try:
+        with open(f'/proc/{pid}/stat') as stat:   # Linux: its state, after the name in parentheses
+            return stat.read().rpartition(')')[2].split()[0] == 'Z'
+    except (OSError, IndexError):
+        return False
 
 
 def _await_notification(conn: Any, timeout: float) -> bool:
@@ -2791,7 +2948,8 @@ def _list_crons(args: argparse.Namespace) -> int:
 
 def _init_db(args: argparse.Namespace) -> int:
     registry, connect = _open_database(args)
-    print(f'mqueue: tables {registry.table} and {registry.cron_table} are ready in {connect.description}')
+    print(f'mqueue: tables {registry.table}, {registry.cron_table} and {registry.result_table} are ready in '
+          f'{connect.description}')
     return 0
 
 

@@ -10,7 +10,14 @@ CREATE TABLE IF NOT EXISTS task (
     claimed_at DATETIME(6) NULL,           -- UTC: when a worker claimed the attempt now running; NULL once it ends
     dead_at DATETIME(6) NULL,              -- UTC: when the task gave up (dead: never claimed)
     last_error TEXT NULL,                  -- the last failure: type, message, traceback
+    enqueued_at DATETIME(6) NULL,          -- UTC: when it was enqueued (NULL: before 0.4)
+    started_at DATETIME(6) NULL,           -- UTC: when its first attempt was claimed
+    deadline DATETIME(6) NULL,             -- UTC: when the attempt now running times out, if the task has a timeout
+    worker VARCHAR(255) NULL,              -- who runs the attempt now running: host:pid:thread
+    errors MEDIUMTEXT NULL,                -- JSON: the failed attempts' errors, oldest first (the last ERRORS_KEPT)
+    unique_key VARCHAR(255) NULL,          -- while set, no other task has it: enqueue(unique=...)
     PRIMARY KEY (id),
+    UNIQUE KEY unique_key (unique_key),
     KEY claim (queue, dead_at, priority, eta),
     KEY claimed (claimed_at)               -- a dead worker's tasks, found by their claim's age
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
@@ -21,4 +28,22 @@ CREATE TABLE IF NOT EXISTS cron (
     last DATETIME(6) NOT NULL,             -- UTC: the newest fire already covered
     task_id BIGINT NULL,                   -- the task enqueued for it (no new one while it is pending)
     PRIMARY KEY (queue, name)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- What tasks that keep a result returned, or the errors they gave up with; written in the commit
+-- that ends the task.
+CREATE TABLE IF NOT EXISTS task_result (
+    id BIGINT NOT NULL,                    -- the task's id
+    name VARCHAR(128) NOT NULL,
+    queue VARCHAR(32) NOT NULL,
+    status VARCHAR(16) NOT NULL,           -- succeeded or dead
+    value MEDIUMTEXT NULL,                 -- JSON: what it returned
+    errors MEDIUMTEXT NULL,                -- JSON: its failed attempts' errors, oldest first
+    attempts SMALLINT NOT NULL,
+    enqueued_at DATETIME(6) NULL,          -- UTC, as on its task row
+    started_at DATETIME(6) NULL,
+    finished_at DATETIME(6) NOT NULL,
+    expires_at DATETIME(6) NOT NULL,       -- UTC: deleted after
+    PRIMARY KEY (id),
+    KEY expires (expires_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

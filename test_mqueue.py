@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -220,7 +221,7 @@ def reg(db):
     registry = mqueue.Registry(table=f't_task_{suffix}', cron_table=f't_cron_{suffix}')
     registry.create_tables(db)
     yield registry
-    drop_tables(registry.table, registry.cron_table)
+    drop_tables(registry.table, registry.cron_table, registry.result_table)
 
 
 @pytest.fixture
@@ -399,7 +400,7 @@ def test_schema_file_is_the_modules_schema():
     for dialect in ('mysql', 'postgresql', 'sqlite'):
         assert mqueue.main(['schema', '--dialect', dialect]) == 0
         assert mqueue.Registry(table='jobs').schema(dialect) == \
-            mqueue.DIALECTS[dialect].schema.format(task='jobs', cron='cron')
+            mqueue.DIALECTS[dialect].schema.format(task='jobs', cron='cron', result='jobs_result')
     with pytest.raises(ValueError, match='unknown dialect'):
         mqueue.Registry().schema('oracle')
 
@@ -815,7 +816,7 @@ def the_original_packages_tables(db, *rows):
         yield old
     finally:
         with cursor_of(db) as cursor:
-            cursor.execute(f'DROP TABLE IF EXISTS {old.table}, {old.cron_table}')
+            cursor.execute(f'DROP TABLE IF EXISTS {old.table}, {old.cron_table}, {old.result_table}')
 
 
 @only('mariadb-pymysql')
@@ -888,6 +889,71 @@ def test_the_original_application_and_daemon_ported_as_readme_says_run_old_rows_
         assert 'have no queue' not in err and 'matches no declared cron' not in err, err
 
 
+NEW_IN_0_4 = ('enqueued_at', 'started_at', 'deadline', 'worker', 'errors', 'unique_key')
+
+
+def schema_0_3(dialect):
+    """mqueue 0.3's schema, as it created the tables: today's without 0.4's columns, their
+    indexes, SQLite's claimed index and the results table."""
+    text = mqueue.DIALECTS[dialect].schema
+    text = re.sub(r'\n-- What tasks that keep a result.*', '\n', text, flags=re.S)   # (the last table)
+    text = re.sub(rf'\n    ({"|".join(NEW_IN_0_4)}) [^\n]*', '', text)
+    text = re.sub(r'\n    UNIQUE KEY unique_key [^\n]*|\n-- The keyed tasks alone[^\n]*|\nCREATE UNIQUE INDEX [^\n]*', '', text)
+    if dialect == 'sqlite':
+        text = re.sub(r'\nCREATE INDEX IF NOT EXISTS {task}_claimed [^\n]*', '', text)
+    text = re.sub(r'(last_error TEXT NULL),( +-- [^\n]*\n\))', r'\1 \2', text)   # (the last column, but in MySQL)
+    assert not re.search(rf'\n    ({"|".join(NEW_IN_0_4)}) |unique', text) and '{result}' not in text
+    return text
+
+
+def table_definition(db, table):
+    """A table's columns and indexes as the database describes them, its name written as task."""
+    if B.dialect.name == 'mysql':
+        return re.sub(r'AUTO_INCREMENT=\d+ ', '', create_table_ddl(db, table)).replace(f'`{table}`', '`task`')
+    if B.dialect.name == 'postgresql':
+        return postgresql_table_definition(db, table)
+    columns = query(db, f"SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info('{table}') ORDER BY cid")
+    indexes = query(db, f"SELECT name, \"unique\", partial FROM pragma_index_list('{table}') ORDER BY name")
+    shapes = [(name, query(db, f"SELECT name FROM pragma_index_info('{name}') ORDER BY seqno"),
+               query(db, 'SELECT sql FROM sqlite_master WHERE name = ?', (name,))) for name, _, _ in indexes]
+    return re.sub(rf'\b{table}', 'task', repr((columns, indexes, shapes)))
+
+
+def upgrade_from_0_3_sql(dialect):
+    """docs/upgrading.md's statements upgrading a 0.3 table on this database, one string each."""
+    block = re.search(rf'-- {dialect}\n(.*?)(?=^-- |\Z)', readme_block('upgrade-0.3-sql', 'sql'), re.S | re.M)
+    return [statement.strip() for statement in block.group(1).split(';') if statement.strip()]
+
+
+@only('mariadb-pymysql', 'postgresql-psycopg', 'sqlite')
+def test_readme_upgrade_turns_a_0_3_table_into_the_current_one(db, reg):
+    """A table made by 0.3, holding a task 0.3 enqueued: a 0.4 worker refuses it with the way to
+    upgrade; docs/upgrading.md's statements, then create_tables (the results table), make it
+    exactly today's, and the old task and a new one run, the new one with its enqueued_at."""
+    old = mqueue.Registry(table=f't_old_{uuid.uuid4().hex[:8]}', cron_table=f't_oldcron_{uuid.uuid4().hex[:8]}')
+    try:
+        create_tables_from(db, schema_0_3(B.dialect.name), old)
+        ran = []
+        old.task(name='t')(lambda n: ran.append(n))
+        query(db, B.sql(f"INSERT INTO {old.table} (args, eta, name, queue, retries, priority) "   # 0.3's enqueue
+                        f"VALUES ('[1]', {B.now}, 't', 'default', 0, 0)"))
+        with pytest.raises(mqueue.MQueueError, match='lacks a column.*Upgrading'):
+            mqueue.Worker(connect, registry=old, poll_interval=0.01).run(burst=True)
+        assert table_definition(db, old.table) != table_definition(db, reg.table)
+        for statement in upgrade_from_0_3_sql(B.dialect.name):   # (PostgreSQL's CONCURRENTLY: autocommit)
+            query(db, re.sub(r'\btask(?=\b|_unique|_claimed)', old.table, statement))
+        old.create_tables(db)
+        if B.dialect.name == 'sqlite':
+            db.commit() if db.in_transaction else None
+        assert table_definition(db, old.table) == table_definition(db, reg.table)
+        assert table_definition(db, old.result_table) == table_definition(db, reg.result_table)
+        new_id = enqueued(old, 't', [2])
+        assert mqueue.Worker(connect, registry=old, poll_interval=0.01).run(burst=True) == 2 and sorted(ran) == [1, 2]
+        assert query(db, f'SELECT COUNT(*) FROM {old.table}') == ((0,),) and new_id
+    finally:
+        drop_tables(old.table, old.cron_table, old.result_table)
+
+
 # mqueue 0.2's PostgreSQL schema, as it created the tables: the claim index that 0.3 replaced.
 SCHEMA_0_2_POSTGRESQL = """\
 CREATE TABLE IF NOT EXISTS {task} (
@@ -916,13 +982,17 @@ CREATE TABLE IF NOT EXISTS {cron} (
 
 @only('mariadb-pymysql')
 def test_readme_upgrade_turns_a_0_2_mysql_table_into_the_current_one(db, reg, caplog):
-    """A 0.2 table (0.3's without the claimed index): a worker runs on it, saying once that it
-    does not rescue; docs/upgrading.md's statement makes it 0.3's, and the worker rescues."""
+    """A 0.2 table (0.3's without the claimed index), upgraded by docs/upgrading.md's statements
+    for 0.3 (the columns): a worker runs on it, saying once that it does not rescue; then 0.2's
+    (the index) make it today's, and the worker rescues."""
     old = mqueue.Registry(table=f't_task_{uuid.uuid4().hex[:8]}', cron_table=f't_cron_{uuid.uuid4().hex[:8]}')
-    schema_0_2 = re.sub(r',\n    KEY claimed \(claimed_at\)[^\n]*', '', mqueue.SCHEMA_MYSQL)
-    assert schema_0_2 != mqueue.SCHEMA_MYSQL
+    schema_0_2 = re.sub(r',\n    KEY claimed \(claimed_at\)[^\n]*', '', schema_0_3('mysql'))
+    assert schema_0_2 != schema_0_3('mysql')
     try:
         create_tables_from(db, schema_0_2, old)
+        for statement in upgrade_from_0_3_sql('mysql'):
+            query(db, statement.replace('ALTER TABLE task', f'ALTER TABLE {old.table}'))
+        old.create_tables(db)
         old.task(name='t')(lambda: None)
         enqueued(old, 't', [])
         with caplog.at_level(logging.WARNING, logger='mqueue'):
@@ -931,17 +1001,17 @@ def test_readme_upgrade_turns_a_0_2_mysql_table_into_the_current_one(db, reg, ca
         assert f'no rescue of a dead worker\'s tasks: table {old.table} has no index on claimed_at' in caplog.text
         for statement in upgrade_from_0_2_sql('mysql'):
             query(db, statement.replace('ALTER TABLE task', f'ALTER TABLE {old.table}'))
-        assert re.sub(r'AUTO_INCREMENT=\d+ ', '', create_table_ddl(db, old.table)) == create_table_ddl(db, reg.table)
+        assert table_definition(db, old.table) == table_definition(db, reg.table)
         w = mqueue.Worker(connect, registry=old, poll_interval=0.01)
         enqueued(old, 't', [])
         assert w.run(burst=True) == 1 and w._can_rescue()
     finally:
-        drop_tables(old.table, old.cron_table)
+        drop_tables(old.table, old.cron_table, old.result_table)
 
 
 def create_tables_from(db, schema, registry):
     """An older version's tables, from its schema text, for a registry."""
-    for statement in schema.format(task=registry.table, cron=registry.cron_table).split(';\n'):
+    for statement in schema.format(task=registry.table, cron=registry.cron_table, result=registry.result_table).split(';\n'):
         if statement.strip():
             query(db, statement)
 
@@ -967,17 +1037,19 @@ def test_readme_upgrade_turns_a_0_2_table_into_the_current_one(db, reg):
     try:
         create_tables_from(db, SCHEMA_0_2_POSTGRESQL, old)
         old.task(name='t')(lambda: None)
-        enqueued(old, 't', [])
+        query(db, f"INSERT INTO {old.table} (args, eta, name, queue, retries, priority) "   # 0.2's enqueue
+                  f"VALUES ('[]', {B.now}, 't', 'default', 0, 0)")
         assert postgresql_table_definition(db, old.table) != postgresql_table_definition(db, reg.table)
         statements = upgrade_from_0_2_sql('postgresql')
         assert statements and upgrade_from_0_2_sql('sqlite') == []
-        for statement in statements:   # CONCURRENTLY: each on its own, in autocommit mode
-            query(db, re.sub(r'\btask(?=\b|_claim)', old.table, statement))
+        for statement in statements + upgrade_from_0_3_sql('postgresql'):   # CONCURRENTLY: each on its own,
+            query(db, re.sub(r'\btask(?=\b|_claim|_unique)', old.table, statement))   # in autocommit mode
+        old.create_tables(db)
         assert postgresql_table_definition(db, old.table) == postgresql_table_definition(db, reg.table)
         assert postgresql_table_definition(db, old.cron_table) == postgresql_table_definition(db, reg.cron_table)
         assert mqueue.Worker(connect, registry=old, poll_interval=0.01).run(burst=True) == 1
     finally:
-        drop_tables(old.table, old.cron_table)
+        drop_tables(old.table, old.cron_table, old.result_table)
 
 
 # Errors ##########################################################################################
@@ -1592,8 +1664,8 @@ def test_a_batch_sends_one_savepoint_per_task_and_its_bookkeeping_once(db):
     counts, _, _ = statements.drain(B.dialect.name, B.url, 60, 20, profile=False)
     sent = dict(counts.sent)
     assert sent.pop('savepoint') == 60 and sent.pop('next priority', 0) <= 3
-    assert sent.pop('rescue look', 0) <= (3 if B.dialect.row_locks else 0)   # about once a second (not SQLite)
-    assert sent.pop('claimed index lookup', 0) == (1 if B.dialect.row_locks else 0)   # once per worker
+    assert sent.pop('rescue look', 0) <= 3   # about once a second
+    assert sent.pop('claimed index lookup', 0) == 1   # once per worker
     batches = {'claim': 4, 'lease': 3, 'lock': 3, 'release savepoint': 3, 'complete': 3, 'commit': 7}
     if B.dialect.begin:
         batches['begin'] = 7   # SQLite: BEGIN IMMEDIATE opens each transaction
@@ -1619,7 +1691,43 @@ def test_bench_reduced_run_drains_every_task_exactly_once(db):
                  bench.mqueue_enqueue(database, 30), bench.mqueue_enqueue_many(database, 2000)]
         assert all(rate > 0 for rate in rates)
     finally:
-        drop_tables(database.table, database.table + '_cron')
+        drop_tables(database.table, database.table + '_cron', database.registry.result_table)
+
+
+def test_a_task_row_tells_when_it_was_enqueued_and_started_who_runs_it_and_its_failed_attempts(
+        db, reg, monkeypatch):
+    """0.4's columns: enqueued_at (enqueue and enqueue_many), started_at (the first attempt's claim,
+    kept across retries), worker (host:pid:thread while claimed, cleared after), errors (each
+    failed attempt's, oldest first, the last ERRORS_KEPT)."""
+    monkeypatch.setattr(mqueue, 'ERRORS_KEPT', 2)
+    seen = []
+
+    @reg.task(name='flaky', retries=2, backoff=0)
+    def flaky():
+        with committed() as other:   # what the worker committed with its claim, as anyone reads it
+            seen.append(dict(zip(('started_at', 'claimed_at', 'worker'), query(other, B.sql(
+                f'SELECT started_at, claimed_at, worker FROM {reg.table} WHERE id = %s'), (mqueue.current().id,))[0])))
+        raise ValueError(f'attempt {mqueue.current().retries + 1}')
+    reg.task(name='noop')(lambda: None)
+    task_id = enqueued(reg, 'flaky')
+    with committed() as conn:
+        reg.enqueue_many(conn, 'noop', [[], []])
+    rows = tasks_in(db, reg)
+    assert all(row['enqueued_at'] is not None and row['started_at'] is None and row['worker'] is None for row in rows)
+    enqueued_at = as_datetime(rows[0]['enqueued_at'])
+    w = mqueue.Worker(connect, registry=reg, poll_interval=0.01, batch=1, crons=False)
+    assert w.run(burst=True) == 5
+    (row,) = tasks_in(db, reg)
+    assert row['id'] == task_id and row['dead_at'] is not None and row['worker'] is None and row['claimed_at'] is None
+    worker = f'{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}'
+    assert [attempt['worker'] for attempt in seen] == [worker] * 3
+    assert [as_datetime(attempt['started_at']) for attempt in seen] == [as_datetime(seen[0]['claimed_at'])] * 3
+    assert enqueued_at <= as_datetime(seen[0]['started_at']) < as_datetime(seen[2]['claimed_at'])
+    errors = json.loads(row['errors'])
+    assert [(e['attempt'], e['type'], e['error'].splitlines()[0]) for e in errors] == [
+        (2, 'builtins.ValueError', 'ValueError: attempt 2'), (3, 'builtins.ValueError', 'ValueError: attempt 3')]
+    assert errors[-1]['error'] == row['last_error'] and 'Traceback' in row['last_error']
+    assert all(mqueue._utc(e['at']) <= dt.datetime.now(UTC) for e in errors)
 
 
 # Worker: crashes, connections, signals ###########################################################
@@ -1714,10 +1822,10 @@ def test_two_processes_with_threads_never_run_a_task_twice(db, reg, ledger, tmp_
     assert tasks_in(db, reg) == []
 
 
-@only('mysql', 'postgresql')
 def test_a_sigkilled_workers_task_runs_again_within_seconds(db, reg, ledger, tmp_path):
     """By default (a 60 s lease): the dead worker's transaction went with its connection, so no
-    lock holds the claimed row, and another worker rescues it about rescue_after (2 s) later."""
+    lock holds the claimed row (SQLite: the process its row names has ended), and another worker
+    rescues it about rescue_after (2 s) later."""
     task_id = enqueued(reg, 'slow', [])
     victim = spawn(spec_for(reg, ledger, tmp_path, poll_interval=0.5))
     wait_for(lambda: list(tmp_path.glob('started-*-0')))
@@ -1787,7 +1895,7 @@ def test_a_task_running_ten_leases_is_never_started_twice_and_counts_as_running(
 
 
 def test_a_sigkilled_workers_task_comes_back_after_the_lease(db, reg, ledger, tmp_path):
-    """Without a rescue (SQLite; rescue_after=None, as on a Galera cluster): after the lease."""
+    """Without a rescue (rescue_after=None, as on a Galera cluster): after the lease."""
     task_id = enqueued(reg, 'slow', [])
     child = spawn(spec_for(reg, ledger, tmp_path, lease=1, rescue_after=None))
     wait_for(lambda: list(tmp_path.glob('started-*-0')))
@@ -2516,14 +2624,14 @@ def test_an_idle_worker_sends_one_statement_per_poll(reg, monkeypatch):
     w = worker(reg, poll_interval=0.02)
     thread = run_in_thread(w)
     try:
-        wait_for(lambda: any(b'SELECT claimed_at FROM' in s for s in sent if isinstance(s, bytes)))  # idle: probing
+        wait_for(lambda: any(b'SELECT 1 AS due' in s for s in sent if isinstance(s, bytes)))  # idle: probing
         before = len(sent)
         time.sleep(0.5)                                     # about 25 polls
         idle = sent[before:]
     finally:
         w.stop()
         thread.join(10)
-    probes = [s for s in idle if b'SELECT claimed_at FROM' in s]   # its blocks and the rescue's, in one UNION ALL
+    probes = [s for s in idle if b'SELECT 1 AS due' in s]   # its blocks and the rescue's, in one UNION ALL
     lookups = [s for s in idle if s.startswith(b'SELECT MIN(priority)')]   # priorities in use, every 5 s
     assert 15 <= len(probes) <= 30, len(probes)
     assert len(probes) + len(lookups) == len(idle) and len(lookups) <= 2   # no COMMIT, no claim
@@ -2841,8 +2949,8 @@ def test_a_serializable_mysql_worker_leaves_a_dead_workers_tasks_to_the_lease(db
 def test_a_dead_workers_claim_is_running_until_a_worker_takes_it_back(db, reg):
     """A worker that dies mid-task leaves claimed_at set: RUNNING, and not cancellable, until
     another worker takes the task back: on MySQL/PostgreSQL rescue_after after its claim, on
-    SQLite (no row locks to tell a dead worker's claim from a running one) when its lease ends.
-    It then runs, that attempt counted."""
+    SQLite (no row locks: a claim is a dead worker's if its process has ended, and here the
+    process lives on) when its lease ends. It then runs, that attempt counted."""
     ran = []
     reg.task(name='t')(lambda: ran.append(mqueue.current().retries))
     conn = connect()
@@ -2904,7 +3012,7 @@ def test_a_worker_without_its_tables_stops_with_advice(db, reg):
         assert mqueue.Worker(connect, registry=old, poll_interval=0.01).run(burst=True) == 1
         assert query(db, f'SELECT COUNT(*) FROM {old.table}') == ((0,),)
     finally:
-        drop_tables(old.table)
+        drop_tables(old.table, old.result_table)
 
 
 def upgrade_from_0_1_sql():
@@ -3291,10 +3399,12 @@ def test_cli_init_db_creates_the_tables_on_any_database(db, tmp_path):
             done = subprocess.run([sys.executable, '-m', 'mqueue', 'init-db', '--db', B.url, '--table', table,
                                    '--cron-table', cron_table], capture_output=True, text=True, timeout=60,
                                   env=dict(os.environ, PYTHONPATH=str(ROOT)))
-            assert done.returncode == 0 and f'tables {table} and {cron_table} are ready' in done.stdout, done.stderr
-        assert query(db, f'SELECT COUNT(*) FROM {table}') == ((0,),) and query(db, f'SELECT COUNT(*) FROM {cron_table}') == ((0,),)
+            assert done.returncode == 0 and f'tables {table}, {cron_table} and {table}_result are ready' in done.stdout, \
+                done.stderr
+        for made in (table, cron_table, f'{table}_result'):
+            assert query(db, f'SELECT COUNT(*) FROM {made}') == ((0,),)
     finally:
-        drop_tables(table, cron_table)
+        drop_tables(table, cron_table, f'{table}_result')
 
 
 @only('mariadb-connector')

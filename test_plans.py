@@ -118,7 +118,7 @@ def drop(backend, registry):
     conn = backend.connect(autocommit=True)
     try:
         cursor = conn.cursor()
-        for table in (registry.table, registry.cron_table):
+        for table in (registry.table, registry.cron_table, registry.result_table):
             cursor.execute(f'DROP TABLE IF EXISTS {table}')
         cursor.close()
     finally:
@@ -205,13 +205,13 @@ def hot_statements(backlog):
         if label and (label, sql, params) not in statements:
             statements.append((label, sql, params))
     statements += [   # by id, rendered as the worker renders them: a failure and a shutdown are not staged here
-        ('retry', w._sql(mqueue.SQL_RETRY), (5_000_000, 'error', some_id)),
-        ('bury', w._sql(mqueue.SQL_BURY), ('error', some_id)),
+        ('retry', w._sql(mqueue.SQL_RETRY), (5_000_000, 'error', '[]', some_id)),
+        ('bury', w._sql(mqueue.SQL_BURY), ('error', '[]', some_id)),
         ('release', w._sql(mqueue.SQL_RELEASE), (some_id, 1)),
     ]
-    if backlog.dialect.row_locks:   # the rescue of a dead worker's tasks: its look ran above, these by id
-        statements += [('rescue-lock', w._sql(mqueue.SQL_RESCUE_LOCK, ids=1), (-2_000_000, some_id)),
-                       ('rescue', w._sql(mqueue.SQL_RESCUE, ids=1), (some_id,))]
+    statements += [   # the rescue of a dead worker's tasks: its look ran above, these by id
+        ('rescue-lock', w._sql(mqueue.SQL_RESCUE_LOCK, ids=1), (-2_000_000, some_id)),
+        ('rescue', w._sql(mqueue.SQL_RESCUE, ids=1), (some_id,))]
     return statements, run_once_ms
 
 
@@ -227,7 +227,7 @@ def label_of(w, sql, n_params):
     known = {'claim': w._sql(mqueue.SQL_CLAIM), 'probe': w._sql(mqueue.SQL_PROBE),
              'rescue-find': w._sql(mqueue.SQL_RESCUE_FIND), 'next-priority': w._sql(mqueue.SQL_NEXT_PRIORITY)}
     for label, statement in (('lease', mqueue.SQL_LEASE), ('lock', mqueue.SQL_LOCK), ('complete', mqueue.SQL_COMPLETE)):
-        known[label] = w._sql(statement, ids=n_params - (label == 'lease'))
+        known[label] = w._sql(statement, ids=n_params - 2 * (label == 'lease'))   # (the lease: its time and worker)
     for label, text in known.items():
         if sql == text:
             return label
@@ -243,12 +243,12 @@ def a_due_id(backlog):
 
 
 BY_ID = {'lease', 'lock', 'complete', 'retry', 'bury', 'release', 'rescue-lock', 'rescue'}
-RESCUE = {'rescue-find', 'rescue-lock', 'rescue'}   # MySQL and PostgreSQL: SQLite has no row locks to look at
+RESCUE = {'rescue-find', 'rescue-lock', 'rescue'}
 EXPECTED = {   # the statements each database runs; MySQL joins a priority's queues by UNION ALL, and the
-    # probe joins its ranges and the rescue's look (MySQL, PostgreSQL) into one statement
+    # probe joins its ranges and the rescue's look into one statement
     'mysql': {'claim', 'claim-union', 'probe-union', 'next-priority'} | BY_ID | RESCUE,
     'postgresql': {'claim', 'probe-union', 'next-priority'} | BY_ID | RESCUE,
-    'sqlite': {'claim', 'probe', 'probe-union', 'next-priority'} | BY_ID - RESCUE,
+    'sqlite': {'claim', 'probe-union', 'next-priority'} | BY_ID | RESCUE,
 }
 # Bounded by eta <= now (the claim's and probe's), or by claimed_at (the rescue's look, from the
 # claimed index), stopping at the batch.
@@ -479,9 +479,12 @@ def check_sqlite(backlog, conn, label, sql, params):
         label = 'probe'
     for detail in details:
         assert detail.startswith('SEARCH ') and 'TEMP B-TREE' not in detail, f'{label}: {details}'
-    if label == 'probe':
-        assert details and all(re.search(rf'USING (COVERING )?INDEX {table}_claim \(', d) and 'eta<' in d
-                               for d in details), f'{label}: {details}'
+    claimed = [d for d in details if re.search(rf'USING (COVERING )?INDEX {table}_claimed \(claimed_at<', d)]
+    if label == 'probe':   # its blocks from the claim index, bounded by eta; the rescue's look from the claimed one
+        due = [d for d in details if re.search(rf'USING (COVERING )?INDEX {table}_claim \(', d) and 'eta<' in d]
+        assert due and len(due) + len(claimed) == len(details) and len(claimed) <= 1, f'{label}: {details}'
+    elif label == 'rescue-find':
+        assert len(details) == 1 and claimed, f'{label}: {details}'
     elif label in ('claim', 'next-priority'):
         assert len(details) == 1 and re.search(rf'USING (COVERING )?INDEX {table}_claim \(', details[0]), \
             f'{label}: {details}'

@@ -89,7 +89,7 @@ def drain(url, dialect, backlog, tasks, workers=2):
             process.join()
         return sum(done for done, _ in outcomes) / max(seconds for _, seconds in outcomes)
     finally:
-        execute(url, f'DROP TABLE IF EXISTS {table}', f'DROP TABLE IF EXISTS {table}_cron')
+        execute(url, f'DROP TABLE IF EXISTS {table}', f'DROP TABLE IF EXISTS {table}_cron', f'DROP TABLE IF EXISTS {table}_result')
 
 
 def main():

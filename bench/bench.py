@@ -112,6 +112,7 @@ class Database:
         cursor = conn.cursor()
         cursor.execute(f'DROP TABLE IF EXISTS {self.table}')
         cursor.execute(f'DROP TABLE IF EXISTS {self.table}_cron')
+        cursor.execute(f'DROP TABLE IF EXISTS {self.registry.result_table}')
         conn.commit()
         conn.close()
 

@@ -187,7 +187,7 @@ def soak(tasks=300, workers=2, seconds=6.0, restart=True, pause=0.01, seed=None)
     runs = dict(cursor.fetchall())
     cursor.execute(f'SELECT COUNT(*) FROM {table}')
     remaining = cursor.fetchone()[0]
-    cursor.execute(f'DROP TABLE {table}, {table}_cron, {ledger}')
+    cursor.execute(f'DROP TABLE {table}, {table}_cron, {table}_result, {ledger}')
     conn.close()
     expected = range(first, last + 1)
     return {'tasks': tasks, 'workers': workers, 'faults': faults, 'drained': drained,

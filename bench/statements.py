@@ -38,11 +38,11 @@ DATABASES = {
 KINDS = [
     ('savepoint', r'SAVEPOINT '), ('release savepoint', r'RELEASE SAVEPOINT '),
     ('rollback to savepoint', r'ROLLBACK TO SAVEPOINT '), ('begin', r'BEGIN'), ('lazy commit', r'SET LOCAL synchronous_commit|PRAGMA synchronous'),
-    ('next priority', r'SELECT MIN\(priority\)'), ('probe', r'\(?SELECT claimed_at FROM'),
+    ('next priority', r'SELECT MIN\(priority\)'), ('probe', r'\(?SELECT 1 AS due'),
     ('rescue look', r'SELECT id FROM \w+( FORCE INDEX \(claimed\))? WHERE claimed_at'),
-    ('claimed index lookup', r'SELECT COUNT\((\*\) FROM information_schema|to_regclass)'),
-    ('rescue lock', r'SELECT id, name, queue, retries, eta, claimed_at FROM'),
-    ('rescue', r'UPDATE \w+ SET eta = .*, claimed_at = NULL WHERE id IN'),
+    ('claimed index lookup', r'SELECT COUNT\((\*\) FROM (information_schema|sqlite_master)|to_regclass)'),
+    ('rescue lock', r'SELECT id, name, queue, retries, eta, claimed_at, worker, '),
+    ('rescue', r'UPDATE \w+ SET eta = .*, claimed_at = NULL, worker = NULL WHERE id IN'),
     ('claim', r'\(?SELECT id, name, args'), ('lease', r'UPDATE \w+ SET retries = retries \+ 1'),
     ('lock', r'SELECT id, retries, '), ('complete', r'DELETE FROM'),
     ('retry', r'UPDATE \w+ SET eta = '), ('release', r'UPDATE \w+ SET retries = retries - 1'),
@@ -138,6 +138,7 @@ def drain(database, url, n, batch, profile):
     left = cursor.fetchone()[0]
     cursor.execute(f'DROP TABLE {table}')
     cursor.execute(f'DROP TABLE {table}_cron')
+    cursor.execute(f'DROP TABLE {registry.result_table}')
     conn.commit()
     conn.close()
     if done != n or left:
