@@ -423,7 +423,8 @@ def _claim_and_lease(database, conn, cursor, batch):
             cursor.execute(database.sql(mqueue.SQL_CLAIM), ('default', 0, batch))
             ids = [row[0] for row in cursor.fetchall()]
             if ids:
-                cursor.execute(database.sql(mqueue.SQL_LEASE, ids=len(ids)), [int(mqueue.DEFAULT_LEASE * 1e6), *ids])
+                cursor.execute(database.sql(mqueue.SQL_LEASE, ids=len(ids)),
+                               [int(mqueue.DEFAULT_LEASE * 1e6), mqueue._worker_id(), *ids])
             conn.commit()
             return ids
         except Exception as exc:
