@@ -55,8 +55,9 @@ from urllib.parse import unquote, urlsplit
 
 __version__ = '0.4.0'
 __all__ = ['task', 'cron', 'init', 'enqueue', 'enqueue_many', 'current', 'Worker', 'connect_url', 'default_registry',
-           'queue_stats', 'dead_tasks', 'retry_dead', 'cancel', 'purge_dead', 'Registry', 'Task', 'TaskContext',
-           'QueueStats', 'DeadTask', 'MQueueError', 'NoConnectionError', 'NotInTaskError']
+           'queue_stats', 'dead_tasks', 'retry_dead', 'cancel', 'purge_dead', 'result', 'wait_for_result',
+           'purge_results', 'Registry', 'Task', 'TaskContext', 'QueueStats', 'DeadTask', 'Result', 'MQueueError',
+           'NoConnectionError', 'NotInTaskError']
 
 logger = logging.getLogger('mqueue')
 
@@ -92,6 +93,9 @@ ARGS_MAX_BYTES = 16_777_215     # bytes in task.args, a MEDIUMTEXT
 ERROR_MAX = 8000                # characters of an error (type, message, traceback) kept in last_error
 ERRORS_KEPT = 10                # failed attempts whose errors a task keeps (in task.errors): the last ones
 RESULT_SUFFIX = '_result'       # the results table is the task table's name with this after it
+DEFAULT_RESULT_KEEP = 86400.0   # seconds a result is kept with @task(result=True)
+RESULTS_PURGE_EVERY = 60.0      # seconds between a worker's deletions of expired results...
+RESULTS_PURGE_MAX = 500         # ...of at most this many (mqueue purge --results deletes them all)
 PRIORITY_RANGE = (-32768, 32767)  # a SMALLINT; smaller runs first
 MAX_SECONDS = 1e10              # seconds (317 years): the longest delay, age, lease or interval accepted
 HOOKS = ('transaction', 'around_task', 'task_started', 'task_succeeded', 'task_failed', 'task_dead')
@@ -165,6 +169,19 @@ SQL_RESCUE_LOCK = ('SELECT id, name, queue, retries, eta, claimed_at, worker, cl
                    'FROM {task} WHERE id IN ({ids}){id_limit}{skip_locked}')
 # ...and are due at once, the attempt counted (a task that kills its worker every time ends dead).
 SQL_RESCUE = 'UPDATE {task} SET eta = {now}, claimed_at = NULL, worker = NULL WHERE id IN ({ids}){id_limit}'
+# Results: a task that keeps one writes it in the commit that ends the task (the one that deletes its
+# row, or buries it), from the task's row: its times, attempts and errors. A result left by an
+# earlier end (a dead task brought back) is replaced. PostgreSQL NOTIFYs waiters at the commit.
+SQL_KEEP_RESULT = ('{result_head}{replace_into} {result} (id, name, queue, status, value, errors, attempts, '
+                   'enqueued_at, started_at, finished_at, expires_at) SELECT id, name, queue, %s, %s, errors, retries, '
+                   'enqueued_at, started_at, {now}, {later} FROM {task} WHERE id = %s{result_tail}')
+# What result() reads: the task's row while it is pending, running or dead (by primary key)...
+SQL_TASK_STATE = 'SELECT dead_at, claimed_at, retries, enqueued_at, started_at, errors FROM {task} WHERE id = %s'
+# ...else its result, if it kept one (by primary key).
+SQL_RESULT = 'SELECT status, value, errors, attempts, enqueued_at, started_at, finished_at FROM {result} WHERE id = %s'
+# Expired results, oldest first, from the expires index; deleted by primary key.
+SQL_FIND_EXPIRED = 'SELECT id FROM {result} WHERE expires_at < {now} ORDER BY expires_at LIMIT %s'
+SQL_PURGE_RESULTS = 'DELETE FROM {result} WHERE id IN ({ids}){id_limit}'
 # Operating: statistics and the dead are plain reads (no locks: running tasks never make them
 # wait, nor they a worker); writes go by primary key to rows first locked with SKIP LOCKED, so a
 # row a worker holds is passed over, never waited for. Filters by queue or name are appended as
@@ -236,6 +253,7 @@ SQL_PROBE = ('SELECT 1 AS due, NULL AS worker FROM {task}{claim_index} '
 SQL_PROBE_ORPHAN = ('SELECT 0 AS due, worker FROM {task}{claimed_index} WHERE claimed_at < {later} '
                     'AND dead_at IS NULL ORDER BY claimed_at LIMIT %s{skip_locked}')
 NOTIFY_CHANNEL = 'mqueue'       # PostgreSQL: enqueue notifies it (payload "table:queue"); idle workers listen
+RESULT_CHANNEL = 'mqueue_result'   # PostgreSQL: a kept result notifies it (payload "table:id"); waiters listen
 NOTIFY_WAIT_SLICE = 0.25        # seconds: an idle PostgreSQL worker looks at stop() at least this often
 
 SCHEMA_MYSQL = """\
@@ -442,8 +460,10 @@ class Dialect:
     schemes: tuple[str, ...] = ()
     drivers: Mapping[str, str] = {}
     port, user = 0, ''
+    replace_into = 'REPLACE INTO'   # an INSERT that replaces the row of the same key
+    result_head = result_tail = ''  # around SQL_KEEP_RESULT: where REPLACE is not, its upsert and NOTIFY
     FRAGMENTS = ('now', 'later', 'claim_index', 'claimed_index', 'skip_locked', 'for_update', 'insert_ignore',
-                 'on_conflict_ignore', 'enqueue_head', 'enqueue_tail')
+                 'on_conflict_ignore', 'enqueue_head', 'enqueue_tail', 'replace_into', 'result_head', 'result_tail')
     # Its errors, by the code error_code() reads from a driver's exception: those that mean "try
     # again" rather than "this task is broken" (the server gave up on a statement over a lock; the
     # connection is gone), and those that mean mqueue's tables are missing or out of date.
@@ -576,6 +596,11 @@ class PostgreSQL(Dialect):
     enqueue_tail = f" RETURNING id) SELECT MIN(id), pg_notify('{NOTIFY_CHANNEL}', %s) FROM new"
     notify = True
     enqueue_array = True
+    replace_into, result_head = 'INSERT INTO', 'WITH kept AS ('
+    result_tail = (' ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, value = EXCLUDED.value, '
+                   'errors = EXCLUDED.errors, attempts = EXCLUDED.attempts, enqueued_at = EXCLUDED.enqueued_at, '
+                   'started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, '
+                   f"expires_at = EXCLUDED.expires_at RETURNING id) SELECT pg_notify('{RESULT_CHANNEL}', %s) FROM kept")
     lazy_commit = 'SET LOCAL synchronous_commit = off'
     has_claimed_index = "SELECT COUNT(to_regclass(%s || '_claimed'))"
     isolation = 'SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {level}'
@@ -989,7 +1014,8 @@ class Registry:
             self.dialect = _dialect_named(dialect)
 
     def task(self, func: Callable | None = None, *, name: str | None = None, queue: str | None = None,
-             retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF, priority: int = 0):
+             retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF, priority: int = 0,
+             result: float | bool = False):
         """Register a function as a task; usable bare (``@task``) or with options (``@task(...)``).
 
         Args:
@@ -999,13 +1025,16 @@ class Registry:
             backoff: seconds before the first retry; each later retry waits twice as long (capped
                 at MAX_BACKOFF), less up to half at random so retries spread out. 0 retries at once.
             priority: default priority of its tasks; smaller runs first.
+            result: keep what it returns (JSON), or the errors it gave up with, for this many
+                seconds (True: DEFAULT_RESULT_KEEP, a day), written in the commit that ends it;
+                read with ``result()``. Default False: nothing kept.
 
         Returns:
             The Task, which stays directly callable.
         """
         def register(func: Callable) -> Task:
             task = Task(func, self, name=name, queue=queue, retries=retries, backoff=backoff,
-                        priority=priority)
+                        priority=priority, result=result)
             known = self.tasks.get(task.name)
             if known is not None and known.func is not func:
                 raise ValueError(f'task name {task.name!r} is already registered for {known.func!r}')
@@ -1194,6 +1223,77 @@ class Registry:
         statement, params = _filtered(SQL_FIND_DEAD_BEFORE, queue=queue, name=name)
         return self._dead_by_ids(conn, SQL_PURGE_DEAD, self._find(conn, statement, [-age, *params]))
 
+    def result(self, conn: Any, task_id: int) -> Result:
+        """What became of a task, read in the caller's transaction: ``pending`` (waiting, or
+        waiting to retry), ``running`` (claimed), ``dead``, ``succeeded`` (with the value it
+        returned, if it keeps its result: ``@task(result=...)``), or ``unknown``: no such task
+        (never committed, or rolled back), or one that ended without keeping a result, or whose
+        result expired. A result exists only if the task's own writes committed: both go in one
+        commit."""
+        task_id = _whole_number('task_id', task_id, 1)
+        dialect = self.dialect_of(conn)
+        with _cursor(conn) as cursor:
+            cursor.execute(self.sql(SQL_TASK_STATE, dialect), (task_id,))
+            row = cursor.fetchone()
+            if row is not None:
+                dead_at, claimed_at, attempts, enqueued_at, started_at, errors = row
+                status = 'dead' if dead_at is not None else 'running' if claimed_at is not None else 'pending'
+                return Result(task_id, status, None, _errors_of(errors), attempts, _utc_or_none(enqueued_at),
+                              _utc_or_none(started_at), _utc_or_none(dead_at))
+            cursor.execute(self.sql(SQL_RESULT, dialect), (task_id,))
+            row = cursor.fetchone()
+        if row is None:
+            return Result(task_id, 'unknown', None, [], 0, None, None, None)
+        status, value, errors, attempts, enqueued_at, started_at, finished_at = row
+        return Result(task_id, status, json.loads(value) if value is not None else None, _errors_of(errors), attempts,
+                      _utc_or_none(enqueued_at), _utc_or_none(started_at), _utc_or_none(finished_at))
+
+    def wait_for_result(self, connect: Callable[[], Any] | str, task_id: int, timeout: float) -> Result:
+        """``result()``, once the task has ended (succeeded, dead or unknown) or ``timeout``
+        seconds have passed (then as it is: pending or running). Reads on a connection of its own
+        (``connect``: a callable returning one, or a URL), in autocommit mode, so that each look
+        sees what has committed since: polling, every 5 ms at first, then less often, up to every
+        0.25 s; on PostgreSQL the result's NOTIFY ends each wait early."""
+        timeout = _seconds('timeout', timeout)
+        conn = (connect_url(connect) if isinstance(connect, str) else connect)()
+        try:
+            dialect = self.dialect_of(conn)
+            dialect.take_over(conn)
+            dialect.idle(conn, True)   # autocommit (SQLite: outside BEGIN it is already)
+            if dialect.notify:
+                with _cursor(conn) as cursor:
+                    cursor.execute(f'LISTEN {RESULT_CHANNEL}')
+            deadline, pause = time.monotonic() + timeout, 0.005
+            while True:
+                found = self.result(conn, task_id)
+                left = deadline - time.monotonic()
+                if found.status in ('succeeded', 'dead', 'unknown') or left <= 0:
+                    return found
+                if dialect.notify:
+                    _await_notification(conn, min(pause, left))
+                else:
+                    time.sleep(min(pause, left))
+                pause = min(pause * 2, 0.25)
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def purge_results(self, conn: Any, limit: int | None = None) -> int:
+        """Delete expired results, RESULTS_PURGE_MAX per statement, up to ``limit`` (default: all of
+        them); how many. Workers delete a batch of them every RESULTS_PURGE_EVERY seconds."""
+        dialect, count = self.dialect_of(conn), 0
+        with _cursor(conn) as cursor:
+            while limit is None or count < limit:
+                want = RESULTS_PURGE_MAX if limit is None else min(RESULTS_PURGE_MAX, limit - count)
+                cursor.execute(self.sql(SQL_FIND_EXPIRED, dialect), (want,))
+                ids = [row[0] for row in cursor.fetchall()]
+                if ids:
+                    cursor.execute(self.sql(SQL_PURGE_RESULTS, dialect, ids=len(ids)), ids)
+                    count += len(ids)
+                if len(ids) < want:
+                    break
+        return count
+
     def exists(self, conn: Any, task_id: int) -> bool:
         """Whether a task is in the table: pending, running or dead (a plain read; the CLI's
         ``cancel`` tells a running task from a finished one by it)."""
@@ -1262,7 +1362,7 @@ class Task:
 
     def __init__(self, func: Callable, registry: Registry, *, name: str | None = None,
                  queue: str | None = None, retries: int = DEFAULT_RETRIES,
-                 backoff: float = DEFAULT_BACKOFF, priority: int = 0):
+                 backoff: float = DEFAULT_BACKOFF, priority: int = 0, result: float | bool = False):
         if not callable(func):
             raise TypeError(f'a task must be a function, not {func!r}')
         self.func = func
@@ -1272,6 +1372,9 @@ class Task:
         self.retries = _whole_number('retries', retries, 0, MAX_RETRIES)
         self.backoff = _seconds('backoff', backoff, high=MAX_BACKOFF)
         self.priority = _whole_number('priority', priority, *PRIORITY_RANGE)
+        # seconds its result is kept; None: none kept
+        self.result = (DEFAULT_RESULT_KEEP if result is True else None if result is False
+                       else _seconds('result', result, positive=True))
         self.signature = inspect.signature(func)
         self._fits: dict[int | tuple, str | None] = {}
         functools.update_wrapper(self, func)
@@ -1348,6 +1451,37 @@ class DeadTask(NamedTuple):
     error: str              # the last failure: type, message, traceback
 
 
+class Result(NamedTuple):
+    """What became of a task, as ``result()`` reads it."""
+    id: int
+    status: str                         # pending, running, succeeded, dead or unknown
+    value: Any                          # what it returned (succeeded, with a result kept), else None
+    errors: list[dict]                  # its failed attempts': attempt, at (UTC), type, error; oldest first
+    attempts: int                       # attempts begun
+    enqueued_at: dt.datetime | None     # UTC; None before 0.4 and for unknown tasks
+    started_at: dt.datetime | None      # UTC: its first attempt's claim
+    finished_at: dt.datetime | None     # UTC: when it succeeded or went dead
+
+    @property
+    def error(self) -> str | None:
+        """The last failed attempt's error (type, message, traceback), or None."""
+        return self.errors[-1]['error'] if self.errors else None
+
+
+def _errors_of(errors: str | None) -> list[dict]:
+    """A task's errors column as a list (see _errors_after); [] for none, or for a column that
+    does not read as one."""
+    try:
+        parsed = json.loads(errors) if errors else []
+    except ValueError:
+        return []
+    return [entry for entry in parsed if isinstance(entry, dict)] if isinstance(parsed, list) else []
+
+
+def _utc_or_none(value: Any) -> dt.datetime | None:
+    return _utc(value) if value is not None else None
+
+
 _current: contextvars.ContextVar[TaskContext] = contextvars.ContextVar('mqueue_current')
 
 
@@ -1408,6 +1542,21 @@ def purge_dead(conn: Any, older_than: float | dt.timedelta, **filters) -> int:
     return default_registry.purge_dead(conn, older_than, **filters)
 
 
+def result(conn: Any, task_id: int) -> Result:
+    """What became of a task (see ``Registry.result``)."""
+    return default_registry.result(conn, task_id)
+
+
+def wait_for_result(connect: Callable[[], Any] | str, task_id: int, timeout: float) -> Result:
+    """``result()`` once the task has ended, or after ``timeout`` (see ``Registry.wait_for_result``)."""
+    return default_registry.wait_for_result(connect, task_id, timeout)
+
+
+def purge_results(conn: Any, limit: int | None = None) -> int:
+    """Delete expired results (see ``Registry.purge_results``); how many."""
+    return default_registry.purge_results(conn, limit)
+
+
 def cron(expression: str, **options) -> Callable[[Callable], Task]:
     """Register a cron task with the default registry: ``@cron('0 * * * *')`` (see ``Registry.cron``)."""
     return default_registry.cron(expression, **options)
@@ -1437,6 +1586,15 @@ def _encode_args(name: str, args: Any) -> str:
         raise ValueError(f'args of task {name!r} are {len(encoded)} bytes of JSON; the args column holds '
                          f'{ARGS_MAX_BYTES}')
     return encoded
+
+
+def _encode_result(task: Task, value: Any) -> str:
+    """What a task returned, as JSON to keep; raises as the task's failure if it is not JSON."""
+    try:
+        return json.dumps(value, allow_nan=False, separators=(',', ':'))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise TypeError(f'{task.name}() returned a value that cannot be kept as JSON ({exc}); '
+                        'return JSON: None, bool, int, float, str, list, dict') from None
 
 
 def _encode_call(task: Task, args: tuple, kwargs: dict) -> list | dict:
@@ -1773,12 +1931,7 @@ def _errors_after(errors: str | None, context: TaskContext, info: dict) -> str:
     """A task's errors column with this failed attempt's added: a JSON list, oldest first, of
     {attempt, at (the worker's clock, UTC), type, error}, the last ERRORS_KEPT of them. A column
     that does not read as such a list (written by hand, say) starts over."""
-    try:
-        earlier = json.loads(errors) if errors else []
-    except ValueError:
-        earlier = []
-    if not isinstance(earlier, list):
-        earlier = []
+    earlier = _errors_of(errors)
     exc = info.get('exception')
     kind = (f'{type(exc).__module__}.{type(exc).__qualname__}' if exc is not None
             else info['error'].split(':', 1)[0])
@@ -1871,6 +2024,7 @@ class Worker:
         self._priorities_at = -math.inf                # ...as of this time.monotonic()
         self._rescue_at = -math.inf                    # the next look for a dead worker's tasks (monotonic)
         self._rescue_possible: bool | None = None      # see _can_rescue; None: not yet known
+        self._purge_at = time.monotonic() + RESULTS_PURGE_EVERY   # the next deletion of expired results
 
     # The loop
 
@@ -1921,6 +2075,8 @@ class Worker:
         whole transaction: the finished batch with it, which would then run again."""
         if self.scheduler:
             self.scheduler.run_due()
+        if time.monotonic() >= self._purge_at:
+            self._purge_results()
         if getattr(self._local, 'idle', False) and not self._probe():
             return 0
         claimed, outcomes = self._claim()   # and the rows it rescued or buried
@@ -2000,6 +2156,19 @@ class Worker:
         if failures:
             raise failures[0]
         return sum(counts)
+
+    def _purge_results(self) -> None:
+        """Delete a bounded batch of expired results, in a transaction of its own, every
+        RESULTS_PURGE_EVERY seconds (whichever thread comes first); a failure is only logged."""
+        self._purge_at = time.monotonic() + _jittered(RESULTS_PURGE_EVERY)
+        try:
+            with self._transaction() as conn:
+                purged = self.registry.purge_results(conn, RESULTS_PURGE_MAX)
+        except Exception as exc:
+            logger.warning('could not delete expired results (%s)', _describe_error(exc, short=True))
+            return
+        if purged:
+            logger.info('deleted %s', _count(purged, 'expired result'))
 
     def _served_queues(self) -> list[str]:
         return self.queues or self.registry.queues()
@@ -2287,9 +2456,11 @@ class Worker:
         started = time.perf_counter()
         # A context of its own per task: current() and whatever the task sets in context
         # variables end with it, even if it is interrupted.
-        error = contextvars.copy_context().run(self._call, claim, context)
+        error, kept = contextvars.copy_context().run(self._call, claim, context)
         info = {'duration': time.perf_counter() - started}
         if error is None:
+            if kept is not None:
+                info['result'] = kept
             return claim, info, None
         info.update(error=_describe_error(error), exception=error)
         conflict = _lock_conflict(error)
@@ -2302,9 +2473,11 @@ class Worker:
             return claim, info, self._release(cursor, claim, info)
         return claim, info, self._retry_or_bury(cursor, claim, info)
 
-    def _call(self, claim: _Claim, context: TaskContext) -> BaseException | None:
+    def _call(self, claim: _Claim, context: TaskContext) -> tuple[BaseException | None, str | None]:
         """Call the task (inside its own context); returns the exception it raised, if any, be it
-        SystemExit or KeyboardInterrupt: a task cannot stop its worker (only a second signal can)."""
+        SystemExit or KeyboardInterrupt: a task cannot stop its worker (only a second signal can);
+        and for a task that keeps its result, what it returned as JSON (a value that is not JSON
+        fails the attempt)."""
         _current.set(context)
         if 'task_started' in self.hooks:
             self._emit('task_started', claim.context(None, self), {})
@@ -2312,16 +2485,17 @@ class Worker:
         try:
             with self.hooks['around_task'](context) if 'around_task' in self.hooks else contextlib.nullcontext():
                 if isinstance(claim.call, list):
-                    claim.task.func(*claim.call)
+                    value = claim.task.func(*claim.call)
                 else:
-                    claim.task.func(**claim.call)
+                    value = claim.task.func(**claim.call)
+                kept = _encode_result(claim.task, value) if claim.task.result is not None else None
         except _ColdShutdown:
             raise
         except BaseException as exc:   # SystemExit, KeyboardInterrupt... raised by a task are its failure
-            return exc
+            return exc, None
         finally:
             self._local.in_task = False
-        return None
+        return None, kept
 
     def _check_transaction(self, cursor: Any, attempts: list[tuple[_Claim, dict, _Outcome | None]]) -> None:
         """Fail the batch if its transaction was lost under a task that returned normally."""
@@ -2384,6 +2558,9 @@ class Worker:
         """The tasks that returned succeeded: their rows go in the commit of their writes (one
         statement for the batch). Returns every attempt's outcome, in the batch's order."""
         done = [claim.id for claim, _, outcome in attempts if outcome is None]
+        for claim, info, outcome in attempts:
+            if outcome is None and 'result' in info:
+                self._keep_result(cursor, claim.id, claim.task, 'succeeded', info['result'])
         if done:
             cursor.execute(self._sql(SQL_COMPLETE, ids=len(done)), done)
         outcomes = []
@@ -2414,11 +2591,19 @@ class Worker:
         """A task gave up: its last attempt failed with no retry left, or (``ran=False``) its row
         cannot run at all. Kept, never claimed again, until brought back."""
         cursor.execute(self._sql(SQL_BURY), (_cut(info['error']), _errors_after(errors, context, info), context.id))
+        task = self.registry.tasks.get(context.name)
+        if task is not None and task.result is not None:   # (a row naming no task keeps nothing)
+            self._keep_result(cursor, context.id, task, 'dead', None)
         if ran:
             return _Outcome(context, logging.ERROR, '%s failed in %.1f ms; it is dead:\n%s',
                             (_attempt(context), info['duration'] * 1000, info['error']), 'task_dead', info)
         return _Outcome(context, logging.ERROR, 'task %s %s is dead: %s',
                         (context.id, context.name, info['error'].splitlines()[0]), 'task_dead', info)
+
+    def _keep_result(self, cursor: Any, task_id: int, task: Task, status: str, value: str | None) -> None:
+        """Write a task's result, from its row, before the row goes: in the commit that ends it."""
+        notify = (f'{self.registry.result_table}:{task_id}',) if self.dialect.notify else ()
+        cursor.execute(self._sql(SQL_KEEP_RESULT), (status, value, int(task.result * 1e6), task_id, *notify))
 
     def _release(self, cursor: Any, claim: _Claim, info: dict | None = None) -> _Outcome | None:
         """A claimed task goes back uncounted, due at once, if the claim is still ours: it did not
@@ -2703,6 +2888,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == 'retry' and not (args.ids or args.queue or args.name or args.all):
         subparsers['retry'].error('give task ids, --queue and/or --name, or --all')
+    if args.command == 'purge' and (args.older_than is None) == (not args.results):
+        subparsers['purge'].error('give --older-than AGE (dead tasks) or --results (expired results)')
+    if args.command == 'purge' and args.results and (args.queue or args.name):
+        subparsers['purge'].error('--queue and --name choose dead tasks; --results deletes every expired result')
     try:
         return _COMMANDS[args.command](args)
     except _ColdShutdown as exc:
@@ -2778,6 +2967,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     dead.add_argument('--limit', metavar='N', type=_positive_int, default=20, help='at most N tasks (default 20)')
     dead.add_argument('--full', action='store_true', help='print each task with its arguments and whole traceback')
 
+    result = command('result', "What became of a task: pending, running, succeeded (with the value it returned, if "
+                     'it keeps its result), dead (with its errors) or unknown',
+                     '  mqueue result 17\n  mqueue result 17 --json')
+    result.add_argument('id', metavar='ID', type=_positive_int, help='the task id')
+
     retry = command('retry', 'Bring dead tasks back: due now, with a fresh count of attempts',
                     '  mqueue retry 41 42\n'
                     '  mqueue retry --queue mail --name tasks.mail.send\n'
@@ -2792,10 +2986,13 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     cancel.add_argument('ids', metavar='ID', nargs='+', type=_positive_int, help='task ids')
 
     purge = command('purge', 'Delete dead tasks that died more than a given time ago (dead tasks are kept '
-                    'until purged)', '  mqueue purge --older-than 30d\n'
-                    '  mqueue purge --older-than 0 --queue mail     # every dead task of queue mail')
-    purge.add_argument('--older-than', metavar='AGE', type=_duration, required=True,
+                    'until purged), or expired results', '  mqueue purge --older-than 30d\n'
+                    '  mqueue purge --older-than 0 --queue mail     # every dead task of queue mail\n'
+                    '  mqueue purge --results                       # every expired result')
+    purge.add_argument('--older-than', metavar='AGE', type=_duration,
                        help='seconds, or a number with s, m, h, d or w: 90s, 15m, 12h, 30d, 2w; 0 for all')
+    purge.add_argument('--results', action='store_true', help='delete the expired results (workers delete '
+                       f'{RESULTS_PURGE_MAX} every {RESULTS_PURGE_EVERY:g} s too)')
     purge.add_argument('--queue', metavar='Q', type=_queue_arg, help='only this queue')
     purge.add_argument('--name', metavar='TASK', type=_name_arg, help='only this task name')
 
@@ -2908,8 +3105,29 @@ def _cancel(args: argparse.Namespace) -> int:
 def _purge(args: argparse.Namespace) -> int:
     registry, connect = _open_database(args)
     with _transaction(connect) as conn:
-        count = registry.purge_dead(conn, args.older_than, queue=args.queue, name=args.name)
-    _print_json({'purged': count}) if args.json else print(f'{_count(count, "dead task")} purged')
+        if args.results:
+            count, noun = registry.purge_results(conn), 'expired result'
+        else:
+            count, noun = registry.purge_dead(conn, args.older_than, queue=args.queue, name=args.name), 'dead task'
+    _print_json({'purged': count}) if args.json else print(f'{_count(count, noun)} purged')
+    return 0
+
+
+def _show_result(args: argparse.Namespace) -> int:
+    registry, connect = _open_database(args)
+    with _transaction(connect) as conn:
+        found = registry.result(conn, args.id)
+    if args.json:
+        _print_json({**found._asdict(), 'error': found.error})
+        return 0
+    times = ', '.join(f'{label} {when:%Y-%m-%d %H:%M:%S} UTC' for label, when in (
+        ('enqueued', found.enqueued_at), ('started', found.started_at), ('finished', found.finished_at)) if when)
+    print(f'task {found.id}: {found.status}' + (f', {_count(found.attempts, "attempt")}' if found.attempts else '')
+          + (f'; {times}' if times else ''))
+    if found.status == 'succeeded':
+        print(f'  value: {json.dumps(found.value)}')
+    if found.error:
+        print('  last error: ' + found.error.rstrip().replace('\n', '\n  '))
     return 0
 
 
@@ -2959,7 +3177,7 @@ def _print_schema(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {'worker': _run_worker, 'status': _show_status, 'dead': _show_dead, 'retry': _retry, 'cancel': _cancel,
-             'purge': _purge, 'enqueue': _enqueue, 'crons': _list_crons, 'init-db': _init_db, 'schema': _print_schema}
+             'purge': _purge, 'result': _show_result, 'enqueue': _enqueue, 'crons': _list_crons, 'init-db': _init_db, 'schema': _print_schema}
 
 
 def _open_database(args: argparse.Namespace, tasks: bool = False) -> tuple[Registry, Callable[[], Any]]:

@@ -1732,6 +1732,161 @@ def test_a_task_row_tells_when_it_was_enqueued_and_started_who_runs_it_and_its_f
     assert all(mqueue._utc(e['at']) <= dt.datetime.now(UTC) for e in errors)
 
 
+# Results #########################################################################################
+
+
+def test_a_kept_result_says_what_became_of_the_task_and_an_unkept_one_is_unknown(db, reg, ledger):
+    """result(): pending, then succeeded with its value, attempts, times and the earlier attempt's
+    error; a task keeping no result is unknown once done; a dead one is dead with its errors, from
+    its row and, once that is purged, from the results table; a value that is not JSON fails the
+    attempt."""
+    @reg.task(name='add', result=60, retries=1, backoff=0)
+    def add(a, b):
+        query(mqueue.current().connection, B.sql(f'INSERT INTO {ledger} (task_id, note) VALUES (%s, %s)'),
+              (mqueue.current().id, 'add'))
+        if mqueue.current().retries == 0:
+            raise ConnectionError('try again')
+        return {'sum': a + b, 'parts': [a, b]}
+    reg.task(name='plain')(lambda: 42)
+    reg.task(name='odd', result=60, retries=0)(lambda: {1, 2})   # a set: not JSON
+    ids = {name: enqueued(reg, name, args) for name, args in (('add', [2, 3]), ('plain', []), ('odd', []))}
+    with committed() as conn:
+        assert reg.result(conn, ids['add'])[:5] == (ids['add'], 'pending', None, [], 0)
+        assert reg.result(conn, 10 ** 9).status == 'unknown'
+    assert worker(reg).run(burst=True) == 4
+    with committed() as conn:
+        done, plain, odd = (reg.result(conn, ids[name]) for name in ('add', 'plain', 'odd'))
+    assert (done.status, done.value, done.attempts) == ('succeeded', {'sum': 5, 'parts': [2, 3]}, 2)
+    assert [(e['attempt'], e['type']) for e in done.errors] == [(1, 'builtins.ConnectionError')]
+    assert done.error.startswith('ConnectionError: try again')
+    assert done.enqueued_at <= done.started_at <= done.finished_at <= dt.datetime.now(UTC) + dt.timedelta(seconds=5)
+    assert query(db, f'SELECT COUNT(*) FROM {ledger}') == ((1,),)     # the failed attempt's write rolled back
+    assert plain.status == 'unknown'                                  # done, nothing kept
+    assert (odd.status, odd.attempts, odd.value) == ('dead', 1, None)
+    assert odd.error.startswith("TypeError: odd() returned a value that cannot be kept as JSON")
+    assert reg.purge_dead(db, 0) == 1
+    if B.dialect.name == 'sqlite':
+        db.commit() if db.in_transaction else None
+    with committed() as conn:
+        gone = reg.result(conn, ids['odd'])
+    assert (gone.status, gone.attempts, gone.errors) == ('dead', 1, odd.errors) and gone.finished_at
+
+
+def test_a_result_never_exists_for_a_rolled_back_attempt(db, reg, ledger, tmp_path):
+    """The worker is killed after the task returned and its result was written, before the
+    commit: no result, no write of the task's, the task back in the queue; run again, it keeps
+    one result, of its second attempt."""
+    @reg.task(name='keep', result=60)
+    def keep():
+        query(mqueue.current().connection, B.sql(f'INSERT INTO {ledger} (task_id, note) VALUES (%s, %s)'),
+              (mqueue.current().id, 'kept'))
+        return mqueue.current().retries + 1
+    task_id = enqueued(reg, 'keep')
+    child = subprocess.run([sys.executable, '-c', textwrap.dedent(f"""
+        import contextlib, os, signal, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        import mqueue
+        reg = mqueue.Registry(table={reg.table!r}, cron_table={reg.cron_table!r})
+        returned = []
+
+        @reg.task(name='keep', result=60)
+        def keep():
+            mqueue.current().connection.cursor().execute(
+                {B.sql(f'INSERT INTO {ledger} (task_id, note) VALUES (%s, %s)')!r}, (mqueue.current().id, 'killed'))
+            returned.append(1)
+            return 'never kept'
+        conn = mqueue.connect_url({B.url!r})()
+
+        @contextlib.contextmanager
+        def transaction():   # the worker's transactions; the one that ran the task dies unfinished
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            if returned:
+                os.kill(os.getpid(), signal.SIGKILL)
+            conn.commit()
+        mqueue.Worker(None, registry=reg, hooks={{'transaction': transaction}}, batch=1).run(burst=True)
+        """)], capture_output=True, text=True, timeout=60)
+    assert child.returncode == -signal.SIGKILL, child.stdout + child.stderr
+    assert query(db, f'SELECT COUNT(*) FROM {reg.result_table}') == ((0,),)
+    assert query(db, f'SELECT COUNT(*) FROM {ledger}') == ((0,),)
+    with committed() as conn:
+        assert reg.result(conn, task_id)[1:5] == ('running', None, [], 1)   # claimed by a worker now dead
+    wait_for(lambda: worker(reg, rescue_after=0.2, lease=60).run(burst=True), timeout=10, interval=0.1)
+    with committed() as conn:
+        again = reg.result(conn, task_id)
+    assert (again.status, again.value, again.attempts) == ('succeeded', 2, 2)
+    assert query(db, f'SELECT note FROM {ledger}') == (('kept',),)
+
+
+def test_wait_for_result_returns_once_the_task_ends_or_at_its_timeout(db, reg):
+    """On its own connection: a task still pending at the timeout comes back pending; one that a
+    worker finishes meanwhile, as soon as it commits (on PostgreSQL woken by the NOTIFY)."""
+    go = threading.Event()
+
+    @reg.task(name='slow', result=60)
+    def slow(n):
+        go.wait(10)
+        return n * 2
+    task_id = enqueued(reg, 'slow', [21])
+    started = time.monotonic()
+    assert reg.wait_for_result(connect, task_id, 0.3).status == 'pending'
+    assert 0.3 <= time.monotonic() - started < 2
+    w = worker(reg)
+    thread = run_in_thread(w)
+    try:
+        threading.Timer(0.5, go.set).start()
+        started = time.monotonic()
+        done = reg.wait_for_result(B.url, task_id, 10)
+        took = time.monotonic() - started
+    finally:
+        go.set()
+        w.stop()
+        thread.join(10)
+    assert (done.status, done.value) == ('succeeded', 42) and 0.4 < took < 3, (done, took)
+    assert reg.wait_for_result(connect, 10 ** 9, 5).status == 'unknown'   # nothing to wait for: at once
+
+
+def test_expired_results_are_deleted_by_workers_in_bounded_batches_and_by_purge(db, reg, monkeypatch):
+    monkeypatch.setattr(mqueue, 'RESULTS_PURGE_MAX', 2)
+    monkeypatch.setattr(mqueue, 'RESULTS_PURGE_EVERY', 0.0)   # a worker deletes at its first step
+    reg.task(name='brief', result=0.01)(lambda: 'soon gone')
+    reg.task(name='kept', result=3600)(lambda: 'kept')
+    with committed() as conn:
+        ids = reg.enqueue_many(conn, 'brief', [[]] * 5) and [row['id'] for row in tasks_in(conn, reg)]
+        kept = reg.enqueue(conn, 'kept')
+    assert worker(reg, batch=20).run(burst=True) == 6
+    assert query(db, f'SELECT COUNT(*) FROM {reg.result_table}') == ((6,),)
+    time.sleep(0.05)   # (past the brief results' 10 ms)
+    assert worker(reg, batch=20).run(burst=True) == 0       # its first step deleted 2 of the 5 expired
+    assert query(db, f'SELECT COUNT(*) FROM {reg.result_table}') == ((4,),)
+    with committed() as conn:
+        assert reg.purge_results(conn) == 3                  # the rest, 2 per statement
+        assert [reg.result(conn, task_id).status for task_id in ids] == ['unknown'] * 5
+        assert reg.result(conn, kept).value == 'kept'
+
+
+def test_cli_result_and_purge_results(db, reg, capsys):
+    reg.task(name='answer', result=60)(lambda: {'answer': 42})
+    task_id = enqueued(reg, 'answer')
+    base = ['--db', B.url, '--table', reg.table]
+    assert mqueue.main(['result', str(task_id), *base]) == 0
+    assert capsys.readouterr().out.startswith(f'task {task_id}: pending')
+    assert worker(reg).run(burst=True) == 1
+    assert mqueue.main(['result', str(task_id), *base, '--json']) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown['status'], shown['value'], shown['attempts'], shown['error']) == ('succeeded', {'answer': 42}, 1, None)
+    assert mqueue.main(['result', str(task_id), *base]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[0].startswith(f'task {task_id}: succeeded, 1 attempt; enqueued ') and text[1] == '  value: {"answer": 42}'
+    assert mqueue.main(['purge', '--results', *base]) == 0
+    assert capsys.readouterr().out == '0 expired results purged\n'
+    with pytest.raises(SystemExit):
+        mqueue.main(['purge', *base])   # neither --older-than nor --results
+
+
 # Worker: crashes, connections, signals ###########################################################
 
 
@@ -3500,6 +3655,17 @@ def test_docs_cron_example_ticks_every_two_seconds_until_its_timer_stops_the_wor
     ids = [int(re.fullmatch(r'tick: task (\d+)', line).group(1)) for line in lines]
     assert 1 <= len(ids) <= 3 and ids == sorted(set(ids)), lines   # fires at even seconds, within 5 s
     assert 5 <= took < 60, took
+
+
+@only('mariadb-pymysql', 'postgresql-psycopg', 'sqlite')
+def test_docs_results_example_prints_pending_then_the_kept_value(server, tmp_path):
+    """docs/results.md's example, from examples/, on tables made as the quick start makes them, in
+    a database of its own."""
+    with database_of_its_own(tmp_path) as url:
+        own = Backend(B.name, url).connect(autocommit=True)
+        mqueue.Registry().create_tables(own)
+        own.close()
+        assert run_in_examples(readme_block('results'), url) == ['pending', 'succeeded 5 1']
 
 
 # Hostile input ###################################################################################
