@@ -548,7 +548,7 @@ def test_worker_options_are_checked():
 
 def test_cli_help_of_every_command_has_an_example(capsys):
     parser, subparsers = mqueue._parser()
-    assert set(subparsers) == {'worker', 'status', 'dead', 'retry', 'cancel', 'purge', 'enqueue', 'crons',
+    assert set(subparsers) == {'worker', 'status', 'dead', 'retry', 'cancel', 'purge', 'result', 'enqueue', 'crons',
                                'init-db', 'schema'}
     for name in subparsers:
         with pytest.raises(SystemExit) as exit_:
@@ -3495,7 +3495,7 @@ def test_cli_commands_as_real_processes_against_mariadb(db, reg, tmp_path):
         assert run.stdout == '' and run.stderr.startswith('mqueue: ') and run.stderr.count('\n') == 1, (name, run.stderr)
     assert 'run `mqueue init-db`' in errors['missing table'].stderr
     usage = mq('purge', *on)
-    assert usage.returncode == 2 and 'the following arguments are required: --older-than' in usage.stderr
+    assert usage.returncode == 2 and 'give --older-than AGE (dead tasks) or --results' in usage.stderr
 
 
 # Discovery and CLI ###############################################################################
