@@ -32,6 +32,7 @@ import contextlib
 import contextvars
 import datetime as dt
 import functools
+import hashlib
 import importlib
 import inspect
 import itertools
@@ -56,8 +57,8 @@ from urllib.parse import unquote, urlsplit
 __version__ = '0.4.0'
 __all__ = ['task', 'cron', 'init', 'enqueue', 'enqueue_many', 'current', 'Worker', 'connect_url', 'default_registry',
            'queue_stats', 'dead_tasks', 'retry_dead', 'cancel', 'purge_dead', 'result', 'wait_for_result',
-           'purge_results', 'Registry', 'Task', 'TaskContext', 'QueueStats', 'DeadTask', 'Result', 'MQueueError',
-           'NoConnectionError', 'NotInTaskError']
+           'purge_results', 'Registry', 'Task', 'TaskContext', 'QueueStats', 'DeadTask', 'Result', 'Enqueued',
+           'MQueueError', 'NoConnectionError', 'NotInTaskError']
 
 logger = logging.getLogger('mqueue')
 
@@ -88,6 +89,7 @@ MAX_PRIORITIES = 32             # distinct priorities per queue a worker claims 
 ERROR_BACKOFF_MIN = 0.25        # seconds: first wait after a database error; doubles per error
 ERROR_BACKOFF_MAX = 30.0        # seconds: cap on that wait
 NAME_MAX = 128                  # characters in task.name (the original package's width)
+UNIQUE_MAX = 255                # characters in task.unique_key
 QUEUE_MAX = 32                  # characters in task.queue
 ARGS_MAX_BYTES = 16_777_215     # bytes in task.args, a MEDIUMTEXT
 ERROR_MAX = 8000                # characters of an error (type, message, traceback) kept in last_error
@@ -118,6 +120,15 @@ SQL_ENQUEUE_ROW = '(%s, COALESCE(%s, {later}), %s, %s, 0, %s, {now})'
 SQL_ENQUEUE_ARRAY = ('{enqueue_head}INSERT INTO {task} (args, eta, name, queue, retries, priority, enqueued_at) '
                      'SELECT args, COALESCE(%s, {later}), %s, %s, 0, %s, {now} '
                      'FROM unnest(%s::text[]) WITH ORDINALITY AS calls (args, n) ORDER BY n{enqueue_tail}')
+# A task with a unique key: inserted unless a task holds the key. MySQL's IGNORE and the others'
+# ON CONFLICT DO NOTHING insert nothing then, without an error that would end the caller's
+# transaction; the unique index decides, so there is no read-then-insert race (a key another
+# transaction is inserting makes this one wait for its commit or rollback)...
+SQL_ENQUEUE_UNIQUE = ('{enqueue_head}{insert_ignore} {task} (args, eta, name, queue, retries, priority, enqueued_at, '
+                      'unique_key) VALUES (%s, COALESCE(%s, {later}), %s, %s, 0, %s, {now}, %s)'
+                      '{on_conflict_ignore}{enqueue_tail}')
+# ...and the task that holds it (a plain read, by the unique index).
+SQL_KEY_HOLDER = 'SELECT id FROM {task} WHERE unique_key = %s'
 ENQUEUE_MANY_ROWS = 1000        # rows per INSERT statement of enqueue_many
 ENQUEUE_MANY_BYTES = 4_000_000  # bytes of args per INSERT statement (well inside max_allowed_packet)
 IDS_PER_STATEMENT = 500         # ids per statement of retry_dead/purge_dead (SQLite < 3.32 takes 999 parameters)
@@ -149,9 +160,10 @@ SQL_COMPLETE = 'DELETE FROM {task} WHERE id IN ({ids}){id_limit}'
 # A failed attempt: due again after the back-off, with the error kept (and added to the errors).
 SQL_RETRY = ('UPDATE {task} SET eta = {later}, claimed_at = NULL, worker = NULL, last_error = %s, errors = %s '
              'WHERE id = %s')
-# A task that gave up: kept, never claimed again, until brought back.
-SQL_BURY = ('UPDATE {task} SET dead_at = {now}, claimed_at = NULL, worker = NULL, last_error = %s, errors = %s '
-            'WHERE id = %s')
+# A task that gave up: kept, never claimed again, until brought back; its unique key let go unless
+# its task says to keep it (the parameter 1).
+SQL_BURY = ('UPDATE {task} SET dead_at = {now}, claimed_at = NULL, worker = NULL, last_error = %s, errors = %s, '
+            'unique_key = CASE WHEN %s = 1 THEN unique_key END WHERE id = %s')
 # Hand back a claimed task that did not run (shutdown, a lost batch): uncounted, due at once.
 SQL_RELEASE = ('UPDATE {task} SET retries = retries - 1, eta = {now}, claimed_at = NULL, worker = NULL '
                'WHERE id = %s AND retries = %s AND dead_at IS NULL')
@@ -936,6 +948,13 @@ def _checked_text(what: str, value: Any, limit: int) -> str:
     return value
 
 
+def _checked_key(unique: Any) -> str:
+    """A unique key as given: a string of 1 to UNIQUE_MAX characters."""
+    if not isinstance(unique, str) or not unique or len(unique) > UNIQUE_MAX:
+        raise ValueError(f'unique must be True, False or a key of 1 to {UNIQUE_MAX} characters, not {unique!r}')
+    return unique
+
+
 def _whole_number(what: str, value: Any, low: int, high: int | None = None) -> int:
     """An int (a bool is not one) from low, to high if given."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
@@ -1015,7 +1034,7 @@ class Registry:
 
     def task(self, func: Callable | None = None, *, name: str | None = None, queue: str | None = None,
              retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF, priority: int = 0,
-             result: float | bool = False):
+             result: float | bool = False, unique: bool = False, unique_while_dead: bool = False):
         """Register a function as a task; usable bare (``@task``) or with options (``@task(...)``).
 
         Args:
@@ -1028,13 +1047,18 @@ class Registry:
             result: keep what it returns (JSON), or the errors it gave up with, for this many
                 seconds (True: DEFAULT_RESULT_KEEP, a day), written in the commit that ends it;
                 read with ``result()``. Default False: nothing kept.
+            unique: key each enqueue of it by its name and arguments (``enqueue(unique=True)``):
+                a call enqueued again while a task of the same call is pending or running
+                inserts nothing.
+            unique_while_dead: a dead task of it keeps its unique key (until retried and done,
+                or purged); by default a task lets go of its key when it dies.
 
         Returns:
             The Task, which stays directly callable.
         """
         def register(func: Callable) -> Task:
             task = Task(func, self, name=name, queue=queue, retries=retries, backoff=backoff,
-                        priority=priority, result=result)
+                        priority=priority, result=result, unique=unique, unique_while_dead=unique_while_dead)
             known = self.tasks.get(task.name)
             if known is not None and known.func is not func:
                 raise ValueError(f'task name {task.name!r} is already registered for {known.func!r}')
@@ -1074,7 +1098,8 @@ class Registry:
 
     def enqueue(self, conn: Any, name: str, args: Sequence | Mapping | None = None, *,
                 queue: str | None = None, delay: float | dt.timedelta | None = None,
-                eta: dt.datetime | None = None, priority: int | None = None) -> int:
+                eta: dt.datetime | None = None, priority: int | None = None,
+                unique: str | bool | None = None) -> int:
         """Insert a task in the caller's transaction; never commits, rolls back or connects.
 
         The task exists once the caller commits, and never if it rolls back.
@@ -1088,31 +1113,94 @@ class Registry:
             eta: when the task is due, as a timezone-aware datetime (stored in UTC). Naive
                 datetimes are refused: nothing is shifted by a guess at a time zone.
             priority: smaller runs first; default the task's, else 0.
+            unique: a key (a string of up to 255 characters), or True for one made of the name
+                and the arguments (default: the task's ``unique`` option): while a task holds
+                it (pending, running, waiting to retry; dead too if its task keeps it), nothing
+                is inserted and that task's id comes back. See docs/unique.md.
 
         Returns:
-            The new task's id.
+            The new task's id; with a key, an ``Enqueued`` (an int) whose ``created`` is False
+            when a task already held the key and its id came back.
 
         Raises:
             TypeError, ValueError: bad arguments; nothing is written.
+            MQueueError: a task holds the key but this transaction cannot see it (it committed
+                after this transaction's snapshot, at MySQL's REPEATABLE READ); nothing is written.
         """
-        return self._insert(conn, name, [_encode_args(name, args)], queue, delay, eta, priority)
+        encoded = _encode_args(name, args)
+        key = self._unique_key(name, encoded, unique)
+        if key is not None:
+            return self._insert_unique(conn, name, encoded, key, queue, delay, eta, priority)
+        return self._insert(conn, name, [encoded], queue, delay, eta, priority)
 
     def enqueue_many(self, conn: Any, name: str, calls: Iterable[Sequence | Mapping | None], *,
                      queue: str | None = None, delay: float | dt.timedelta | None = None,
-                     eta: dt.datetime | None = None, priority: int | None = None) -> int:
+                     eta: dt.datetime | None = None, priority: int | None = None,
+                     unique: bool | None = None) -> int:
         """Insert many tasks of one name in the caller's transaction, a few statements for all;
         never commits. Every call is checked before anything is written.
 
         Args:
             calls: the args of each task: a list/tuple (positional) or a dict (keyword arguments).
-            The options are ``enqueue``'s, applied to every task.
+            unique: True: each task keyed by its name and arguments, as ``enqueue``'s
+                ``unique=True`` (default: the task's ``unique`` option); such tasks are inserted
+                one statement each, and a call whose key a task holds (or an earlier call of
+                the same list took) inserts nothing.
+            The other options are ``enqueue``'s, applied to every task.
 
         Returns:
             How many tasks were inserted.
         """
+        if isinstance(unique, str):
+            raise TypeError('enqueue_many takes unique=True (a key per call, from its arguments), not one key for all')
         encoded = [_encode_args(name, args) for args in calls]
+        keys = [self._unique_key(name, one, unique) for one in encoded]
+        if keys and keys[0] is not None:
+            return sum(self._insert_unique(conn, name, one, key, queue, delay, eta, priority).created
+                       for one, key in zip(encoded, keys))
         self._insert(conn, name, encoded, queue, delay, eta, priority)
         return len(encoded)
+
+    def _unique_key(self, name: str, encoded: str, unique: str | bool | None) -> str | None:
+        """The key a task is enqueued with: given, made of its name and arguments (True, or its
+        task's ``unique`` option), or None."""
+        if unique is None:
+            task = self.tasks.get(name)
+            unique = task is not None and task.unique
+        if unique is False:
+            return None
+        if unique is True:
+            key = f'{name}:{encoded}'
+            return key if len(key) <= UNIQUE_MAX else f'{name}:sha256:{hashlib.sha256(encoded.encode()).hexdigest()}'
+        return _checked_key(unique)
+
+    def _insert_unique(self, conn: Any, name: str, encoded: str, key: str, queue: str | None, delay: Any, eta: Any,
+                       priority: int | None) -> Enqueued:
+        """INSERT a task with a unique key, unless a task holds the key: then that task's id. If
+        the holder ends between the two statements, the insert is tried again."""
+        queue, priority = self.placement(name, queue, priority)
+        eta_utc, delay_us = _due(delay, eta)
+        dialect = self.dialect_of(conn)
+        if eta_utc is not None:
+            eta_utc = dialect.stamp(eta_utc)
+        notify = (f'{self.table}:{queue}',) if dialect.notify else ()
+        with _cursor(conn) as cursor:
+            for _ in range(3):
+                cursor.execute(self.sql(SQL_ENQUEUE_UNIQUE, dialect),
+                               [encoded, eta_utc, delay_us, name, queue, priority, key, *notify])
+                if dialect.enqueue_tail:
+                    new_id = cursor.fetchone()[0]   # NULL: nothing inserted
+                else:
+                    new_id = cursor.lastrowid if cursor.rowcount == 1 else None
+                if new_id is not None:
+                    return Enqueued(new_id, True)
+                cursor.execute(self.sql(SQL_KEY_HOLDER, dialect), [key])
+                row = cursor.fetchone()
+                if row is not None:
+                    return Enqueued(row[0], False)
+        raise MQueueError(f'a task holds unique key {key!r}, but this transaction cannot see it (it committed after '
+                          'this transaction began reading, at REPEATABLE READ); nothing was inserted: enqueue it '
+                          'in a new transaction')
 
     def _insert(self, conn: Any, name: str, encoded: list[str], queue: str | None, delay: Any, eta: Any,
                 priority: int | None) -> int | None:
@@ -1357,12 +1445,24 @@ class Registry:
         return text
 
 
+class Enqueued(int):
+    """The id ``enqueue(..., unique=...)`` returns: ``created`` is True if this call inserted the
+    task, False if a task already held the key and this is its id."""
+    created: bool
+
+    def __new__(cls, task_id: int, created: bool) -> Enqueued:
+        self = super().__new__(cls, task_id)
+        self.created = created
+        return self
+
+
 class Task:
     """A registered function. Call it to run it here; ``enqueue`` it to run it in a worker."""
 
     def __init__(self, func: Callable, registry: Registry, *, name: str | None = None,
                  queue: str | None = None, retries: int = DEFAULT_RETRIES,
-                 backoff: float = DEFAULT_BACKOFF, priority: int = 0, result: float | bool = False):
+                 backoff: float = DEFAULT_BACKOFF, priority: int = 0, result: float | bool = False,
+                 unique: bool = False, unique_while_dead: bool = False):
         if not callable(func):
             raise TypeError(f'a task must be a function, not {func!r}')
         self.func = func
@@ -1375,6 +1475,7 @@ class Task:
         # seconds its result is kept; None: none kept
         self.result = (DEFAULT_RESULT_KEEP if result is True else None if result is False
                        else _seconds('result', result, positive=True))
+        self.unique, self.unique_while_dead = bool(unique), bool(unique_while_dead)
         self.signature = inspect.signature(func)
         self._fits: dict[int | tuple, str | None] = {}
         functools.update_wrapper(self, func)
@@ -1405,7 +1506,7 @@ class Task:
 
     def enqueue_with(self, args: Sequence = (), kwargs: Mapping | None = None, *, connection: Any = None,
                      delay: float | dt.timedelta | None = None, eta: dt.datetime | None = None,
-                     priority: int | None = None, queue: str | None = None) -> int:
+                     priority: int | None = None, queue: str | None = None, unique: str | bool | None = None) -> int:
         """Enqueue a call with scheduling options; returns the task id.
 
         The arguments are checked against the function's signature now, not when it runs. The
@@ -1416,7 +1517,7 @@ class Task:
         if connection is None:
             connection = _ambient_connection(self.registry)
         return self.registry.enqueue(connection, self.name, call, queue=queue, delay=delay, eta=eta,
-                                     priority=priority)
+                                     priority=priority, unique=unique)
 
 
 class TaskContext(NamedTuple):
@@ -2590,8 +2691,10 @@ class Worker:
     def _bury(self, cursor: Any, context: TaskContext, info: dict, errors: str | None, ran: bool = True) -> _Outcome:
         """A task gave up: its last attempt failed with no retry left, or (``ran=False``) its row
         cannot run at all. Kept, never claimed again, until brought back."""
-        cursor.execute(self._sql(SQL_BURY), (_cut(info['error']), _errors_after(errors, context, info), context.id))
         task = self.registry.tasks.get(context.name)
+        keep_key = int(task is not None and task.unique_while_dead)
+        cursor.execute(self._sql(SQL_BURY), (_cut(info['error']), _errors_after(errors, context, info), keep_key,
+                                             context.id))
         if task is not None and task.result is not None:   # (a row naming no task keeps nothing)
             self._keep_result(cursor, context.id, task, 'dead', None)
         if ran:
@@ -3005,6 +3108,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                          help='a JSON list (positional arguments) or object (keyword arguments); default []')
     enqueue.add_argument('--delay', metavar='AGE', type=_duration, help='due after this long (like --older-than '
                          'of purge: 90, 15m, 1h...); default now')
+    enqueue.add_argument('--unique', metavar='KEY', type=_unique_arg,
+                         help='a unique key: if a task holds it (pending, running, retrying), nothing is enqueued '
+                              'and that task is named')
     enqueue.add_argument('--queue', metavar='Q', type=_queue_arg, help="default: the task's queue with --tasks, else default")
     enqueue.add_argument('--priority', metavar='P', type=_priority_arg, help='smaller runs first (default the task\'s, else 0)')
     tasks(enqueue, required=False, why='; with it, NAME must be one of their tasks and the arguments must fit it')
@@ -3143,11 +3249,15 @@ def _enqueue(args: argparse.Namespace) -> int:
             raise MQueueError(f'{args.name}() cannot take these arguments: {problem}')
     queue = registry.placement(args.name, args.queue, args.priority)[0]
     with _transaction(connect) as conn:
-        task_id = registry.enqueue(conn, args.name, args.args, queue=queue, delay=args.delay, priority=args.priority)
+        task_id = registry.enqueue(conn, args.name, args.args, queue=queue, delay=args.delay, priority=args.priority,
+                                   unique=args.unique)
+    created = getattr(task_id, 'created', True)
     if args.json:
-        _print_json({'id': task_id, 'name': args.name, 'queue': queue})
-    else:
+        _print_json({'id': int(task_id), 'name': args.name, 'queue': queue, 'created': created})
+    elif created:
         print(f'enqueued task {task_id} {args.name} (queue {queue})')
+    else:
+        print(f'task {task_id} holds unique key {args.unique!r}: nothing enqueued')
     return 0
 
 
@@ -3298,6 +3408,7 @@ def _argument(check: Callable[[str], Any]) -> Callable[[str], Any]:
 _name_arg = _argument(lambda text: _checked_text('name', text, NAME_MAX))
 _queue_arg = _argument(lambda text: _checked_text('queue', text, QUEUE_MAX))
 _priority_arg = _argument(lambda text: _whole_number('priority', int(text), *PRIORITY_RANGE))
+_unique_arg = _argument(_checked_key)
 
 
 def _positive_int(text: str) -> int:

@@ -13,6 +13,7 @@ backends.
 import contextlib
 import datetime as dt
 import functools
+import hashlib
 import importlib.util
 import json
 import logging
@@ -1689,8 +1690,10 @@ def test_bench_reduced_run_drains_every_task_exactly_once(db):
         rates = [bench.drain_rate(database, 300, bench.floor_drain, 1, 10),   # a floor is one connection
                  bench.drain_rate(database, 300, bench.mqueue_drain, 2, 20),
                  bench.drain_rate(database, 300, bench.mqueue_drain, 2, 20, priorities=8),
+                 bench.drain_rate(database, 300, bench.mqueue_drain, 2, 20, name='noop kept'),
                  bench.insert_commit(database, 30), bench.executemany_rows(database, 200),
-                 bench.mqueue_enqueue(database, 30), bench.mqueue_enqueue_many(database, 2000)]
+                 bench.mqueue_enqueue(database, 30), bench.mqueue_enqueue_unique(database, 30),
+                 bench.mqueue_enqueue_many(database, 2000)]
         assert all(rate > 0 for rate in rates)
     finally:
         drop_tables(database.table, database.table + '_cron', database.registry.result_table)
@@ -1885,6 +1888,221 @@ def test_cli_result_and_purge_results(db, reg, capsys):
     assert capsys.readouterr().out == '0 expired results purged\n'
     with pytest.raises(SystemExit):
         mqueue.main(['purge', *base])   # neither --older-than nor --results
+
+
+# Unique tasks ####################################################################################
+
+
+def test_a_unique_key_is_held_while_its_task_is_pending_and_let_go_when_it_ends(db, reg):
+    ran = []
+
+    @reg.task(name='job', retries=0)
+    def job(n):
+        ran.append(n)
+        if n == 'fail':
+            raise ValueError('no')
+    with committed() as conn:
+        first = reg.enqueue(conn, 'job', ['a'], unique='k')
+        again = reg.enqueue(conn, 'job', ['b'], unique='k')     # (its own insert is visible to it)
+    assert first.created and not again.created and again == first and isinstance(again, int)
+    assert [row['unique_key'] for row in tasks_in(db, reg)] == ['k']
+    assert worker(reg).run(burst=True) == 1 and ran == ['a']
+    third = enqueued(reg, 'job', ['fail'], unique='k')          # done: the key is free
+    assert third.created and third != first
+    assert worker(reg).run(burst=True) == 1                     # dead: it lets go of the key
+    fourth = enqueued(reg, 'job', ['c'], unique='k')
+    assert fourth.created and [row['unique_key'] for row in tasks_in(db, reg)] == [None, 'k']
+    assert type(enqueued(reg, 'job', ['d'])) is int             # no key: a plain id
+    with committed() as conn:
+        for bad in ('', 'x' * 256, 7):
+            with pytest.raises(ValueError, match='unique must be'):
+                reg.enqueue(conn, 'job', [], unique=bad)
+
+
+def test_a_task_that_keeps_its_key_while_dead_holds_it_until_purged(db, reg):
+    @reg.task(name='keeper', retries=0, unique_while_dead=True)
+    def keeper():
+        raise ValueError('no')
+    first = enqueued(reg, 'keeper', [], unique='kk')
+    assert worker(reg).run(burst=True) == 1
+    again = enqueued(reg, 'keeper', [], unique='kk')
+    assert again == first and not again.created                   # dead, and still holding it
+    assert reg.purge_dead(db, 0) == 1
+    if B.dialect.name == 'sqlite':
+        db.commit() if db.in_transaction else None
+    assert enqueued(reg, 'keeper', [], unique='kk').created
+
+
+def test_a_task_keyed_by_its_arguments_and_enqueue_many(db, reg):
+    reg.task(name='digest', unique=True)(lambda day: None)
+    with committed() as conn:
+        monday = reg.enqueue(conn, 'digest', ['mon'])
+        assert reg.enqueue(conn, 'digest', ['mon']) == monday and not reg.enqueue(conn, 'digest', ['mon']).created
+        assert reg.enqueue(conn, 'digest', ['tue']).created
+        assert reg.enqueue(conn, 'digest', ['mon'], unique=False) != monday          # unkeyed on request
+        assert reg.enqueue_many(conn, 'digest', [['mon'], ['wed'], ['wed'], ['thu']]) == 2
+        long = ['x' * 300]                                                            # a key hashed to fit
+        assert reg.enqueue(conn, 'digest', long).created and not reg.enqueue(conn, 'digest', long).created
+        with pytest.raises(TypeError, match='unique=True'):
+            reg.enqueue_many(conn, 'digest', [['fri']], unique='one key')
+    keys = sorted(row['unique_key'] or '' for row in tasks_in(db, reg))
+    assert keys[:6] == ['', 'digest:["mon"]', 'digest:["thu"]', 'digest:["tue"]', 'digest:["wed"]',
+                        'digest:sha256:' + hashlib.sha256(json.dumps(long, separators=(',', ':')).encode()).hexdigest()]
+
+
+@pytest.mark.parametrize('outcome', ['commit', 'rollback'])
+def test_two_transactions_enqueueing_one_key_at_once_the_second_waits_for_the_first(db, reg, outcome):
+    """The second waits on the unique index for the first to end: then it returns the first's
+    task (committed), or inserts its own (rolled back)."""
+    first = connect()
+    first_id = reg.enqueue(first, 't', [], unique='same')
+    second = {}
+
+    def enqueue_second():
+        conn = connect()
+        second['id'] = reg.enqueue(conn, 't', [], unique='same')
+        conn.commit()
+        conn.close()
+    thread = threading.Thread(target=enqueue_second)
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive()                                   # waiting for the first
+    getattr(first, outcome)()
+    first.close()
+    thread.join(15)
+    assert not thread.is_alive()
+    if outcome == 'commit':
+        assert second['id'] == first_id and not second['id'].created
+    else:
+        assert second['id'].created   # (SQLite may give it the same id: the rolled-back one was never used)
+    assert [row['id'] for row in tasks_in(db, reg)] == [int(second['id'])]
+
+
+@only('mysql', 'postgresql')
+@pytest.mark.parametrize('isolation', ['READ COMMITTED', 'REPEATABLE READ'])
+def test_a_keyed_enqueue_does_not_wait_on_the_running_task_that_holds_its_key(db, reg, isolation):
+    started, proceed = threading.Event(), threading.Event()
+
+    @reg.task(name='hold')
+    def hold():
+        started.set()
+        assert proceed.wait(30)
+    held = enqueued(reg, 'hold', [], unique='busy')
+    thread = threading.Thread(target=worker(reg).run_once)
+    thread.start()
+    try:
+        assert started.wait(10)
+        conn = connect()
+        with cursor_of(conn) as cursor:
+            cursor.execute(B.dialect.isolation.format(level=isolation))   # (from the next transaction)
+            B.lock_timeout(cursor, 5)
+        conn.commit()
+        began = time.monotonic()
+        again = reg.enqueue(conn, 'hold', [], unique='busy')
+        took = time.monotonic() - began
+        conn.rollback()
+        conn.close()
+    finally:
+        proceed.set()
+        thread.join(10)
+    assert again == held and not again.created and took < 1, took
+
+
+@only('mysql', 'postgresql')
+@pytest.mark.parametrize('isolation', ['READ COMMITTED', 'REPEATABLE READ'])
+def test_a_keyed_enqueue_and_a_batch_that_just_retried_the_keys_task(db, reg, isolation):
+    """The key's task failed and was scheduled again in a batch still running another task. MySQL:
+    the enqueue gets the task's id at once (the key's index entry is not part of that write).
+    PostgreSQL: that write put a new version of the row, and of its index entry, so the enqueue
+    waits for the batch to commit, then gets the id; at REPEATABLE READ, PostgreSQL's
+    serialization failure instead (docs/unique.md says so)."""
+    started, proceed = threading.Event(), threading.Event()
+
+    @reg.task(name='flaky', retries=1, backoff=3600)
+    def flaky():
+        raise ConnectionError('later')
+
+    @reg.task(name='hold')
+    def hold():
+        started.set()
+        assert proceed.wait(30)
+    keyed = enqueued(reg, 'flaky', [], unique='retrying')
+    enqueued(reg, 'hold', [])
+    thread = threading.Thread(target=worker(reg, batch=2).run_once)   # flaky fails, then hold runs
+    thread.start()
+    got = {}
+
+    def enqueue_again():
+        conn = connect()
+        with cursor_of(conn) as cursor:
+            cursor.execute(B.dialect.isolation.format(level=isolation))   # (from the next transaction)
+            B.lock_timeout(cursor, 20)
+        conn.commit()
+        try:
+            got['id'] = reg.enqueue(conn, 'flaky', [], unique='retrying')
+        except Exception as exc:
+            got['error'] = exc
+        got['at'] = time.monotonic()
+        conn.rollback()
+        conn.close()
+    try:
+        assert started.wait(10)
+        enqueuing = threading.Thread(target=enqueue_again)
+        enqueuing.start()
+        enqueuing.join(0.5 if B.dialect.name == 'postgresql' else 5)
+        waited = enqueuing.is_alive()
+        released = time.monotonic()
+        proceed.set()
+        enqueuing.join(15)
+    finally:
+        proceed.set()
+        thread.join(10)
+    if B.dialect.name == 'postgresql' and isolation == 'REPEATABLE READ':
+        assert B.dialect.error_code(got['error']) == '40001', got
+    else:
+        assert got['id'] == keyed and not got['id'].created, got
+    assert waited == (B.dialect.name == 'postgresql') and (got['at'] >= released) == waited
+    row = next(row for row in tasks_in(db, reg) if row['id'] == keyed)
+    assert row['retries'] == 1 and row['last_error'].startswith('ConnectionError: later')   # retried, as said
+
+
+@only('mysql', 'postgresql')
+def test_a_key_committed_after_a_repeatable_read_transaction_began_reading(db, reg):
+    """Documented: MySQL says so (MQueueError) and the transaction goes on, nothing inserted;
+    PostgreSQL raises its serialization failure, as for any such conflict there."""
+    late = connect()
+    with cursor_of(late) as cursor:
+        cursor.execute(B.dialect.isolation.format(level='REPEATABLE READ'))   # (from the next transaction)
+    late.commit()
+    query(late, f'SELECT COUNT(*) FROM {reg.table}')             # its snapshot begins
+    enqueued(reg, 't', [], unique='late')                        # another transaction commits the key
+    try:
+        if B.dialect.name == 'mysql':
+            with pytest.raises(mqueue.MQueueError, match='cannot see it'):
+                reg.enqueue(late, 't', [], unique='late')
+            assert reg.enqueue(late, 't', ['other']) and late.commit() is None
+            assert len(tasks_in(db, reg)) == 2
+        else:
+            with pytest.raises(Exception) as caught:
+                reg.enqueue(late, 't', [], unique='late')
+            assert B.dialect.error_code(caught.value) == '40001'
+            late.rollback()
+            assert len(tasks_in(db, reg)) == 1
+    finally:
+        late.close()
+
+
+def test_cli_enqueue_with_a_unique_key(db, reg, capsys):
+    base = ['--db', B.url, '--table', reg.table]
+    assert mqueue.main(['enqueue', 't', '--unique', 'nightly', *base]) == 0
+    (task_id,) = [row['id'] for row in tasks_in(db, reg)]
+    assert capsys.readouterr().out == f'enqueued task {task_id} t (queue default)\n'
+    assert mqueue.main(['enqueue', 't', '--unique', 'nightly', *base]) == 0
+    assert capsys.readouterr().out == f"task {task_id} holds unique key 'nightly': nothing enqueued\n"
+    assert mqueue.main(['enqueue', 't', '--unique', 'nightly', '--json', *base]) == 0
+    assert json.loads(capsys.readouterr().out) == {'id': task_id, 'name': 't', 'queue': 'default', 'created': False}
+    with pytest.raises(SystemExit):
+        mqueue.main(['enqueue', 't', '--unique', 'x' * 256, *base])
 
 
 # Worker: crashes, connections, signals ###########################################################
@@ -3666,6 +3884,15 @@ def test_docs_results_example_prints_pending_then_the_kept_value(server, tmp_pat
         mqueue.Registry().create_tables(own)
         own.close()
         assert run_in_examples(readme_block('results'), url) == ['pending', 'succeeded 5 1']
+
+
+@only('mariadb-pymysql', 'postgresql-psycopg', 'sqlite')
+def test_docs_unique_example_gets_the_same_task_twice(server, tmp_path):
+    with database_of_its_own(tmp_path) as url:
+        own = Backend(B.name, url).connect(autocommit=True)
+        mqueue.Registry().create_tables(own)
+        own.close()
+        assert run_in_examples(readme_block('unique'), url) == ['True True False']
 
 
 # Hostile input ###################################################################################

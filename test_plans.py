@@ -206,7 +206,7 @@ def hot_statements(backlog):
             statements.append((label, sql, params))
     statements += [   # by id, rendered as the worker renders them: a failure and a shutdown are not staged here
         ('retry', w._sql(mqueue.SQL_RETRY), (5_000_000, 'error', '[]', some_id)),
-        ('bury', w._sql(mqueue.SQL_BURY), ('error', '[]', some_id)),
+        ('bury', w._sql(mqueue.SQL_BURY), ('error', '[]', 0, some_id)),
         ('release', w._sql(mqueue.SQL_RELEASE), (some_id, 1)),
     ]
     statements += [   # the rescue of a dead worker's tasks: its look ran above, these by id

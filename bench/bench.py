@@ -78,6 +78,7 @@ class Database:
         self.table = f'bench_{uuid.uuid4().hex[:8]}'
         self.registry = mqueue.Registry(table=self.table, cron_table=self.table + '_cron', dialect=name)
         self.registry.task(name='noop')(count_call)
+        self.registry.task(name='noop kept', result=3600)(count_call)   # its result (null) kept an hour
         self.registry.task(name='stamp')(stamp_start)
         self.dialect = mqueue.DIALECTS[name]
 
@@ -116,13 +117,13 @@ class Database:
         conn.commit()
         conn.close()
 
-    def fill(self, n, priorities=1):
+    def fill(self, n, priorities=1, name='noop'):
         """n due no-op tasks (not timed), spread evenly over priorities 0 to priorities - 1."""
         conn = self.connect()
         for priority in range(priorities):
             share = n // priorities + (priority < n % priorities)
             for start in range(0, share, 5000):
-                self.registry.enqueue_many(conn, 'noop', [[]] * min(5000, share - start), priority=priority)
+                self.registry.enqueue_many(conn, name, [[]] * min(5000, share - start), priority=priority)
         conn.commit()
         conn.close()
 
@@ -174,11 +175,11 @@ def _gated(ready, calls, database, target, args):
     calls.put(target(database, *args, prepared=prepared))
 
 
-def drain_rate(database, n, target, workers, *args, priorities=1):
+def drain_rate(database, n, target, workers, *args, priorities=1, name='noop'):
     """Tasks per second draining n due tasks (spread over `priorities`) with target in `workers`
     processes; raises unless each ran exactly once."""
     database.reset()
-    database.fill(n, priorities)
+    database.fill(n, priorities, name)
     elapsed, ran = in_processes(database, target, workers, *args)
     exactly_once(database, n, ran)
     return n / elapsed
@@ -257,6 +258,12 @@ def executemany_rows(database, n, rows=100):
 
 def mqueue_enqueue(database, n):
     return commit_rate(database, n, 1, lambda conn, cursor: database.registry.enqueue(conn, 'noop', []))
+
+
+def mqueue_enqueue_unique(database, n):
+    keys = iter(range(n))
+    return commit_rate(database, n, 1, lambda conn, cursor: database.registry.enqueue(
+        conn, 'noop', [], unique=f'key {next(keys)}'))
 
 
 def mqueue_enqueue_many(database, n, rows=1000):
@@ -580,6 +587,7 @@ def plan(db, args, peers):
         ('floor 10 rows/txn', lambda: drain_rate(db, n, floor_drain, 1, 10)),
         ('floor INSERT+COMMIT', lambda: insert_commit(db, min(n, 3000))),
         ('mqueue enqueue+COMMIT', lambda: mqueue_enqueue(db, min(n, 3000))),
+        ('mqueue enqueue+COMMIT, unique key', lambda: mqueue_enqueue_unique(db, min(n, 3000))),
         ('floor executemany 100', lambda: executemany_rows(db, n)),
         ('mqueue enqueue_many 1000', lambda: mqueue_enqueue_many(db, n)),
     ]
@@ -589,6 +597,7 @@ def plan(db, args, peers):
             steps.append((f'same-SQL W={w}', lambda w=w: drain_rate(db, n, same_sql_drain, w, batch)))
         steps.append((f'mqueue W={w}', lambda w=w: drain_rate(db, n, mqueue_drain, w, batch)))
     steps.append(('mqueue W=2, 8 priorities', lambda: drain_rate(db, n, mqueue_drain, 2, batch, priorities=8)))
+    steps.append(('mqueue W=2, results kept', lambda: drain_rate(db, n, mqueue_drain, 2, batch, name='noop kept')))
     if db.name == 'mysql':
         steps += [
             ('mqueue 1 process x 4 threads', lambda: drain_rate(db, n, mqueue_drain, 1, batch, 4)),
@@ -708,6 +717,10 @@ class Run:
             else:   # half the poll interval, and a millisecond
                 self.at_most(db, 'latency p50 ms', 0.01 / 2 * 1000 + 1, 'latency p50 ms (200/s, poll 10 ms)')
             self.ratio(db, 'mqueue W=2, 8 priorities', 'mqueue W=2', 0.8, '8-priority drain / one priority (W=2)')
+            # issue 15's options, against the plain drain and enqueue (goals of 0.8: ours, the issue set none)
+            self.ratio(db, 'mqueue W=2, results kept', 'mqueue W=2', 0.8, 'drain keeping results / plain (W=2)')
+            self.ratio(db, 'mqueue enqueue+COMMIT, unique key', 'mqueue enqueue+COMMIT', 0.8,
+                       'enqueue with a unique key / plain')
             self.at_most(db, 'statements per task', 1.1, f'statements per task at batch {self.args.batch}',
                          also='round trips per task')
             self.at_most(db, 'idle statements per poll', 1.05, 'idle statements per poll interval', goal='<= 1')
