@@ -2260,8 +2260,8 @@ def test_a_task_running_ten_leases_is_never_started_twice_and_counts_as_running(
             thread.join(10)
     assert len(starts) == 1, starts                        # never started twice
     assert counts and all(count == [1] for count in counts), counts   # RUNNING all along
-    # (SQLite: one writer, an idle worker's claim waits for the running batch; without a rescue, a
-    # claim past its lease may be a dead worker's, so idle workers try to claim it)
+    # (without a rescue, a claim past its lease may be a dead worker's, so idle workers try to
+    # claim it; on SQLite, one writer, a worker claiming while a batch runs waits for its commit)
     if B.dialect.row_locks and rescue_after is not None:
         probe = mqueue.SQL_PROBE.split(' {task}')[0]   # (its blocks joined with the rescue's look)
         polls = [sql for sql in window if probe in sql]
