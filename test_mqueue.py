@@ -3974,28 +3974,31 @@ def test_any_json_args_round_trip_through_enqueue_and_a_worker(db, reg):
 
 
 @only('mariadb-pymysql')
-def test_a_worker_needs_only_row_privileges_on_the_two_tables(db, reg, tmp_path, capsys):
-    """docs/databases.md's CREATE USER and GRANTs: SELECT, INSERT, UPDATE, DELETE on the task and
-    cron tables, nothing else."""
+def test_a_worker_needs_only_row_privileges_on_the_three_tables(db, reg, tmp_path, capsys):
+    """docs/databases.md's CREATE USER and GRANTs: SELECT, INSERT, UPDATE, DELETE on the task, cron
+    and results tables, nothing else."""
     import pymysql
     user, password = f'mq_{uuid.uuid4().hex[:8]}', 'pw-' + uuid.uuid4().hex[:8]
     statements = [statement.strip() for statement in readme_block('grants', 'sql').split(';') if statement.strip()]
-    assert [statement.split()[0] for statement in statements] == ['CREATE', 'GRANT', 'GRANT'], statements
+    assert [statement.split()[0] for statement in statements] == ['CREATE', 'GRANT', 'GRANT', 'GRANT'], statements
+    conn = None
     try:
         for statement in statements:   # (the user's host is 127.0.0.1: the test connects from there)
             statement = statement.replace("'mqueue_worker'@'%'", f"'{user}'@'127.0.0.1'").replace("'...'", f"'{password}'")
-            statement = statement.replace('app.task', f"{DB['database']}.{reg.table}")
+            statement = statement.replace('app.task_result', f"{DB['database']}.{reg.result_table}")
+            statement = statement.replace('app.task ', f"{DB['database']}.{reg.table} ")
             query(db, statement.replace('app.cron', f"{DB['database']}.{reg.cron_table}"))
         ran = []
-        reg.task(name='t')(lambda: ran.append(1))
+        reg.task(name='t', result=60)(lambda: ran.append(1))
         reg.cron('@hourly', name='c')(lambda: None)
         as_user = lambda: pymysql.connect(host=DB['host'], port=DB['port'], user=user, password=password,
                                           database=DB['database'], autocommit=False)
         conn = as_user()
-        reg.enqueue(conn, 't', [])
+        kept_id = reg.enqueue(conn, 't', [])
         conn.commit()
         conn.close()
         assert mqueue.Worker(as_user, registry=reg, poll_interval=0.01).run(burst=True) == 1 and ran == [1]
+        assert query(db, f'SELECT status FROM {reg.result_table}') == (('succeeded',),)
         listing = mqueue._CronScheduler(reg, None, functools.partial(mqueue._transaction, as_user)).listing()
         assert [row['name'] for row in listing] == ['c']   # what `mqueue crons` reads
         conn = as_user()   # and what status, dead, retry, cancel and purge do
@@ -4004,10 +4007,13 @@ def test_a_worker_needs_only_row_privileges_on_the_two_tables(db, reg, tmp_path,
         assert [row.dead for row in reg.queue_stats(conn)] == [1]
         assert [row.id for row in reg.dead_tasks(conn)] == [dead_id]
         assert reg.retry_dead(conn, [dead_id]) == 1 and reg.cancel(conn, dead_id)
-        assert reg.purge_dead(conn, 0) == 0
+        assert reg.purge_dead(conn, 0) == 0 and reg.purge_results(conn) == 0
+        assert reg.result(conn, kept_id).status == 'succeeded'
         conn.commit()
-        conn.close()
     finally:
+        if conn is not None:   # (an open transaction would keep the tables from being dropped)
+            with contextlib.suppress(Exception):
+                conn.close()
         query(db, f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
 
 
