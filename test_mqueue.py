@@ -1965,10 +1965,12 @@ def test_two_transactions_enqueueing_one_key_at_once_the_second_waits_for_the_fi
         conn.close()
     thread = threading.Thread(target=enqueue_second)
     thread.start()
-    thread.join(0.5)
-    assert thread.is_alive()                                   # waiting for the first
-    getattr(first, outcome)()
-    first.close()
+    try:
+        thread.join(0.5)
+        assert thread.is_alive()                               # waiting for the first
+        getattr(first, outcome)()
+    finally:
+        first.close()   # (an open transaction would keep the tables from being dropped)
     thread.join(15)
     assert not thread.is_alive()
     if outcome == 'commit':
@@ -1990,9 +1992,9 @@ def test_a_keyed_enqueue_does_not_wait_on_the_running_task_that_holds_its_key(db
     held = enqueued(reg, 'hold', [], unique='busy')
     thread = threading.Thread(target=worker(reg).run_once)
     thread.start()
+    conn = connect()
     try:
         assert started.wait(10)
-        conn = connect()
         with cursor_of(conn) as cursor:
             cursor.execute(B.dialect.isolation.format(level=isolation))   # (from the next transaction)
             B.lock_timeout(cursor, 5)
@@ -2001,8 +2003,8 @@ def test_a_keyed_enqueue_does_not_wait_on_the_running_task_that_holds_its_key(db
         again = reg.enqueue(conn, 'hold', [], unique='busy')
         took = time.monotonic() - began
         conn.rollback()
-        conn.close()
     finally:
+        conn.close()   # (an open transaction would keep the tables from being dropped)
         proceed.set()
         thread.join(10)
     assert again == held and not again.created and took < 1, took
