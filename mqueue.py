@@ -127,8 +127,11 @@ SQL_ENQUEUE_ARRAY = ('{enqueue_head}INSERT INTO {task} (args, eta, name, queue, 
 SQL_ENQUEUE_UNIQUE = ('{enqueue_head}{insert_ignore} {task} (args, eta, name, queue, retries, priority, enqueued_at, '
                       'unique_key) VALUES (%s, COALESCE(%s, {later}), %s, %s, 0, %s, {now}, %s)'
                       '{on_conflict_ignore}{enqueue_tail}')
-# ...and the task that holds it (a plain read, by the unique index).
+# ...and the task that holds it (a plain read, by the unique index); where the insert's duplicate
+# check has share-locked the key already (MySQL), its latest version, which a REPEATABLE READ
+# snapshot taken before it committed would not show.
 SQL_KEY_HOLDER = 'SELECT id FROM {task} WHERE unique_key = %s'
+SQL_KEY_HOLDER_LATEST = SQL_KEY_HOLDER + '{share_lock}'
 ENQUEUE_MANY_ROWS = 1000        # rows per INSERT statement of enqueue_many
 ENQUEUE_MANY_BYTES = 4_000_000  # bytes of args per INSERT statement (well inside max_allowed_packet)
 IDS_PER_STATEMENT = 500         # ids per statement of retry_dead/purge_dead (SQLite < 3.32 takes 999 parameters)
@@ -197,7 +200,8 @@ SQL_KEPT_FIRST, SQL_KEPT_NEXT = 'SELECT %s AS id, %s AS value, %s AS keep', ' UN
 # A dead task brought back is pending again: the result it died with goes (by primary key).
 SQL_FORGET_RESULTS = 'DELETE FROM {result} WHERE id IN ({ids}){id_limit}'
 # What result() reads: the task's row while it is pending, running or dead (by primary key)...
-SQL_TASK_STATE = 'SELECT dead_at, claimed_at, retries, enqueued_at, started_at, errors FROM {task} WHERE id = %s'
+SQL_TASK_STATE = ('SELECT dead_at, claimed_at, retries, enqueued_at, started_at, errors, last_error FROM {task} '
+                  'WHERE id = %s')
 # ...else its result, if it kept one (by primary key).
 SQL_RESULT = 'SELECT status, value, errors, attempts, enqueued_at, started_at, finished_at FROM {result} WHERE id = %s'
 # Expired results, oldest first, from the expires index; deleted by primary key.
@@ -484,11 +488,13 @@ class Dialect:
     port, user = 0, ''
     result_into = 'REPLACE INTO'    # how a result is inserted where one of the same id may be left
     result_head = result_tail = ''  # around SQL_KEEP_RESULTS: where REPLACE is not, its upsert and NOTIFY
+    key_read_first = False          # a keyed enqueue looks for the key's holder before it inserts
+    share_lock = ''                 # a locking read of the latest version (see SQL_KEY_HOLDER_LATEST)
     kept_join = 'JOIN'              # joins the task table to the results kept, read first...
     primary_index = ''              # ...by primary key
     FRAGMENTS = ('now', 'later', 'claim_index', 'claimed_index', 'skip_locked', 'for_update', 'insert_ignore',
                  'on_conflict_ignore', 'enqueue_head', 'enqueue_tail', 'result_into', 'result_head', 'result_tail',
-                 'kept_join', 'primary_index')
+                 'kept_join', 'primary_index', 'share_lock')
     # Its errors, by the code error_code() reads from a driver's exception: those that mean "try
     # again" rather than "this task is broken" (the server gave up on a statement over a lock; the
     # connection is gone), and those that mean mqueue's tables are missing or out of date.
@@ -564,6 +570,10 @@ class MySQL(Dialect):
     # deadlock, and InnoDB rolled one back whole, tasks run included: measured, a batch of 20 ran
     # twice. retry_dead deletes a revived task's result, so none is left when it ends again.)
     result_into, kept_join, primary_index = 'INSERT IGNORE INTO', 'STRAIGHT_JOIN', ' FORCE INDEX (PRIMARY)'
+    # IGNORE's duplicate-key check share-locks the holder's index entry until the enqueuer's
+    # transaction ends, and the holder's completion would wait for that: a plain read first finds
+    # a committed holder without any lock.
+    key_read_first, share_lock = True, ' LOCK IN SHARE MODE'
     isolation = 'SET SESSION TRANSACTION ISOLATION LEVEL {level}'
     kill = 'KILL CONNECTION %s'
     connection_info = 'SELECT CONNECTION_ID(), VERSION()'
@@ -951,8 +961,9 @@ def _cut(text: str) -> str:
 
 def _identifier(name: str, room: int = 0) -> str:
     """A table name, accepted only as a plain identifier so it can be formatted into SQL; ``room``:
-    characters left for names made from it (its results table's)."""
-    most = 64 - room
+    characters left for names made from it (its results table's index, <task>_result_expires),
+    within PostgreSQL's 63 (MySQL takes 64)."""
+    most = 63 - room
     if not isinstance(name, str) or not re.fullmatch(rf'[A-Za-z_][A-Za-z0-9_]{{0,{most - 1}}}', name):
         raise ValueError(f'table name {name!r} is not a plain identifier (letters, digits, _; at most {most})')
     return name
@@ -1030,7 +1041,7 @@ class Registry:
                  table: str = DEFAULT_TABLE, cron_table: str = DEFAULT_CRON_TABLE, dialect: str | None = None):
         self.queue = _checked_text('queue', queue, QUEUE_MAX)
         self.connection = connection
-        self.table = _identifier(table, len(RESULT_SUFFIX))
+        self.table = _identifier(table, len(RESULT_SUFFIX + '_expires'))
         self.cron_table = _identifier(cron_table)
         self.dialect = _dialect_named(dialect) if dialect is not None else None
         self.tasks: dict[str, Task] = {}
@@ -1046,7 +1057,7 @@ class Registry:
         if connection is not None:
             self.connection = connection
         if table is not None:
-            self.table = _identifier(table, len(RESULT_SUFFIX))
+            self.table = _identifier(table, len(RESULT_SUFFIX + '_expires'))
         if cron_table is not None:
             self.cron_table = _identifier(cron_table)
         if dialect is not None:
@@ -1206,6 +1217,11 @@ class Registry:
         notify = (f'{self.table}:{queue}',) if dialect.notify else ()
         with _cursor(conn) as cursor:
             for _ in range(3):
+                if dialect.key_read_first:
+                    cursor.execute(self.sql(SQL_KEY_HOLDER, dialect), [key])
+                    row = cursor.fetchone()
+                    if row is not None:
+                        return Enqueued(row[0], False)
                 cursor.execute(self.sql(SQL_ENQUEUE_UNIQUE, dialect),
                                [encoded, eta_utc, delay_us, name, queue, priority, key, *notify])
                 if dialect.enqueue_tail:
@@ -1216,6 +1232,9 @@ class Registry:
                     return Enqueued(new_id, True)
                 cursor.execute(self.sql(SQL_KEY_HOLDER, dialect), [key])
                 row = cursor.fetchone()
+                if row is None and dialect.share_lock:
+                    cursor.execute(self.sql(SQL_KEY_HOLDER_LATEST, dialect), [key])
+                    row = cursor.fetchone()
                 if row is not None:
                     return Enqueued(row[0], False)
         raise MQueueError(f'a task holds unique key {key!r}, but this transaction cannot see it (it committed after '
@@ -1344,9 +1363,11 @@ class Registry:
             cursor.execute(self.sql(SQL_TASK_STATE, dialect), (task_id,))
             row = cursor.fetchone()
             if row is not None:
-                dead_at, claimed_at, attempts, enqueued_at, started_at, errors = row
+                dead_at, claimed_at, attempts, enqueued_at, started_at, errors, last_error = row
                 status = 'dead' if dead_at is not None else 'running' if claimed_at is not None else 'pending'
-                return Result(task_id, status, None, _errors_of(errors), attempts, _utc_or_none(enqueued_at),
+                found = _errors_of(errors) or ([{'attempt': attempts, 'at': None, 'type': last_error.split(':', 1)[0],
+                                                 'error': last_error}] if last_error else [])   # (failed before 0.4)
+                return Result(task_id, status, None, found, attempts, _utc_or_none(enqueued_at),
                               _utc_or_none(started_at), _utc_or_none(dead_at))
             cursor.execute(self.sql(SQL_RESULT, dialect), (task_id,))
             row = cursor.fetchone()
@@ -1472,10 +1493,13 @@ class Enqueued(int):
     task, False if a task already held the key and this is its id."""
     created: bool
 
-    def __new__(cls, task_id: int, created: bool) -> Enqueued:
+    def __new__(cls, task_id: int, created: bool = True) -> Enqueued:
         self = super().__new__(cls, task_id)
         self.created = created
         return self
+
+    def __reduce__(self) -> tuple:
+        return Enqueued, (int(self), self.created)
 
 
 class Task:
@@ -1714,10 +1738,13 @@ def _encode_args(name: str, args: Any) -> str:
 def _encode_result(task: Task, value: Any) -> str:
     """What a task returned, as JSON to keep; raises as the task's failure if it is not JSON."""
     try:
-        return json.dumps(value, allow_nan=False, separators=(',', ':'))
+        encoded = json.dumps(value, allow_nan=False, separators=(',', ':'))
     except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(f'{task.name}() returned a value that cannot be kept as JSON ({exc}); '
                         'return JSON: None, bool, int, float, str, list, dict') from None
+    if len(encoded) > ARGS_MAX_BYTES:   # (ASCII: characters are bytes)
+        raise ValueError(f'{task.name}() returned {len(encoded)} bytes of JSON; a result holds {ARGS_MAX_BYTES}')
+    return encoded
 
 
 def _encode_call(task: Task, args: tuple, kwargs: dict) -> list | dict:
@@ -2011,7 +2038,7 @@ class _CronScheduler:
 
 class _Claim:
     """A claimed task: what to call, and the attempt that the claim counted."""
-    __slots__ = ('id', 'task', 'call', 'queue', 'attempt', 'eta', 'errors')
+    __slots__ = ('id', 'task', 'call', 'queue', 'attempt', 'eta', 'errors', 'kept')
 
     def __init__(self, task_id: int, task: Task, call: list | dict, queue: str, attempt: int, eta: dt.datetime,
                  errors: str | None = None):
@@ -2019,6 +2046,7 @@ class _Claim:
         self.attempt = attempt   # 1 on the first run; equals the row's retries while the claim is ours
         self.eta = eta           # when it was due, as claimed
         self.errors = errors     # the row's errors column: its earlier attempts' (JSON), or None
+        self.kept: str | None = None   # what it returned, as JSON, if it keeps its result
 
     def context(self, connection: Any, worker: Worker) -> TaskContext:
         return TaskContext(self.id, self.task.name, self.queue, self.attempt - 1, self.eta, connection, worker)
@@ -2041,12 +2069,22 @@ def _attempt(context: TaskContext) -> str:
     return f'task {context.id} {context.name} (queue {context.queue}) attempt {context.retries + 1}'
 
 
-_HOST = socket.gethostname()
+def _host_id() -> str:
+    """This host as a worker id names it: its name, and on Linux its pid namespace (containers that
+    share a hostname but not their process ids must not look up each other's pids)."""
+    try:
+        return f'{socket.gethostname()}#{os.stat("/proc/self/ns/pid").st_ino}'
+    except OSError:
+        return socket.gethostname()
+
+
+_HOST = _host_id()
 
 
 def _worker_id() -> str:
-    """Who runs a claimed task, written on its row: host:pid:thread (the thread's name), e.g.
-    web1:4242:mqueue-worker-0. (The pid is read each time: a worker may be forked after it is made.)"""
+    """Who runs a claimed task, written on its row: host:pid:thread (the thread's name; the host
+    with its pid namespace on Linux), e.g. web1#4026531836:4242:mqueue-worker-0. (The pid is read
+    each time: a worker may be forked after it is made.)"""
     return f'{_HOST}:{os.getpid()}:{threading.current_thread().name}'[:255]
 
 
@@ -2578,11 +2616,9 @@ class Worker:
         started = time.perf_counter()
         # A context of its own per task: current() and whatever the task sets in context
         # variables end with it, even if it is interrupted.
-        error, kept = contextvars.copy_context().run(self._call, claim, context)
+        error, claim.kept = contextvars.copy_context().run(self._call, claim, context)
         info = {'duration': time.perf_counter() - started}
         if error is None:
-            if kept is not None:
-                info['result'] = kept
             return claim, info, None
         info.update(error=_describe_error(error), exception=error)
         conflict = _lock_conflict(error)
@@ -2601,6 +2637,7 @@ class Worker:
         and for a task that keeps its result, what it returned as JSON (a value that is not JSON
         fails the attempt)."""
         _current.set(context)
+        kept = None   # (an around_task hook may swallow the task's exception: it succeeded then)
         if 'task_started' in self.hooks:
             self._emit('task_started', claim.context(None, self), {})
         self._local.in_task = True
@@ -2680,8 +2717,8 @@ class Worker:
         """The tasks that returned succeeded: their rows go in the commit of their writes (one
         statement for the batch). Returns every attempt's outcome, in the batch's order."""
         done = [claim.id for claim, _, outcome in attempts if outcome is None]
-        self._keep_results(cursor, 'succeeded', [(claim.id, claim.task, info['result']) for claim, info, outcome
-                                                 in attempts if outcome is None and 'result' in info])
+        self._keep_results(cursor, 'succeeded', [(claim.id, claim.task, claim.kept) for claim, _, outcome
+                                                 in attempts if outcome is None and claim.task.result is not None])
         if done:
             cursor.execute(self._sql(SQL_COMPLETE, ids=len(done)), done)
         outcomes = []
@@ -2856,6 +2893,10 @@ class Worker:
 
     def _discard_connection(self) -> None:
         conn = getattr(self._local, 'connection', None)
+        own, now = getattr(self._local, 'synchronous', None), getattr(self._local, 'synchronous_now', None)
+        if conn is not None and isinstance(self.connect, _SharedConnection) and own is not None and now != own:
+            with contextlib.suppress(Exception), _cursor(conn) as cursor:   # the caller's again, as it was
+                cursor.execute(f'PRAGMA synchronous = {own}')
         self._local.connection, self._local.idle = None, False
         if conn is not None and not isinstance(self.connect, _SharedConnection):
             with contextlib.suppress(Exception):
@@ -2951,6 +2992,8 @@ def _process_alive(worker: str | None) -> bool | None:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
+    except OverflowError:   # no such pid could exist: a value written by hand
+        return None
     except OSError:
         return True
     try:
@@ -3282,7 +3325,8 @@ def _enqueue(args: argparse.Namespace) -> int:
     elif created:
         print(f'enqueued task {task_id} {args.name} (queue {queue})')
     else:
-        print(f'task {task_id} holds unique key {args.unique!r}: nothing enqueued')
+        print(f'task {task_id} holds unique key {args.unique!r}: nothing enqueued' if args.unique else
+              f'task {task_id} holds the unique key of this call: nothing enqueued')
     return 0
 
 
