@@ -1724,7 +1724,9 @@ def test_a_task_row_tells_when_it_was_enqueued_and_started_who_runs_it_and_its_f
     assert w.run(burst=True) == 5
     (row,) = tasks_in(db, reg)
     assert row['id'] == task_id and row['dead_at'] is not None and row['worker'] is None and row['claimed_at'] is None
-    worker = f'{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}'
+    host = socket.gethostname() + (f'#{os.stat("/proc/self/ns/pid").st_ino}' if os.path.exists('/proc/self/ns/pid')
+                                   else '')   # (on Linux its pid namespace too)
+    worker = f'{host}:{os.getpid()}:{threading.current_thread().name}'
     assert [attempt['worker'] for attempt in seen] == [worker] * 3
     assert [as_datetime(attempt['started_at']) for attempt in seen] == [as_datetime(seen[0]['claimed_at'])] * 3
     assert enqueued_at <= as_datetime(seen[0]['started_at']) < as_datetime(seen[2]['claimed_at'])
