@@ -188,25 +188,25 @@ SQL_RESCUE = 'UPDATE {task} SET eta = {now}, claimed_at = NULL, worker = NULL WH
 # deletes their rows, or buries them), from their rows (times, attempts, errors) joined by primary
 # key to what they returned and how long to keep it ({kept}: a row of id, value, keep per task),
 # one statement for the batch. The rows are read in that order, by primary key (MySQL's
-# STRAIGHT_JOIN and FORCE INDEX say so: at REPEATABLE READ an INSERT ... SELECT locks every row it reads, and a
-# scan of the task table would wait on, and deadlock with, other workers' rows). A result left by an earlier end (a dead task brought back) is
-# replaced (none is left unless task ids were reused: retry_dead deletes a revived task's).
-# PostgreSQL NOTIFYs waiters at the commit.
+# STRAIGHT_JOIN and FORCE INDEX say so: at REPEATABLE READ an INSERT ... SELECT locks every row it
+# reads, and a scan of the task table would wait on, and deadlock with, other workers' rows). A
+# result left by an earlier end is replaced where the database can do so without gap locks (none is
+# left unless task ids were reused: retry_dead deletes a revived task's). PostgreSQL NOTIFYs
+# waiters at the commit.
 SQL_KEEP_RESULTS = ('{result_head}{result_into} {result} (id, name, queue, status, value, errors, attempts, '
                     'enqueued_at, started_at, finished_at, expires_at) SELECT t.id, t.name, t.queue, %s, kept.value, '
                     't.errors, t.retries, t.enqueued_at, t.started_at, {now}, {kept_expiry} '
                     'FROM ({kept}) AS kept {kept_join} {task} AS t{primary_index} ON t.id = kept.id{result_tail}')
 SQL_KEPT_FIRST, SQL_KEPT_NEXT = 'SELECT %s AS id, %s AS value, %s AS keep', ' UNION ALL SELECT %s, %s, %s'
-# A dead task brought back is pending again: the result it died with goes (by primary key).
-SQL_FORGET_RESULTS = 'DELETE FROM {result} WHERE id IN ({ids}){id_limit}'
 # What result() reads: the task's row while it is pending, running or dead (by primary key)...
 SQL_TASK_STATE = ('SELECT dead_at, claimed_at, retries, enqueued_at, started_at, errors, last_error FROM {task} '
                   'WHERE id = %s')
 # ...else its result, if it kept one (by primary key).
 SQL_RESULT = 'SELECT status, value, errors, attempts, enqueued_at, started_at, finished_at FROM {result} WHERE id = %s'
-# Expired results, oldest first, from the expires index; deleted by primary key.
+# Expired results, oldest first, from the expires index...
 SQL_FIND_EXPIRED = 'SELECT id FROM {result} WHERE expires_at < {now} ORDER BY expires_at LIMIT %s'
-SQL_PURGE_RESULTS = 'DELETE FROM {result} WHERE id IN ({ids}){id_limit}'
+# ...deleted by primary key; and so is the result of a dead task brought back (pending again).
+SQL_DELETE_RESULTS = 'DELETE FROM {result} WHERE id IN ({ids}){id_limit}'
 # Operating: statistics and the dead are plain reads (no locks: running tasks never make them
 # wait, nor they a worker); writes go by primary key to rows first locked with SKIP LOCKED, so a
 # row a worker holds is passed over, never waited for. Filters by queue or name are appended as
@@ -488,8 +488,8 @@ class Dialect:
     port, user = 0, ''
     result_into = 'REPLACE INTO'    # how a result is inserted where one of the same id may be left
     result_head = result_tail = ''  # around SQL_KEEP_RESULTS: where REPLACE is not, its upsert and NOTIFY
-    key_read_first = False          # a keyed enqueue looks for the key's holder before it inserts
-    share_lock = ''                 # a locking read of the latest version (see SQL_KEY_HOLDER_LATEST)
+    share_lock = ''                 # where an insert's duplicate check share-locks the key (MySQL): a keyed
+                                    # enqueue reads the holder first, and its latest version with this
     kept_join = 'JOIN'              # joins the task table to the results kept, read first...
     primary_index = ''              # ...by primary key
     FRAGMENTS = ('now', 'later', 'claim_index', 'claimed_index', 'skip_locked', 'for_update', 'insert_ignore',
@@ -573,7 +573,7 @@ class MySQL(Dialect):
     # IGNORE's duplicate-key check share-locks the holder's index entry until the enqueuer's
     # transaction ends, and the holder's completion would wait for that: a plain read first finds
     # a committed holder without any lock.
-    key_read_first, share_lock = True, ' LOCK IN SHARE MODE'
+    share_lock = ' LOCK IN SHARE MODE'
     isolation = 'SET SESSION TRANSACTION ISOLATION LEVEL {level}'
     kill = 'KILL CONNECTION %s'
     connection_info = 'SELECT CONNECTION_ID(), VERSION()'
@@ -1155,8 +1155,8 @@ class Registry:
 
         Raises:
             TypeError, ValueError: bad arguments; nothing is written.
-            MQueueError: a task holds the key but this transaction cannot see it (it committed
-                after this transaction's snapshot, at MySQL's REPEATABLE READ); nothing is written.
+            MQueueError: a task held the key, but was gone each time its id was read (three
+                times); nothing is written.
         """
         encoded = _encode_args(name, args)
         key = self._unique_key(name, encoded, unique)
@@ -1209,15 +1209,10 @@ class Registry:
                        priority: int | None) -> Enqueued:
         """INSERT a task with a unique key, unless a task holds the key: then that task's id. If
         the holder ends between the two statements, the insert is tried again."""
-        queue, priority = self.placement(name, queue, priority)
-        eta_utc, delay_us = _due(delay, eta)
-        dialect = self.dialect_of(conn)
-        if eta_utc is not None:
-            eta_utc = dialect.stamp(eta_utc)
-        notify = (f'{self.table}:{queue}',) if dialect.notify else ()
+        dialect, queue, priority, eta_utc, delay_us, notify = self._placed(conn, name, queue, delay, eta, priority)
         with _cursor(conn) as cursor:
             for _ in range(3):
-                if dialect.key_read_first:
+                if dialect.share_lock:
                     cursor.execute(self.sql(SQL_KEY_HOLDER, dialect), [key])
                     row = cursor.fetchone()
                     if row is not None:
@@ -1237,19 +1232,23 @@ class Registry:
                     row = cursor.fetchone()
                 if row is not None:
                     return Enqueued(row[0], False)
-        raise MQueueError(f'a task holds unique key {key!r}, but this transaction cannot see it (it committed after '
-                          'this transaction began reading, at REPEATABLE READ); nothing was inserted: enqueue it '
-                          'in a new transaction')
+        raise MQueueError(f'a task holds unique key {key!r}, but it was gone each time its id was read; nothing was '
+                          'inserted: enqueue it again')
 
-    def _insert(self, conn: Any, name: str, encoded: list[str], queue: str | None, delay: Any, eta: Any,
-                priority: int | None) -> int | None:
-        """INSERT tasks of one name, a statement per ENQUEUE_MANY_ROWS (or _BYTES); the first's id."""
+    def _placed(self, conn: Any, name: str, queue: str | None, delay: Any, eta: Any, priority: int | None) -> tuple:
+        """What an insert of tasks of this name sends besides their args: the dialect, queue,
+        priority, due time (UTC, or a delay in microseconds) and the NOTIFY's payload, if any."""
         queue, priority = self.placement(name, queue, priority)
         eta_utc, delay_us = _due(delay, eta)
         dialect = self.dialect_of(conn)
         if eta_utc is not None:
             eta_utc = dialect.stamp(eta_utc)
-        notify = (f'{self.table}:{queue}',) if dialect.notify else ()
+        return dialect, queue, priority, eta_utc, delay_us, (f'{self.table}:{queue}',) if dialect.notify else ()
+
+    def _insert(self, conn: Any, name: str, encoded: list[str], queue: str | None, delay: Any, eta: Any,
+                priority: int | None) -> int | None:
+        """INSERT tasks of one name, a statement per ENQUEUE_MANY_ROWS (or _BYTES); the first's id."""
+        dialect, queue, priority, eta_utc, delay_us, notify = self._placed(conn, name, queue, delay, eta, priority)
         first, start = None, 0
         with _cursor(conn) as cursor:
             while start < len(encoded):
@@ -1322,7 +1321,7 @@ class Registry:
         if ids is None or queue is not None or name is not None:
             found = self._find(conn, *_filtered(SQL_FIND_DEAD, queue=queue, name=name))
             ids = found if ids is None else sorted(set(found) & {int(i) for i in ids})
-        return self._dead_by_ids(conn, SQL_RETRY_DEAD, [int(i) for i in ids], SQL_FORGET_RESULTS)
+        return self._dead_by_ids(conn, SQL_RETRY_DEAD, [int(i) for i in ids], SQL_DELETE_RESULTS)
 
     def cancel(self, conn: Any, task_id: int) -> bool:
         """Delete a task that no worker is running: pending (due, scheduled, waiting to retry) or
@@ -1417,7 +1416,7 @@ class Registry:
                 cursor.execute(self.sql(SQL_FIND_EXPIRED, dialect), (want,))
                 ids = [row[0] for row in cursor.fetchall()]
                 if ids:
-                    cursor.execute(self.sql(SQL_PURGE_RESULTS, dialect, ids=len(ids)), ids)
+                    cursor.execute(self.sql(SQL_DELETE_RESULTS, dialect, ids=len(ids)), ids)
                     count += len(ids)
                 if len(ids) < want:
                     break
@@ -2460,7 +2459,8 @@ class Worker:
             locks = self.dialect.row_locks
             blocks = [(self._sql(SQL_PROBE), (*pair, not rescuing)) for pair in pairs]
             if rescuing:   # (SQLite: a few of the oldest claims, their workers then looked up)
-                blocks.append((self._sql(SQL_PROBE_ORPHAN), (-int(self.rescue_after * 1e6), 1 if locks else RESCUE_MAX)))
+                read = 1 if locks else RESCUE_MAX
+                blocks.append((self._sql(SQL_PROBE_ORPHAN), (-int(self.rescue_after * 1e6), read)))
             if len(blocks) == 1:
                 cursor.execute(*blocks[0])
             else:   # (any row says "claim", but SQLite's orphan candidates: the first will do)
@@ -2893,10 +2893,9 @@ class Worker:
 
     def _discard_connection(self) -> None:
         conn = getattr(self._local, 'connection', None)
-        own, now = getattr(self._local, 'synchronous', None), getattr(self._local, 'synchronous_now', None)
-        if conn is not None and isinstance(self.connect, _SharedConnection) and own is not None and now != own:
-            with contextlib.suppress(Exception), _cursor(conn) as cursor:   # the caller's again, as it was
-                cursor.execute(f'PRAGMA synchronous = {own}')
+        if conn is not None and isinstance(self.connect, _SharedConnection):   # the caller's level, as it was
+            with contextlib.suppress(Exception), _cursor(conn) as cursor:
+                self._set_synchronous(cursor, lazy=False)
         self._local.connection, self._local.idle = None, False
         if conn is not None and not isinstance(self.connect, _SharedConnection):
             with contextlib.suppress(Exception):
@@ -3356,7 +3355,8 @@ def _print_schema(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {'worker': _run_worker, 'status': _show_status, 'dead': _show_dead, 'retry': _retry, 'cancel': _cancel,
-             'purge': _purge, 'result': _show_result, 'enqueue': _enqueue, 'crons': _list_crons, 'init-db': _init_db, 'schema': _print_schema}
+             'purge': _purge, 'result': _show_result, 'enqueue': _enqueue, 'crons': _list_crons, 'init-db': _init_db,
+             'schema': _print_schema}
 
 
 def _open_database(args: argparse.Namespace, tasks: bool = False) -> tuple[Registry, Callable[[], Any]]:

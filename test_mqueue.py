@@ -1932,6 +1932,28 @@ def test_a_sqlite_connection_given_to_a_worker_gets_its_synchronous_level_back(d
         conn.close()
 
 
+def test_a_dead_task_brought_back_keeps_the_result_of_its_new_end(db, reg):
+    """retry_dead deletes the result a task died with, so the one it keeps when it ends again is
+    written (MySQL inserts results with IGNORE: a stale row would win)."""
+    tries = []
+
+    @reg.task(name='second_time', result=60, retries=0)
+    def second_time():
+        tries.append(1)
+        if len(tries) == 1:
+            raise ValueError('first')
+        return 'done'
+    task_id = enqueued(reg, 'second_time')
+    assert worker(reg).run(burst=True) == 1
+    assert query(db, f'SELECT status FROM {reg.result_table}') == (('dead',),)
+    with committed() as conn:
+        assert reg.retry_dead(conn, [task_id]) == 1
+    assert query(db, f'SELECT COUNT(*) FROM {reg.result_table}') == ((0,),)
+    assert worker(reg).run(burst=True) == 1
+    with committed() as conn:
+        assert reg.result(conn, task_id)[1:3] == ('succeeded', 'done')
+
+
 def test_cli_result_and_purge_results(db, reg, capsys):
     reg.task(name='answer', result=60)(lambda: {'answer': 42})
     task_id = enqueued(reg, 'answer')
