@@ -56,9 +56,9 @@ from urllib.parse import unquote, urlsplit
 
 __version__ = '0.4.0'
 __all__ = ['task', 'cron', 'init', 'enqueue', 'enqueue_many', 'current', 'Worker', 'connect_url', 'default_registry',
-           'queue_stats', 'dead_tasks', 'retry_dead', 'cancel', 'purge_dead', 'result', 'wait_for_result',
+           'queue_stats', 'past_timeout', 'dead_tasks', 'retry_dead', 'cancel', 'purge_dead', 'result', 'wait_for_result',
            'purge_results', 'Registry', 'Task', 'TaskContext', 'QueueStats', 'DeadTask', 'Result', 'Enqueued',
-           'MQueueError', 'NoConnectionError', 'NotInTaskError']
+           'PastTimeout', 'MQueueError', 'NoConnectionError', 'NotInTaskError', 'TaskTimeout']
 
 logger = logging.getLogger('mqueue')
 
@@ -75,6 +75,9 @@ MAX_RETRIES = 1000              # the retries column is a SMALLINT; keep far bel
 DEFAULT_LEASE = 60.0            # seconds: how long a claim hides a task (where no rescue sees a dead worker's)
 DEFAULT_RESCUE_AFTER = 2.0      # seconds after its claim that a task no worker holds (SQLite: whose worker's
                                 # process has ended) is due again: its worker died or lost its connection
+TIMEOUT_GRACE = 5.0             # seconds a task past its timeout has to return once its database session is ended;
+                                # after that its worker gives it up, stops, and exits with an error
+WATCHDOG_IDLE = 10.0            # seconds the thread that times tasks out lives on without one to time
 RESCUE_EVERY = 1.0              # seconds between a busy worker's looks for such tasks (an idle one's probe looks)
 DEFAULT_POLL_INTERVAL = 0.5     # seconds an idle worker waits between claims (±10% jitter); on
                                 # PostgreSQL a NOTIFY at enqueue's commit wakes it sooner
@@ -149,10 +152,11 @@ SQL_CLAIM_ORDER = ' ORDER BY priority, eta, id LIMIT %s'
 # The priorities in use in a queue, one index dive each: the next one above a given priority.
 SQL_NEXT_PRIORITY = ('SELECT MIN(priority) FROM {task}{claim_index} '
                      'WHERE queue = %s AND dead_at IS NULL AND priority > %s')
-# Count the attempt, hide the tasks for the lease, and say which worker runs them; committed before
-# any task runs.
+# Count the attempt, hide the tasks for the lease, say which worker runs them, and by when the
+# attempt must have ended if the task has a timeout (the second parameter; NULL without: one
+# statement per timeout in the batch); committed before any task runs.
 SQL_LEASE = ('UPDATE {task} SET retries = retries + 1, eta = {later}, claimed_at = {now}, '
-             'started_at = COALESCE(started_at, {now}), worker = %s WHERE id IN ({ids}){id_limit}')
+             'started_at = COALESCE(started_at, {now}), deadline = {later}, worker = %s WHERE id IN ({ids}){id_limit}')
 # Re-lock claimed tasks for the transaction they run in; retries shows whether the claim is ours,
 # and the flag that it is still claimed (not rescued since, nor buried). (By primary key: as a
 # condition, the flag would lead planners to the claimed index.)
@@ -235,6 +239,12 @@ SQL_QUEUE_STATS = ('SELECT queue, COUNT(CASE WHEN dead_at IS NULL AND claimed_at
                    'COUNT(CASE WHEN dead_at IS NULL AND claimed_at IS NOT NULL THEN 1 END), COUNT(dead_at), '
                    'MIN(CASE WHEN dead_at IS NULL AND claimed_at IS NULL AND eta <= %s THEN eta END) FROM {task}')
 SQL_QUEUE_STATS_GROUP = ' GROUP BY queue ORDER BY queue'
+# Running tasks past their timeout: still claimed after their deadline, which their worker could not
+# enforce (it hangs, is paused, or died and its task awaits a rescue); from the claimed index, the
+# longest overdue first; "now" as above.
+SQL_PAST_TIMEOUT = ('SELECT id, queue, name, worker, claimed_at, deadline FROM {task}{claimed_index} '
+                    'WHERE claimed_at IS NOT NULL AND dead_at IS NULL AND deadline < %s')
+SQL_PAST_TIMEOUT_ORDER = ' ORDER BY deadline LIMIT %s'
 # Cancel a task no worker is running (pending or dead): look (a plain read), lock its row unless a
 # worker holds it, delete it. (A plain DELETE would wait for a running task to commit; and the look
 # first keeps a claimed row from being locked, and kept locked, by a cancel that declines it.)
@@ -849,6 +859,11 @@ class NotInTaskError(MQueueError, LookupError):
     """current() was called outside a running task."""
 
 
+class TaskTimeout(MQueueError):
+    """A task ran past its timeout: the error its attempt failed with (kept in its errors), once its
+    worker had ended the attempt's database session."""
+
+
 class _TransactionLost(Exception):
     """A task's failure took its whole transaction with it (the savepoint is gone)."""
 
@@ -856,6 +871,11 @@ class _TransactionLost(Exception):
         super().__init__(info['error'])
         self.claim, self.info = claim, info
         self.conflict = conflict   # a deadlock: nobody's fault, every task of the batch goes back uncounted
+
+
+class _TimedOut(BaseException):
+    """Raised in a worker's thread when its task returns after its timeout: the batch's transaction
+    is rolled back, and the thread that timed it out records what became of the batch."""
 
 
 class _ColdShutdown(KeyboardInterrupt):
@@ -1065,7 +1085,8 @@ class Registry:
 
     def task(self, func: Callable | None = None, *, name: str | None = None, queue: str | None = None,
              retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF, priority: int = 0,
-             result: float | bool = False, unique: bool = False, unique_while_dead: bool = False):
+             result: float | bool = False, unique: bool = False, unique_while_dead: bool = False,
+             timeout: float | None = None):
         """Register a function as a task; usable bare (``@task``) or with options (``@task(...)``).
 
         Args:
@@ -1083,13 +1104,18 @@ class Registry:
                 inserts nothing.
             unique_while_dead: a dead task of it keeps its unique key (until retried and done,
                 or purged); by default a task lets go of its key when it dies.
+            timeout: seconds an attempt may run; past them the worker ends its database session
+                (its writes roll back, its row locks go) and the attempt fails with TaskTimeout,
+                retried as any failure. Default None: the worker's ``timeout``, if it has one.
+                See docs/timeouts.md.
 
         Returns:
             The Task, which stays directly callable.
         """
         def register(func: Callable) -> Task:
             task = Task(func, self, name=name, queue=queue, retries=retries, backoff=backoff,
-                        priority=priority, result=result, unique=unique, unique_while_dead=unique_while_dead)
+                        priority=priority, result=result, unique=unique, unique_while_dead=unique_while_dead,
+                        timeout=timeout)
             known = self.tasks.get(task.name)
             if known is not None and known.func is not func:
                 raise ValueError(f'task name {task.name!r} is already registered for {known.func!r}')
@@ -1295,6 +1321,23 @@ class Registry:
         return [QueueStats(name, ready, scheduled, running, dead,
                            max(0.0, (now - _utc(oldest)).total_seconds()) if oldest is not None else 0.0)
                 for name, ready, scheduled, running, dead, oldest in rows]
+
+    def past_timeout(self, conn: Any, queue: str | None = None, limit: int = 100) -> list[PastTimeout]:
+        """The running tasks past their timeout (of this queue), the longest overdue first: those
+        their worker could not end (it hangs, is paused, or died and a rescue has yet to bring its
+        task back). A plain read."""
+        dialect = self.dialect_of(conn)
+        statement, params = _filtered(SQL_PAST_TIMEOUT, queue=queue)
+        with _cursor(conn) as cursor:
+            cursor.execute(self.sql(SQL_NOW, dialect))
+            now = cursor.fetchone()[0]
+            cursor.execute(self.sql(statement + SQL_PAST_TIMEOUT_ORDER, dialect),
+                           [now, *params, _whole_number('limit', limit, 1)])
+            rows = cursor.fetchall()
+        now = _utc(now)
+        return [PastTimeout(task_id, queue, name, worker, _utc(claimed_at), _utc(deadline),
+                            (now - _utc(deadline)).total_seconds())
+                for task_id, queue, name, worker, claimed_at, deadline in rows]
 
     def dead_tasks(self, conn: Any, *, queue: str | None = None, name: str | None = None,
                    limit: int = 100) -> list[DeadTask]:
@@ -1507,7 +1550,7 @@ class Task:
     def __init__(self, func: Callable, registry: Registry, *, name: str | None = None,
                  queue: str | None = None, retries: int = DEFAULT_RETRIES,
                  backoff: float = DEFAULT_BACKOFF, priority: int = 0, result: float | bool = False,
-                 unique: bool = False, unique_while_dead: bool = False):
+                 unique: bool = False, unique_while_dead: bool = False, timeout: float | None = None):
         if not callable(func):
             raise TypeError(f'a task must be a function, not {func!r}')
         self.func = func
@@ -1521,6 +1564,7 @@ class Task:
         self.result = (DEFAULT_RESULT_KEEP if result is True else None if result is False
                        else _seconds('result', result, positive=True))
         self.unique, self.unique_while_dead = bool(unique), bool(unique_while_dead)
+        self.timeout = None if timeout is None else _seconds('timeout', timeout, positive=True)
         self.signature = inspect.signature(func)
         self._fits: dict[int | tuple, str | None] = {}
         functools.update_wrapper(self, func)
@@ -1584,6 +1628,17 @@ class QueueStats(NamedTuple):
     running: int            # claimed by a worker, until the attempt ends (or a dead worker's is rescued)
     dead: int               # gave up; kept until retried or purged
     latency: float          # seconds the oldest ready task has been due; 0.0 when none is ready
+
+
+class PastTimeout(NamedTuple):
+    """A running task past its timeout, as ``past_timeout`` lists it."""
+    id: int
+    queue: str
+    name: str
+    worker: str | None      # who holds it: host:pid:thread
+    claimed_at: dt.datetime  # when its attempt was claimed (UTC)
+    deadline: dt.datetime   # by when it should have ended (UTC): its timeout after it could start
+    overdue: float          # seconds since then
 
 
 class DeadTask(NamedTuple):
@@ -1666,6 +1721,11 @@ def enqueue_many(conn: Any, name: str, calls: Iterable[Sequence | Mapping | None
 def queue_stats(conn: Any, queue: str | None = None) -> list[QueueStats]:
     """Ready, scheduled, running and dead tasks per queue, and latency (see ``Registry.queue_stats``)."""
     return default_registry.queue_stats(conn, queue)
+
+
+def past_timeout(conn: Any, queue: str | None = None, limit: int = 100) -> list[PastTimeout]:
+    """The running tasks past their timeout: see Registry.past_timeout."""
+    return default_registry.past_timeout(conn, queue, limit)
 
 
 def dead_tasks(conn: Any, **filters) -> list[DeadTask]:
@@ -2128,6 +2188,13 @@ class Worker:
             PostgreSQL no transaction holds its row; on SQLite, the process its row names has
             ended. None: after the lease (a Galera cluster, whose row locks other nodes do not see).
         poll_interval: seconds between claims while idle.
+        timeout: seconds an attempt of a task without a timeout of its own may run (default None:
+            no limit). Past its timeout a task's database session is ended from another
+            connection (its writes roll back, its row locks go) and the attempt fails with
+            TaskTimeout; its batch-mates go back uncounted. A task that does not return within
+            TIMEOUT_GRACE seconds of that (Python code cannot be stopped from another thread) is
+            given up: the worker stops and ``run()`` raises MQueueError, for a supervisor to
+            restart it. See docs/timeouts.md.
         isolation: the isolation level of the worker's own connections, e.g. 'READ COMMITTED';
             default None, the server's (REPEATABLE READ unless configured): measured twice as
             fast for claiming on MariaDB. With a ``transaction`` hook the hook's connections are
@@ -2145,8 +2212,8 @@ class Worker:
                  registry: Registry | None = None, tasks: str | Sequence[str] | None = None,
                  concurrency: int = 1, batch: int = DEFAULT_BATCH, lease: float = DEFAULT_LEASE,
                  rescue_after: float | None = DEFAULT_RESCUE_AFTER,
-                 poll_interval: float = DEFAULT_POLL_INTERVAL, isolation: str | None = None,
-                 crons: bool = True, hooks: Mapping[str, Callable] | None = None):
+                 poll_interval: float = DEFAULT_POLL_INTERVAL, timeout: float | None = None,
+                 isolation: str | None = None, crons: bool = True, hooks: Mapping[str, Callable] | None = None):
         self.registry = registry or default_registry
         for package in [tasks] if isinstance(tasks, str) else tasks or ():
             _import_tree(package)
@@ -2167,6 +2234,11 @@ class Worker:
         self.lease = _seconds('lease', lease, positive=True)
         self.rescue_after = None if rescue_after is None else _seconds('rescue_after', rescue_after, positive=True)
         self.poll_interval = _seconds('poll_interval', poll_interval, positive=True)
+        self.timeout = None if timeout is None else _seconds('timeout', timeout, positive=True)
+        if self.timeout is not None and isinstance(connect, _SharedConnection) and (
+                self.registry.dialect_of(connect.conn).kill):
+            raise ValueError('a timeout is enforced by ending a session from another connection: give the worker a '
+                             'connection factory, not one connection')
         if isolation is not None and isolation.upper() not in (
                 'READ UNCOMMITTED', 'READ COMMITTED', 'REPEATABLE READ', 'SERIALIZABLE'):
             raise ValueError(f'unknown isolation level {isolation!r}')
@@ -2185,6 +2257,9 @@ class Worker:
         self._rescue_at = -math.inf                    # the next look for a dead worker's tasks (monotonic)
         self._rescue_possible: bool | None = None      # see _can_rescue; None: not yet known
         self._purge_at = time.monotonic() + RESULTS_PURGE_EVERY   # the next deletion of expired results
+        self._watchdog = _Watchdog(self)               # times out the tasks that have a timeout
+        self._given_up: str | None = None              # why a task that never returned stopped the worker...
+        self._lost_threads: set[int] = set()           # ...and the threads it holds, not waited for
 
     # The loop
 
@@ -2209,12 +2284,16 @@ class Worker:
             if self.scheduler:
                 self.scheduler.report_unserved(queues)
                 self.scheduler.report_undeclared(queues)
-            if self.concurrency == 1:
+            # A task that may time out runs in a thread of its own, even alone: if it never
+            # returns, this thread can still stop the worker.
+            if self.concurrency == 1 and not self._may_time_out():
                 processed = self._loop(burst)
             else:
                 processed = self._run_threads(burst)
             if self._abandon_signal is not None:
                 raise _ColdShutdown(self._abandon_signal)
+            if self._given_up:
+                raise MQueueError(self._given_up)
         logger.info('mqueue worker stopped after %d tasks', processed)
         return processed
 
@@ -2308,7 +2387,7 @@ class Worker:
         for thread in threads:
             thread.start()
         for thread in threads:
-            while thread.is_alive():
+            while thread.is_alive() and thread.ident not in self._lost_threads:
                 thread.join(0.05)   # a short join keeps the main thread responsive to signals
                 if self._abandon_signal is not None:
                     self._abandon_threads()
@@ -2332,6 +2411,12 @@ class Worker:
 
     def _served_queues(self) -> list[str]:
         return self.queues or self.registry.queues()
+
+    def _may_time_out(self) -> bool:
+        """Whether a task this worker runs may have a timeout (not with one connection given: its
+        loop runs in the caller's thread)."""
+        return not isinstance(self.connect, _SharedConnection) and (
+            self.timeout is not None or any(task.timeout is not None for task in self.registry.tasks.values()))
 
     def _sql(self, statement: str, **lists: int) -> str:
         return self.registry.sql(statement, self.dialect, **lists)
@@ -2363,10 +2448,18 @@ class Worker:
             else:
                 runnable.append(claim_or_error)
         claimed = _batch_of(runnable)
-        if claimed:
-            cursor.execute(self._sql(SQL_LEASE, ids=len(claimed)),
-                           (int(self.lease * 1e6), _worker_id(), *(c.id for c in claimed)))
+        by_deadline: dict[int | None, list[int]] = {}   # microseconds from now (None: no timeout) -> ids
+        for claim in claimed:
+            timeout = self._timeout_of(claim)
+            # A task of a batch starts within BATCH_SECONDS of the first, or goes back unrun.
+            late = BATCH_SECONDS if len(claimed) > 1 else 0.0
+            by_deadline.setdefault(None if timeout is None else int((timeout + late) * 1e6), []).append(claim.id)
+        for deadline, ids in by_deadline.items():
+            cursor.execute(self._sql(SQL_LEASE, ids=len(ids)), (int(self.lease * 1e6), deadline, _worker_id(), *ids))
         return claimed, outcomes
+
+    def _timeout_of(self, claim: _Claim) -> float | None:
+        return claim.task.timeout if claim.task.timeout is not None else self.timeout
 
     def _rescuing(self, cursor: Any) -> bool:
         """Whether to look for a dead worker's tasks now: about once a second, or at once when the
@@ -2579,13 +2672,17 @@ class Worker:
                     elif attempts and time.monotonic() - began > BATCH_SECONDS:
                         self._release(cursor, claim)
                     else:   # the savepoints are numbered by the tasks that run: mqueue_0 is the first's
-                        attempts.append(self._execute(conn, cursor, len(attempts), claim))
+                        attempts.append(self._execute(conn, cursor, len(attempts), claim, claimed))
                 outcomes = []
                 if attempts:
                     self._check_transaction(cursor, attempts)
                     outcomes = self._complete(cursor, attempts)
         except _TransactionLost as lost:
             self._recover(claimed, lost)
+            return
+        except _TimedOut:   # rolled back, or its session ended: the thread that timed it out records the batch
+            if self.dialect.kill:
+                self._discard_connection()
             return
         except _ColdShutdown:
             self._hand_back(claimed)
@@ -2598,6 +2695,9 @@ class Worker:
             raise
         finally:   # the batch failed before it held its rows: what its claim did was committed all the same
             self._report_all(unreported)
+            watch = self._local.__dict__.pop('watch', None)
+            if watch is not None:   # the batch's transaction is over, whatever ended it
+                watch.ended.set()
         self._report_all(outcomes)
 
     def _lock(self, cursor: Any, claimed: list[_Claim]) -> dict[int, int]:
@@ -2605,7 +2705,8 @@ class Worker:
         cursor.execute(self._sql(SQL_LOCK, ids=len(claimed)), [c.id for c in claimed])
         return {task_id: attempts for task_id, attempts, still_claimed in cursor.fetchall() if still_claimed}
 
-    def _execute(self, conn: Any, cursor: Any, index: int, claim: _Claim) -> tuple[_Claim, dict, _Outcome | None]:
+    def _execute(self, conn: Any, cursor: Any, index: int, claim: _Claim,
+                 batch: list[_Claim]) -> tuple[_Claim, dict, _Outcome | None]:
         """Run one task in a savepoint; on failure roll back to it and record the retry. Returns
         the attempt: its claim, the event's fields, and its outcome if it failed (one that
         returned completes with its batch)."""
@@ -2613,10 +2714,17 @@ class Worker:
             raise _ColdShutdown(self._abandon_signal)
         cursor.execute(SQL_SAVEPOINT.format(n=index))
         context = claim.context(conn, self)
+        timeout = self._timeout_of(claim)
+        watch = self._watch(conn, cursor, claim, batch, timeout) if timeout is not None else None
         started = time.perf_counter()
-        # A context of its own per task: current() and whatever the task sets in context
-        # variables end with it, even if it is interrupted.
-        error, claim.kept = contextvars.copy_context().run(self._call, claim, context)
+        try:
+            # A context of its own per task: current() and whatever the task sets in context
+            # variables end with it, even if it is interrupted.
+            error, claim.kept = contextvars.copy_context().run(self._call, claim, context)
+        finally:
+            timed_out = watch is not None and self._watchdog.forget(watch)
+        if timed_out:   # whatever it returned: its session was ended, or is about to be
+            raise _TimedOut()
         info = {'duration': time.perf_counter() - started}
         if error is None:
             return claim, info, None
@@ -2655,6 +2763,62 @@ class Worker:
         finally:
             self._local.in_task = False
         return None, kept
+
+    # Timeouts: the watchdog (a thread of its own) ends the session of a task past its timeout;
+    # a thread of their own then records the batch: the task failed, its batch-mates go back.
+
+    def _watch(self, conn: Any, cursor: Any, claim: _Claim, batch: list[_Claim], timeout: float) -> _Watch:
+        """Have the watchdog time this task out, with what it needs to end its session."""
+        connection_id = getattr(self._local, 'connection_id', None)
+        if self.dialect.kill:
+            if isinstance(self.connect, _SharedConnection):
+                raise MQueueError(f'{claim.task.name} has a timeout, which a worker given one connection cannot '
+                                  'enforce (it ends a session from another connection): give it a connection factory')
+            if 'transaction' in self.hooks:   # the hook's connection: which session it is
+                cursor.execute(self.dialect.connection_info)
+                connection_id = cursor.fetchone()[0]
+        watch = self._local.watch = _Watch(claim, batch, timeout, conn, connection_id)
+        self._watchdog.watch(watch)
+        return watch
+
+    def _time_out(self, watch: _Watch) -> None:
+        """In a thread of its own: end the session of a task past its timeout (MySQL, PostgreSQL:
+        its transaction rolls back and its row locks go at once; SQLite: the statement it runs
+        fails, and its thread rolls back), then record its batch: the task failed with
+        TaskTimeout, its batch-mates go back uncounted (each only while the claim is still ours)."""
+        claim = watch.claim
+        context = claim.context(None, self)
+        error = TaskTimeout(f'{claim.task.name}() ran past its timeout of {watch.timeout:g}s; its database '
+                            'session was ended, and its writes rolled back')
+        info = {'duration': time.monotonic() - watch.started, 'error': _describe_error(error), 'exception': error}
+        logger.warning('%s ran past its timeout of %gs; ending its database session', _attempt(context), watch.timeout)
+        try:
+            if self.dialect.kill:
+                with self._transaction() as conn, _cursor(conn) as cursor:
+                    cursor.execute(self.dialect.kill, (watch.connection_id,))
+            else:   # (SQLite: its thread holds the write lock until it has rolled back)
+                watch.conn.interrupt()
+                watch.ended.wait()
+            self._recover(watch.claimed, _TransactionLost(claim, info))
+        except Exception as exc:
+            logger.error('%s: could not end its session or record its timeout (%s); it returns when rescued or its '
+                         'lease ends', _attempt(context), _describe_error(exc, short=True))
+        finally:
+            self._discard_connection()
+
+    def _give_up(self, watch: _Watch) -> None:
+        """A task past its timeout has not returned TIMEOUT_GRACE seconds after its session was
+        ended: Python code that never returns to the database cannot be stopped from another
+        thread. Stop taking tasks; ``run()`` then raises, for a supervisor to restart the process."""
+        context = watch.claim.context(None, self)
+        self._given_up = (f'{_attempt(context)} ran past its timeout of {watch.timeout:g}s and did not return '
+                          f'within {TIMEOUT_GRACE:g}s of its database session being ended (Python code that never '
+                          'returns to the database cannot be stopped from another thread): the worker stopped, '
+                          'for its supervisor to restart it')
+        logger.error('%s', self._given_up + ('; until this process exits, its transaction holds the database\'s '
+                                             'write lock' if not self.dialect.kill else ''))
+        self._lost_threads.add(watch.thread)
+        self._stopping.set()
 
     def _check_transaction(self, cursor: Any, attempts: list[tuple[_Claim, dict, _Outcome | None]]) -> None:
         """Fail the batch if its transaction was lost under a task that returned normally."""
@@ -2978,6 +3142,78 @@ def _batch_of(runnable: list[_Claim]) -> list[_Claim]:
     return [claim for claim in runnable if claim.attempt == 1]
 
 
+class _Watch:
+    """A task running with a timeout, as the watchdog sees it."""
+    __slots__ = ('claim', 'claimed', 'timeout', 'conn', 'connection_id', 'thread', 'started', 'deadline',
+                 'timed_out', 'give_up_at', 'left', 'ended')
+
+    def __init__(self, claim: _Claim, claimed: list[_Claim], timeout: float, conn: Any, connection_id: Any):
+        self.claim, self.claimed, self.timeout = claim, claimed, timeout   # the task, and its batch
+        self.conn, self.connection_id = conn, connection_id               # its transaction's connection, session
+        self.thread = threading.get_ident()
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
+        self.timed_out = False            # set (under the watchdog's lock) once past the deadline
+        self.give_up_at = math.inf        # then: when the worker gives up waiting for it to return
+        self.left = threading.Event()     # the task has returned to the worker
+        self.ended = threading.Event()    # its batch's transaction is over (rolled back, on a timeout)
+
+
+class _Watchdog:
+    """Times out a worker's tasks: a thread of its own, started by the first task with a timeout
+    and ending WATCHDOG_IDLE seconds after the last. It wakes at the nearest deadline only: a task
+    costs it a lock and a set operation at its start and at its end."""
+
+    def __init__(self, worker: Worker):
+        self.worker = worker
+        self.changed = threading.Condition()
+        self.watches: set[_Watch] = set()
+        self.wake_at = math.inf
+        self.running = False
+
+    def watch(self, watch: _Watch) -> None:
+        with self.changed:
+            self.watches.add(watch)
+            if not self.running:
+                self.running = True
+                threading.Thread(target=self._run, name='mqueue-watchdog', daemon=True).start()
+            elif watch.deadline < self.wake_at:
+                self.changed.notify()
+
+    def forget(self, watch: _Watch) -> bool:
+        """The task returned: whether it had been timed out (its thread must then not go on with
+        its batch)."""
+        with self.changed:
+            watch.left.set()
+            if not watch.timed_out:
+                self.watches.discard(watch)
+            return watch.timed_out
+
+    def _run(self) -> None:
+        idle_since = time.monotonic()
+        with self.changed:
+            while True:
+                now = time.monotonic()
+                for watch in list(self.watches):
+                    if not watch.timed_out and now >= watch.deadline:
+                        watch.timed_out, watch.give_up_at = True, now + TIMEOUT_GRACE
+                        threading.Thread(target=self.worker._time_out, args=(watch,), daemon=True,
+                                         name=f'mqueue-timeout-{watch.claim.id}').start()
+                    elif watch.timed_out and watch.left.is_set():
+                        self.watches.discard(watch)
+                    elif watch.timed_out and now >= watch.give_up_at:
+                        self.watches.discard(watch)
+                        self.worker._give_up(watch)
+                if self.watches:
+                    idle_since = now
+                elif now - idle_since >= WATCHDOG_IDLE:
+                    self.running = False
+                    return
+                self.wake_at = min((w.give_up_at if w.timed_out else w.deadline for w in self.watches),
+                                   default=idle_since + WATCHDOG_IDLE)
+                self.changed.wait(max(0.0, self.wake_at - now))
+
+
 def _process_alive(worker: str | None) -> bool | None:
     """Whether the process that wrote this worker id (host:pid:thread) still runs: False if it is
     a process of this host that does not exist, or a zombie (ended, its exit not yet collected);
@@ -3114,6 +3350,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                         help='queue to serve (repeatable; default: the default queue and every task\'s queue)')
     worker.add_argument('--concurrency', metavar='N', type=int, default=1, help='worker threads (default 1)')
     worker.add_argument('--burst', action='store_true', help='exit once no due task is left')
+    worker.add_argument('--timeout', metavar='AGE', type=_duration,
+                        help='how long an attempt of a task without a timeout of its own may run (like --older-than '
+                             'of purge: 90, 15m, 1h...); default none. A task that never returns stops the worker, '
+                             'which exits with status 1 for its supervisor to restart it')
     worker.add_argument('--no-crons', action='store_true', help="don't schedule crons in this worker")
     worker.add_argument('--no-rescue', action='store_true',
                         help="leave a dead worker's tasks to their lease (60 s) instead of rescuing them within "
@@ -3124,7 +3364,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                         help=argparse.SUPPRESS)   # before 0.2 the default was WARNING, and -v meant INFO
 
     status = command('status', 'Show each queue: tasks ready, scheduled for later (or waiting to retry), '
-                     'running, dead, and how long the oldest ready task has waited',
+                     'running, dead, and how long the oldest ready task has waited; then the running tasks '
+                     'past their timeout',
                      '  mqueue status --db mysql://app:secret@127.0.0.1/app\n'
                      '  mqueue status --queue mail --json')
     status.add_argument('--queue', metavar='Q', type=_queue_arg, help='only this queue')
@@ -3205,7 +3446,8 @@ def _run_worker(args: argparse.Namespace) -> int:
         logging.basicConfig(level=getattr(logging, args.log_level),
                             format='%(asctime)s %(levelname)s %(name)s: %(message)s')
         Worker(connect, args.queues, registry=registry, concurrency=args.concurrency, crons=not args.no_crons,
-               rescue_after=None if args.no_rescue else DEFAULT_RESCUE_AFTER).run(burst=args.burst)
+               rescue_after=None if args.no_rescue else DEFAULT_RESCUE_AFTER,
+               timeout=args.timeout or None).run(burst=args.burst)
     except _StoppedStarting as stopped:
         logger.warning('%s while the worker was starting: stopped before it ran any task',
                        signal.Signals(stopped.args[0]).name)
@@ -3219,13 +3461,21 @@ def _show_status(args: argparse.Namespace) -> int:
     registry, connect = _open_database(args)
     with _transaction(connect) as conn:
         stats = registry.queue_stats(conn, args.queue)
-    if args.json:
-        _print_json([row._asdict() for row in stats])
+        overdue = registry.past_timeout(conn, args.queue)
+    if args.json:   # (each queue with its tasks past their timeout)
+        _print_json([{**row._asdict(), 'past_timeout': [task._asdict() for task in overdue if task.queue == row.queue]}
+                     for row in stats])
     elif not stats:
         print(f'no tasks{f" in queue {args.queue}" if args.queue else ""} ({registry.table} in {connect.description})')
     else:
         _print_table(('QUEUE', 'READY', 'SCHEDULED', 'RUNNING', 'DEAD', 'OLDEST READY'),
                      [(*row[:5], _age(row.latency) if row.ready else '-') for row in stats])
+    if overdue and not args.json:
+        print(f'\n{_count(len(overdue), "running task")} past the timeout (their workers hang, are paused, or died '
+              'and a rescue will bring the task back):')
+        _print_table(('ID', 'QUEUE', 'NAME', 'WORKER', 'CLAIMED (UTC)', 'PAST TIMEOUT BY'),
+                     [(task.id, task.queue, task.name, task.worker or '-', f'{task.claimed_at:%Y-%m-%d %H:%M:%S}',
+                       _age(task.overdue)) for task in overdue])
     return 0
 
 

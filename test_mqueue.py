@@ -385,12 +385,12 @@ def test_all_names_what_users_meet():
     public_classes = {name for name, value in vars(mqueue).items() if isinstance(value, type)
                       and value.__module__ == 'mqueue' and not name.startswith('_')}
     errors = {name for name in public_classes if issubclass(getattr(mqueue, name), mqueue.MQueueError)}
-    assert errors == {'MQueueError', 'NoConnectionError', 'NotInTaskError'} <= set(mqueue.__all__)
+    assert errors == {'MQueueError', 'NoConnectionError', 'NotInTaskError', 'TaskTimeout'} <= set(mqueue.__all__)
     returned = set()
-    for function in (mqueue.queue_stats, mqueue.dead_tasks, mqueue.current):
+    for function in (mqueue.queue_stats, mqueue.dead_tasks, mqueue.current, mqueue.past_timeout):
         hint = typing.get_type_hints(function)['return']   # list[QueueStats], list[DeadTask], TaskContext
         returned |= {(typing.get_args(hint) or (hint,))[0].__name__}
-    assert returned == {'QueueStats', 'DeadTask', 'TaskContext'} and returned <= set(mqueue.__all__)
+    assert returned == {'QueueStats', 'DeadTask', 'TaskContext', 'PastTimeout'} and returned <= set(mqueue.__all__)
 
 
 def test_schema_file_is_the_modules_schema():
@@ -3673,7 +3673,7 @@ def test_cli_status_dead_retry_cancel_purge_enqueue(db, reg, capsys):
         end = lines[0].index(label) + len(label)
         assert all(line[end - 1] != ' ' and line[end:end + 1] == ' ' for line in lines[1:]), (label, lines)
     status, out, _ = cli('status', '--queue', 'reports', '--json', *on, capsys=capsys)
-    assert json.loads(out) == [{'queue': 'reports', 'ready': 0, 'scheduled': 0, 'running': 0, 'dead': 2, 'latency': 0.0}]
+    assert json.loads(out) == [{'queue': 'reports', 'ready': 0, 'scheduled': 0, 'running': 0, 'dead': 2, 'latency': 0.0, 'past_timeout': []}]
 
     status, out, _ = cli('dead', *on, capsys=capsys)
     lines = out.splitlines()
