@@ -2189,6 +2189,198 @@ def test_cli_enqueue_with_a_unique_key(db, reg, capsys):
         mqueue.main(['enqueue', 't', '--unique', 'x' * 256, *base])
 
 
+# Timeouts ########################################################################################
+# A task past its timeout: its session ended from another connection, its writes rolled back, its
+# row locks freed at once, the attempt failed with TaskTimeout; its batch-mates back uncounted.
+
+# A statement that runs for a minute on each database (SQLite: until interrupted)
+BLOCKING_SQL = {'mysql': 'SELECT SLEEP(60)', 'postgresql': 'SELECT pg_sleep(60)',
+                'sqlite': 'WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT COUNT(*) FROM r'}
+
+
+def last_error_type(row):
+    return json.loads(row['errors'])[-1]['type']
+
+
+def test_a_task_blocked_in_the_database_past_its_timeout_is_ended_retried_then_dead(db, reg, ledger):
+    @reg.task(name='quick')
+    def quick():
+        write_ledger(ledger, 'quick')
+
+    @reg.task(name='hang', timeout=1, retries=1, backoff=60)
+    def hang():
+        write_ledger(ledger, 'hang')
+        with cursor_of(mqueue.current().connection) as cursor:
+            cursor.execute(BLOCKING_SQL[B.dialect.name])
+    ids = [enqueued(reg, name) for name in ('quick', 'hang', 'quick')]   # one batch, the hanging task between
+    w = worker(reg, batch=3)
+    began = time.monotonic()
+    assert w.run_once() == 3   # the batch ended with its timeout
+    assert time.monotonic() - began < 10   # not the statement's minute
+    rows = wait_for(lambda: (rows := {r['id']: r for r in tasks_in(db, reg)}) and
+                    rows[ids[1]]['claimed_at'] is None and rows[ids[0]]['claimed_at'] is None and rows)
+    hanging = rows[ids[1]]
+    assert hanging['retries'] == 1 and hanging['last_error'].startswith('TaskTimeout: hang() ran past its timeout of 1s')
+    assert last_error_type(hanging) == 'mqueue.TaskTimeout' and hanging['dead_at'] is None
+    assert 25 < seconds_until_eta(db, reg, ids[1]) <= 60   # retried after its back-off
+    for mate in (ids[0], ids[2]):   # handed back uncounted, due at once
+        assert rows[mate]['retries'] == 0 and rows[mate]['errors'] is None and seconds_until_eta(db, reg, mate) <= 0
+    assert query(db, f'SELECT COUNT(*) FROM {ledger}') == ((0,),)   # every write of the batch rolled back
+    assert worker(reg, batch=3).run(burst=True) == 2   # the batch-mates run again, once each
+    assert sorted(query(db, f'SELECT task_id, note FROM {ledger}')) == [(ids[0], 'quick'), (ids[2], 'quick')]
+    query(db, f'UPDATE {reg.table} SET eta = {B.at(-1)} WHERE id = %s', (ids[1],))
+    assert w.run_once() == 1   # its second and last attempt times out too: dead
+    row = wait_for(lambda: [r for r in tasks_in(db, reg) if r['dead_at'] is not None])[0]
+    assert row['retries'] == 2 and [e['type'] for e in json.loads(row['errors'])] == ['mqueue.TaskTimeout'] * 2
+    assert query(db, f'SELECT COUNT(*) FROM {ledger} WHERE note = %s', ('hang',)) == ((0,),)
+
+
+def test_a_task_within_its_timeout_and_the_workers_default(db, reg, ledger):
+    @reg.task(name='quick', timeout=30)
+    def quick():
+        write_ledger(ledger)
+
+    @reg.task(name='plain')
+    def plain():
+        write_ledger(ledger)
+    ids = [enqueued(reg, name) for name in ('quick', 'plain', 'plain')]
+    sent = []
+    w = recording_worker(reg, sent, batch=3, timeout=45)
+    assert w.run_once() == 3
+    assert sorted(row[0] for row in query(db, f'SELECT task_id FROM {ledger}')) == ids
+    # the lease writes the tasks' deadlines: one statement per timeout in the batch (the task's, the worker's)
+    assert len([sql for sql in sent if sql.startswith(f'UPDATE {reg.table} SET retries = retries + 1')]) == 2
+    assert not w._watchdog.watches   # each forgotten as it returned
+
+
+def test_a_task_that_never_returns_stops_its_worker(db, reg, monkeypatch):
+    monkeypatch.setattr(mqueue, 'TIMEOUT_GRACE', 0.5)
+    release, spinning = threading.Event(), threading.Event()
+
+    @reg.task(name='spin', timeout=0.5, backoff=60)
+    def spin():
+        spinning.set()
+        while not release.is_set():   # pure Python: nothing another thread can interrupt
+            sum(range(100))
+    task_id = enqueued(reg, 'spin')
+    w = worker(reg)   # one thread: the task runs in a thread of its own all the same
+    outcome = {}
+
+    def run():
+        try:
+            w.run()
+        except mqueue.MQueueError as exc:
+            outcome['error'] = str(exc)
+    runner = threading.Thread(target=run, daemon=True)
+    try:
+        runner.start()
+        assert spinning.wait(10)
+        runner.join(10)
+        assert not runner.is_alive() and release.is_set() is False   # run() gave up on it while it spun on
+        assert re.fullmatch(r'task \d+ spin \(queue default\) attempt 1 ran past its timeout of 0.5s and did not return '
+                            r'within 0.5s of its database session being ended .*: the worker stopped, for its supervisor '
+                            r'to restart it', outcome['error'])
+        row = tasks_in(db, reg)[0]
+        if B.dialect.kill:   # its session ended: recorded while the task spins on, its row lock gone
+            assert row['claimed_at'] is None and last_error_type(row) == 'mqueue.TaskTimeout'
+        else:   # SQLite: its transaction holds the write lock until the task returns (or the process exits)
+            assert row['claimed_at'] is not None
+    finally:
+        release.set()
+    row = wait_for(lambda: (row := tasks_in(db, reg)[0])['claimed_at'] is None and row)
+    assert row['id'] == task_id and row['retries'] == 1 and last_error_type(row) == 'mqueue.TaskTimeout'
+
+
+@only('mysql', 'postgresql')
+def test_a_timeout_ends_the_session_of_a_transaction_hooks_connection(db, reg):
+    @reg.task(name='hang', timeout=0.5)
+    def hang():
+        with cursor_of(mqueue.current().connection) as cursor:
+            cursor.execute(BLOCKING_SQL[B.dialect.name])
+
+    @contextlib.contextmanager
+    def transaction():   # as an application's hook: its own connection, which the worker knows nothing of
+        conn = connect()
+        try:
+            yield conn
+            conn.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+    enqueued(reg, 'hang')
+    began = time.monotonic()
+    assert mqueue.Worker(None, registry=reg, hooks={'transaction': transaction}).run_once() == 1
+    row = wait_for(lambda: (row := tasks_in(db, reg)[0])['claimed_at'] is None and row)
+    assert last_error_type(row) == 'mqueue.TaskTimeout' and time.monotonic() - began < 10
+
+
+def test_a_timeout_needs_a_connection_factory_where_it_ends_sessions(db, reg):
+    conn = connect()
+    try:
+        if B.dialect.kill:
+            with pytest.raises(ValueError, match='give the worker a connection factory'):
+                mqueue.Worker(conn, registry=reg, timeout=5)
+        else:   # SQLite interrupts the task's own connection
+            assert mqueue.Worker(conn, registry=reg, timeout=5).timeout == 5
+    finally:
+        conn.close()
+
+
+@only('mariadb-pymysql', 'postgresql-psycopg', 'sqlite')
+def test_cli_worker_with_a_timeout_exits_with_an_error_when_a_task_never_returns(db, reg, tmp_path):
+    (tmp_path / 'spinning.py').write_text(textwrap.dedent('''\
+        import mqueue
+
+        @mqueue.task(name='spin', retries=1)
+        def spin():
+            while True:
+                pass
+        '''))
+    task_id = enqueued(reg, 'spin')
+    began = time.monotonic()
+    child = subprocess.run([sys.executable, '-m', 'mqueue', 'worker', '--db', B.url, '--table', reg.table,
+                            '--tasks', 'spinning', '--timeout', '1', '--log-level', 'WARNING'],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                           env={**os.environ, 'PYTHONPATH': f'{tmp_path}{os.pathsep}{ROOT}'})
+    assert child.returncode == 1, child.stderr
+    assert 1 + mqueue.TIMEOUT_GRACE <= time.monotonic() - began < 30
+    last_line = child.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(rf'mqueue: task {task_id} spin \(queue default\) attempt 1 ran past its timeout of 1s and did '
+                        r'not return within 5s .*', last_line), child.stderr
+    row = tasks_in(db, reg)[0]
+    if B.dialect.kill:
+        assert row['claimed_at'] is None and last_error_type(row) == 'mqueue.TaskTimeout'
+    else:   # its worker's exit let go of the write lock; a rescue brings the task back (its worker is gone)
+        assert row['claimed_at'] is not None and mqueue._process_alive(row['worker']) is False
+        enqueued(reg, 'after')
+
+
+def test_status_lists_the_running_tasks_past_their_timeout(db, reg, ledger, tmp_path, capsys):
+    task_id = enqueued(reg, 'slow')
+    child = spawn(spec_for(reg, ledger, tmp_path, timeout=1, retries=0))
+    try:
+        wait_for(lambda: list(tmp_path.glob('started-*')))
+        os.kill(child.pid, signal.SIGSTOP)   # a worker that cannot act: paused, or hung in code that holds the GIL
+        (overdue,) = wait_for(lambda: reg.past_timeout(db), timeout=15)
+        assert (overdue.id, overdue.queue, overdue.name) == (task_id, 'default', 'slow')
+        assert f':{child.pid}:' in overdue.worker and overdue.overdue > 0
+        assert 0.9 <= (overdue.deadline - overdue.claimed_at).total_seconds() <= 1.1   # alone: its timeout from its claim
+        status, out, _ = cli('status', '--db', B.url, '--table', reg.table, capsys=capsys)
+        assert status == 0 and '1 running task past the timeout' in out
+        assert re.search(rf'^ *{task_id} +default +slow +\S+:{child.pid}:\S+ +\d{{4}}-', out, re.M), out
+        status, out, _ = cli('status', '--db', B.url, '--table', reg.table, '--json', capsys=capsys)
+        (queue,) = json.loads(out)
+        assert [task['id'] for task in queue['past_timeout']] == [task_id] and queue['running'] == 1
+        assert reg.past_timeout(db, queue='other') == []
+    finally:
+        child.kill()
+        child.wait()
+
+
 # Worker: crashes, connections, signals ###########################################################
 
 
@@ -2238,7 +2430,7 @@ def child_worker(spec):
     w = mqueue.Worker(gated_connect if spec.get('gated_connect') else connect, registry=reg,
                       concurrency=spec.get('concurrency', 1), batch=spec.get('batch', 1),
                       lease=spec.get('lease', 60), rescue_after=spec.get('rescue_after', mqueue.DEFAULT_RESCUE_AFTER),
-                      poll_interval=spec.get('poll_interval', 0.01))
+                      poll_interval=spec.get('poll_interval', 0.01), timeout=spec.get('timeout'))
     try:
         w.run(burst=spec.get('burst', False))
     except KeyboardInterrupt as exc:
