@@ -77,6 +77,7 @@ DEFAULT_RESCUE_AFTER = 2.0      # seconds after its claim that a task no worker 
                                 # process has ended) is due again: its worker died or lost its connection
 TIMEOUT_GRACE = 5.0             # seconds a task past its timeout has to return once its database session is ended;
                                 # after that its worker gives it up, stops, and exits with an error
+SQLITE_PROGRESS_STEPS = 1000    # SQLite: virtual machine steps between looks at whether a task has timed out (1% slower)
 WATCHDOG_IDLE = 10.0            # seconds the thread that times tasks out lives on without one to time
 RESCUE_EVERY = 1.0              # seconds between a busy worker's looks for such tasks (an idle one's probe looks)
 DEFAULT_POLL_INTERVAL = 0.5     # seconds an idle worker waits between claims (±10% jitter); on
@@ -875,7 +876,11 @@ class _TransactionLost(Exception):
 
 class _TimedOut(BaseException):
     """Raised in a worker's thread when its task returns after its timeout: the batch's transaction
-    is rolled back, and the thread that timed it out records what became of the batch."""
+    is rolled back, and what became of the batch is recorded (``lost``)."""
+
+    def __init__(self, lost: _TransactionLost):
+        super().__init__(lost.info['error'])
+        self.lost = lost
 
 
 class _ColdShutdown(KeyboardInterrupt):
@@ -2235,10 +2240,7 @@ class Worker:
         self.rescue_after = None if rescue_after is None else _seconds('rescue_after', rescue_after, positive=True)
         self.poll_interval = _seconds('poll_interval', poll_interval, positive=True)
         self.timeout = None if timeout is None else _seconds('timeout', timeout, positive=True)
-        if self.timeout is not None and isinstance(connect, _SharedConnection) and (
-                self.registry.dialect_of(connect.conn).kill):
-            raise ValueError('a timeout is enforced by ending a session from another connection: give the worker a '
-                             'connection factory, not one connection')
+        self._refuse_unenforceable_timeouts()
         if isolation is not None and isolation.upper() not in (
                 'READ UNCOMMITTED', 'READ COMMITTED', 'REPEATABLE READ', 'SERIALIZABLE'):
             raise ValueError(f'unknown isolation level {isolation!r}')
@@ -2272,8 +2274,10 @@ class Worker:
         """
         if not self.registry.tasks:
             raise MQueueError('no tasks are registered: import your tasks, or pass tasks="package"')
+        self._refuse_unenforceable_timeouts()
         self._stopping.clear()
         self._signals, self._abandon_signal = 0, None
+        self._given_up, self._lost_threads = None, set()
         # The handlers first: a deploy may stop a worker that has just started (systemd and
         # Kubernetes send SIGTERM at any moment), and until they are in, SIGTERM kills the process.
         with self._signal_handlers():
@@ -2412,10 +2416,18 @@ class Worker:
     def _served_queues(self) -> list[str]:
         return self.queues or self.registry.queues()
 
-    def _may_time_out(self) -> bool:
+    def _refuse_unenforceable_timeouts(self) -> None:
+        """A worker given one connection to MySQL/PostgreSQL cannot end a task's session (it needs
+        a connection of its own to do so from): refused before any task is claimed."""
+        if (isinstance(self.connect, _SharedConnection) and self._may_time_out(shared_too=True)
+                and self.registry.dialect_of(self.connect.conn).kill):
+            raise ValueError('a timeout is enforced by ending the task\'s session from another connection: give the '
+                             'worker a connection factory, not one connection')
+
+    def _may_time_out(self, shared_too: bool = False) -> bool:
         """Whether a task this worker runs may have a timeout (not with one connection given: its
         loop runs in the caller's thread)."""
-        return not isinstance(self.connect, _SharedConnection) and (
+        return (shared_too or not isinstance(self.connect, _SharedConnection)) and (
             self.timeout is not None or any(task.timeout is not None for task in self.registry.tasks.values()))
 
     def _sql(self, statement: str, **lists: int) -> str:
@@ -2680,9 +2692,11 @@ class Worker:
         except _TransactionLost as lost:
             self._recover(claimed, lost)
             return
-        except _TimedOut:   # rolled back, or its session ended: the thread that timed it out records the batch
-            if self.dialect.kill:
+        except _TimedOut as timed_out:   # its transaction is over: rolled back, or its session ended
+            if self.dialect.kill:   # (the thread that ended it records the batch)
                 self._discard_connection()
+            else:   # SQLite: rolled back, the write lock let go; recorded here, the one thread that may
+                self._recover(claimed, timed_out.lost)
             return
         except _ColdShutdown:
             self._hand_back(claimed)
@@ -2695,9 +2709,6 @@ class Worker:
             raise
         finally:   # the batch failed before it held its rows: what its claim did was committed all the same
             self._report_all(unreported)
-            watch = self._local.__dict__.pop('watch', None)
-            if watch is not None:   # the batch's transaction is over, whatever ended it
-                watch.ended.set()
         self._report_all(outcomes)
 
     def _lock(self, cursor: Any, claimed: list[_Claim]) -> dict[int, int]:
@@ -2722,9 +2733,9 @@ class Worker:
             # variables end with it, even if it is interrupted.
             error, claim.kept = contextvars.copy_context().run(self._call, claim, context)
         finally:
-            timed_out = watch is not None and self._watchdog.forget(watch)
-        if timed_out:   # whatever it returned: its session was ended, or is about to be
-            raise _TimedOut()
+            timed_out = watch is not None and self._unwatch(watch)
+        if timed_out:   # whatever it returned, the attempt is the timeout's
+            raise _TimedOut(self._timeout_lost(watch))
         info = {'duration': time.perf_counter() - started}
         if error is None:
             return claim, info, None
@@ -2768,53 +2779,80 @@ class Worker:
     # a thread of their own then records the batch: the task failed, its batch-mates go back.
 
     def _watch(self, conn: Any, cursor: Any, claim: _Claim, batch: list[_Claim], timeout: float) -> _Watch:
-        """Have the watchdog time this task out, with what it needs to end its session."""
+        """Have the watchdog time this task out, with what it needs to end its session: its id
+        (MySQL, PostgreSQL), or (SQLite) a progress handler that fails the task's statements once
+        it has timed out: the one it runs, and any it starts after."""
         connection_id = getattr(self._local, 'connection_id', None)
         if self.dialect.kill:
-            if isinstance(self.connect, _SharedConnection):
-                raise MQueueError(f'{claim.task.name} has a timeout, which a worker given one connection cannot '
-                                  'enforce (it ends a session from another connection): give it a connection factory')
+            self._refuse_unenforceable_timeouts()
             if 'transaction' in self.hooks:   # the hook's connection: which session it is
                 cursor.execute(self.dialect.connection_info)
                 connection_id = cursor.fetchone()[0]
-        watch = self._local.watch = _Watch(claim, batch, timeout, conn, connection_id)
+        watch = _Watch(claim, batch, timeout, conn, connection_id)
+        if not self.dialect.kill:
+            if not hasattr(conn, 'set_progress_handler'):
+                raise MQueueError(f'{claim.task.name} has a timeout, which on SQLite needs the sqlite3 connection '
+                                  'itself (its progress handler ends the statements of a task past its timeout)')
+            conn.set_progress_handler(lambda: watch.timed_out, SQLITE_PROGRESS_STEPS)
         self._watchdog.watch(watch)
         return watch
 
-    def _time_out(self, watch: _Watch) -> None:
-        """In a thread of its own: end the session of a task past its timeout (MySQL, PostgreSQL:
-        its transaction rolls back and its row locks go at once; SQLite: the statement it runs
-        fails, and its thread rolls back), then record its batch: the task failed with
-        TaskTimeout, its batch-mates go back uncounted (each only while the claim is still ours)."""
-        claim = watch.claim
-        context = claim.context(None, self)
-        error = TaskTimeout(f'{claim.task.name}() ran past its timeout of {watch.timeout:g}s; its database '
-                            'session was ended, and its writes rolled back')
-        info = {'duration': time.monotonic() - watch.started, 'error': _describe_error(error), 'exception': error}
-        logger.warning('%s ran past its timeout of %gs; ending its database session', _attempt(context), watch.timeout)
+    def _unwatch(self, watch: _Watch) -> bool:
+        """The task returned: whether it had been timed out; then, where its session is being
+        ended, once that is done (so the end cannot fall on a later transaction)."""
+        timed_out = self._watchdog.forget(watch)
+        if not self.dialect.kill:
+            watch.conn.set_progress_handler(None, 0)
+        elif timed_out:
+            watch.ended.wait(TIMEOUT_GRACE)
+        return timed_out
+
+    def _timed_out(self, watch: _Watch) -> None:
+        """Called by the watchdog (holding its lock) when a task runs past its timeout: its session
+        is ended by a thread of its own (MySQL, PostgreSQL); on SQLite, the task's statements fail
+        from now on."""
+        logger.warning('%s ran past its timeout of %gs; %s', _attempt(watch.claim.context(None, self)), watch.timeout,
+                       'ending its database session' if self.dialect.kill else 'its statements fail from now on')
+        if self.dialect.kill:
+            threading.Thread(target=self._end_session, args=(watch,), name=f'mqueue-timeout-{watch.claim.id}',
+                             daemon=True).start()
+
+    def _end_session(self, watch: _Watch) -> None:
+        """In a thread of its own: end the session of a task past its timeout, from a connection of
+        its own (its transaction rolls back and its row locks go at once), then record its batch:
+        the task failed with TaskTimeout, its batch-mates go back uncounted (each only while its
+        claim is still ours)."""
         try:
-            if self.dialect.kill:
+            try:
                 with self._transaction() as conn, _cursor(conn) as cursor:
                     cursor.execute(self.dialect.kill, (watch.connection_id,))
-            else:   # (SQLite: its thread holds the write lock until it has rolled back)
-                watch.conn.interrupt()
-                watch.ended.wait()
-            self._recover(watch.claimed, _TransactionLost(claim, info))
+            finally:
+                watch.ended.set()
+                self._watchdog.grant_grace(watch)
+            self._recover(watch.claimed, self._timeout_lost(watch))
         except Exception as exc:
             logger.error('%s: could not end its session or record its timeout (%s); it returns when rescued or its '
-                         'lease ends', _attempt(context), _describe_error(exc, short=True))
+                         'lease ends', _attempt(watch.claim.context(None, self)), _describe_error(exc, short=True))
         finally:
             self._discard_connection()
 
+    def _timeout_lost(self, watch: _Watch) -> _TransactionLost:
+        """The failure a timed-out task's batch is recorded with: TaskTimeout, that task's."""
+        error = TaskTimeout(f'{watch.claim.task.name}() ran past its timeout of {watch.timeout:g}s; its database '
+                            'session was ended, and its writes rolled back')
+        return _TransactionLost(watch.claim, {'duration': time.monotonic() - watch.started,
+                                              'error': _describe_error(error), 'exception': error})
+
     def _give_up(self, watch: _Watch) -> None:
         """A task past its timeout has not returned TIMEOUT_GRACE seconds after its session was
-        ended: Python code that never returns to the database cannot be stopped from another
-        thread. Stop taking tasks; ``run()`` then raises, for a supervisor to restart the process."""
+        ended (SQLite: after it timed out): Python code that never returns to the database cannot
+        be stopped from another thread. Stop taking tasks; ``run()`` then raises, for a supervisor
+        to restart the process."""
         context = watch.claim.context(None, self)
         self._given_up = (f'{_attempt(context)} ran past its timeout of {watch.timeout:g}s and did not return '
-                          f'within {TIMEOUT_GRACE:g}s of its database session being ended (Python code that never '
-                          'returns to the database cannot be stopped from another thread): the worker stopped, '
-                          'for its supervisor to restart it')
+                          f'within {TIMEOUT_GRACE:g}s of being timed out (Python code that never returns to the '
+                          'database cannot be stopped from another thread): the worker stopped, for its supervisor '
+                          'to restart it')
         logger.error('%s', self._given_up + ('; until this process exits, its transaction holds the database\'s '
                                              'write lock' if not self.dialect.kill else ''))
         self._lost_threads.add(watch.thread)
@@ -3145,7 +3183,7 @@ def _batch_of(runnable: list[_Claim]) -> list[_Claim]:
 class _Watch:
     """A task running with a timeout, as the watchdog sees it."""
     __slots__ = ('claim', 'claimed', 'timeout', 'conn', 'connection_id', 'thread', 'started', 'deadline',
-                 'timed_out', 'give_up_at', 'left', 'ended')
+                 'timed_out', 'give_up_at', 'ended')
 
     def __init__(self, claim: _Claim, claimed: list[_Claim], timeout: float, conn: Any, connection_id: Any):
         self.claim, self.claimed, self.timeout = claim, claimed, timeout   # the task, and its batch
@@ -3153,10 +3191,9 @@ class _Watch:
         self.thread = threading.get_ident()
         self.started = time.monotonic()
         self.deadline = self.started + timeout
-        self.timed_out = False            # set (under the watchdog's lock) once past the deadline
-        self.give_up_at = math.inf        # then: when the worker gives up waiting for it to return
-        self.left = threading.Event()     # the task has returned to the worker
-        self.ended = threading.Event()    # its batch's transaction is over (rolled back, on a timeout)
+        self.timed_out = False            # set (under the watchdog's lock) once past the deadline...
+        self.give_up_at = math.inf        # ...and when the worker gives up waiting for it to return
+        self.ended = threading.Event()    # its session has been ended (or that failed): MySQL, PostgreSQL
 
 
 class _Watchdog:
@@ -3175,8 +3212,9 @@ class _Watchdog:
         with self.changed:
             self.watches.add(watch)
             if not self.running:
+                thread = threading.Thread(target=self._run, name='mqueue-watchdog', daemon=True)
+                thread.start()   # (if it cannot start, the task does not run either)
                 self.running = True
-                threading.Thread(target=self._run, name='mqueue-watchdog', daemon=True).start()
             elif watch.deadline < self.wake_at:
                 self.changed.notify()
 
@@ -3184,34 +3222,35 @@ class _Watchdog:
         """The task returned: whether it had been timed out (its thread must then not go on with
         its batch)."""
         with self.changed:
-            watch.left.set()
-            if not watch.timed_out:
-                self.watches.discard(watch)
+            self.watches.discard(watch)
             return watch.timed_out
+
+    def grant_grace(self, watch: _Watch) -> None:
+        """Its session has been ended: TIMEOUT_GRACE seconds from now for the task to return."""
+        with self.changed:
+            watch.give_up_at = time.monotonic() + TIMEOUT_GRACE
+            self.changed.notify()
 
     def _run(self) -> None:
         idle_since = time.monotonic()
         with self.changed:
-            while True:
-                now = time.monotonic()
-                for watch in list(self.watches):
-                    if not watch.timed_out and now >= watch.deadline:
-                        watch.timed_out, watch.give_up_at = True, now + TIMEOUT_GRACE
-                        threading.Thread(target=self.worker._time_out, args=(watch,), daemon=True,
-                                         name=f'mqueue-timeout-{watch.claim.id}').start()
-                    elif watch.timed_out and watch.left.is_set():
-                        self.watches.discard(watch)
-                    elif watch.timed_out and now >= watch.give_up_at:
-                        self.watches.discard(watch)
-                        self.worker._give_up(watch)
-                if self.watches:
-                    idle_since = now
-                elif now - idle_since >= WATCHDOG_IDLE:
-                    self.running = False
-                    return
-                self.wake_at = min((w.give_up_at if w.timed_out else w.deadline for w in self.watches),
-                                   default=idle_since + WATCHDOG_IDLE)
-                self.changed.wait(max(0.0, self.wake_at - now))
+            try:
+                while self.watches or time.monotonic() - idle_since < WATCHDOG_IDLE:
+                    now = time.monotonic()
+                    for watch in list(self.watches):
+                        if not watch.timed_out and now >= watch.deadline:
+                            watch.timed_out, watch.give_up_at = True, now + TIMEOUT_GRACE
+                            self.worker._timed_out(watch)
+                        elif watch.timed_out and now >= watch.give_up_at:
+                            self.watches.discard(watch)
+                            self.worker._give_up(watch)
+                    if self.watches:
+                        idle_since = now
+                    self.wake_at = min((w.give_up_at if w.timed_out else w.deadline for w in self.watches),
+                                       default=idle_since + WATCHDOG_IDLE)
+                    self.changed.wait(max(0.0, self.wake_at - now))
+            finally:   # (a failure here leaves the next task with a timeout to start another)
+                self.running = False
 
 
 def _process_alive(worker: str | None) -> bool | None:

@@ -2278,8 +2278,8 @@ def test_a_task_that_never_returns_stops_its_worker(db, reg, monkeypatch):
         runner.join(10)
         assert not runner.is_alive() and release.is_set() is False   # run() gave up on it while it spun on
         assert re.fullmatch(r'task \d+ spin \(queue default\) attempt 1 ran past its timeout of 0.5s and did not return '
-                            r'within 0.5s of its database session being ended .*: the worker stopped, for its supervisor '
-                            r'to restart it', outcome['error'])
+                            r'within 0.5s of being timed out .*: the worker stopped, for its supervisor to restart it',
+                            outcome['error'])
         row = tasks_in(db, reg)[0]
         if B.dialect.kill:   # its session ended: recorded while the task spins on, its row lock gone
             assert row['claimed_at'] is None and last_error_type(row) == 'mqueue.TaskTimeout'
@@ -2319,15 +2319,50 @@ def test_a_timeout_ends_the_session_of_a_transaction_hooks_connection(db, reg):
 
 
 def test_a_timeout_needs_a_connection_factory_where_it_ends_sessions(db, reg):
+    @reg.task(name='hang', timeout=0.5)
+    def hang():
+        with cursor_of(mqueue.current().connection) as cursor:
+            cursor.execute(BLOCKING_SQL[B.dialect.name])
+    enqueued(reg, 'hang')
     conn = connect()
     try:
-        if B.dialect.kill:
+        if B.dialect.kill:   # refused before any task is claimed
             with pytest.raises(ValueError, match='give the worker a connection factory'):
                 mqueue.Worker(conn, registry=reg, timeout=5)
-        else:   # SQLite interrupts the task's own connection
-            assert mqueue.Worker(conn, registry=reg, timeout=5).timeout == 5
+            with pytest.raises(ValueError, match='give the worker a connection factory'):
+                mqueue.Worker(conn, registry=reg)   # (its task has a timeout)
+            assert tasks_in(db, reg)[0]['retries'] == 0
+        else:   # SQLite ends the task's statements on its own connection, and records the timeout on it
+            w = mqueue.Worker(conn, registry=reg, timeout=5)
+            assert w.run_once() == 1
+            row = tasks_in(db, reg)[0]
+            assert row['claimed_at'] is None and row['retries'] == 1 and last_error_type(row) == 'mqueue.TaskTimeout'
     finally:
         conn.close()
+
+
+@only('sqlite')
+def test_a_sqlite_task_past_its_timeout_cannot_write_any_more_in_its_transaction(db, reg, ledger):
+    """SQLite fails every statement of a task past its timeout that runs long enough (a thousand
+    steps), and rolls its transaction back: writes before and after are gone."""
+    seen = []
+
+    @reg.task(name='stubborn', timeout=0.5, retries=0)
+    def stubborn():
+        write_ledger(ledger, 'before')
+        with cursor_of(mqueue.current().connection) as cursor:
+            for _ in range(2):   # catches the interruption, writes, and starts another long statement
+                try:
+                    cursor.execute(BLOCKING_SQL['sqlite'])   # (a read: its transaction survives the interruption)
+                except sqlite3.OperationalError as exc:
+                    seen.append(str(exc))
+                write_ledger(ledger, 'after')
+        return 'done'
+    enqueued(reg, 'stubborn')
+    assert worker(reg).run_once() == 1
+    assert seen == ['interrupted', 'interrupted']
+    assert query(db, f'SELECT COUNT(*) FROM {ledger}') == ((0,),)
+    assert last_error_type(tasks_in(db, reg)[0]) == 'mqueue.TaskTimeout'   # dead, whatever it returned
 
 
 @only('mariadb-pymysql', 'postgresql-psycopg', 'sqlite')
@@ -4169,6 +4204,19 @@ def test_docs_unique_example_gets_the_same_task_twice(server, tmp_path):
         mqueue.Registry().create_tables(own)
         own.close()
         assert run_in_examples(readme_block('unique'), url) == ['True True False']
+
+
+@only('mariadb-pymysql', 'postgresql-psycopg', 'sqlite')
+def test_docs_timeouts_example_ends_a_query_past_its_timeout(server, tmp_path):
+    with database_of_its_own(tmp_path) as url:
+        own = Backend(B.name, url).connect(autocommit=True)
+        mqueue.Registry().create_tables(own)
+        own.close()
+        began = time.monotonic()
+        assert run_in_examples(readme_block('timeouts'), url) == [
+            'dead mqueue.TaskTimeout',
+            'TaskTimeout: report() ran past its timeout of 1s; its database session was ended, and its writes rolled back']
+        assert time.monotonic() - began < 20   # not the query's 30 s
 
 
 # Hostile input ###################################################################################

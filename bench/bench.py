@@ -271,12 +271,13 @@ def mqueue_enqueue_many(database, n, rows=1000):
         conn, 'noop', [[] for _ in range(rows)]))
 
 
-def mqueue_drain(database, batch, threads=1, isolation=None, prepare=False, prepared=None):
-    """One worker process running until no task is due; the tasks it ran."""
+def mqueue_drain(database, batch, threads=1, isolation=None, timeout=None, prepare=False, prepared=None):
+    """One worker process running until no task is due; the tasks it ran. With a timeout, every
+    task is watched (and the worker runs its tasks in a thread of its own)."""
     if prepare:
         worker = mqueue.Worker(database.connect, ['default'], registry=database.registry, batch=batch,
-                               concurrency=threads, isolation=isolation, crons=False)
-        if threads == 1:
+                               concurrency=threads, isolation=isolation, crons=False, timeout=timeout)
+        if threads == 1 and timeout is None:
             worker._open()   # (a worker of several threads opens one connection per thread as it starts it)
         return worker
     _calls[0] = 0
@@ -598,6 +599,7 @@ def plan(db, args, peers):
         steps.append((f'mqueue W={w}', lambda w=w: drain_rate(db, n, mqueue_drain, w, batch)))
     steps.append(('mqueue W=2, 8 priorities', lambda: drain_rate(db, n, mqueue_drain, 2, batch, priorities=8)))
     steps.append(('mqueue W=2, results kept', lambda: drain_rate(db, n, mqueue_drain, 2, batch, name='noop kept')))
+    steps.append(('mqueue W=2, timeout', lambda: drain_rate(db, n, mqueue_drain, 2, batch, 1, None, 60.0)))
     if db.name == 'mysql':
         steps += [
             ('mqueue 1 process x 4 threads', lambda: drain_rate(db, n, mqueue_drain, 1, batch, 4)),
@@ -721,6 +723,7 @@ class Run:
             self.ratio(db, 'mqueue W=2, results kept', 'mqueue W=2', 0.8, 'drain keeping results / plain (W=2)')
             self.ratio(db, 'mqueue enqueue+COMMIT, unique key', 'mqueue enqueue+COMMIT', 0.8,
                        'enqueue with a unique key / plain')
+            self.ratio(db, 'mqueue W=2, timeout', 'mqueue W=2', 0.9, 'drain of tasks with a timeout / plain (W=2)')
             self.at_most(db, 'statements per task', 1.1, f'statements per task at batch {self.args.batch}',
                          also='round trips per task')
             self.at_most(db, 'idle statements per poll', 1.05, 'idle statements per poll interval', goal='<= 1')
