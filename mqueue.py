@@ -488,7 +488,8 @@ class Dialect:
     synchronous = None           # SQLite: reads the level at which its commits wait for the disk, if lowering
                                  # it for one transaction is safe (WAL mode); set before a transaction begins
     isolation = ''               # sets the isolation level of a worker's own connection
-    kill = None                  # ends another connection (and its transaction) by id
+    kill = None                  # ends another connection (and its transaction) by id...
+    session_exists = ''          # ...and whether it still exists (both servers end it asynchronously)
     connection_info = ''         # (connection id, server version)
     whereabouts = ''             # where the connection is, for the log: host:port/database, or the file
     schema = ''
@@ -587,6 +588,7 @@ class MySQL(Dialect):
     share_lock = ' LOCK IN SHARE MODE'
     isolation = 'SET SESSION TRANSACTION ISOLATION LEVEL {level}'
     kill = 'KILL CONNECTION %s'
+    session_exists = 'SELECT COUNT(*) FROM information_schema.processlist WHERE id = %s'
     connection_info = 'SELECT CONNECTION_ID(), VERSION()'
     whereabouts = "SELECT CONCAT(@@hostname, ':', @@port, '/', COALESCE(DATABASE(), ''))"
     schema = SCHEMA_MYSQL
@@ -658,6 +660,7 @@ class PostgreSQL(Dialect):
     has_claimed_index = "SELECT COUNT(to_regclass(%s || '_claimed'))"
     isolation = 'SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {level}'
     kill = 'SELECT pg_terminate_backend(%s)'
+    session_exists = 'SELECT COUNT(*) FROM pg_stat_activity WHERE pid = %s'
     connection_info = 'SELECT pg_backend_pid(), version()'
     whereabouts = ("SELECT COALESCE(HOST(inet_server_addr()), 'local socket') || ':' || current_setting('port') "
                    "|| '/' || current_database()")
@@ -875,12 +878,12 @@ class _TransactionLost(Exception):
 
 
 class _TimedOut(BaseException):
-    """Raised in a worker's thread when its task returns after its timeout: the batch's transaction
-    is rolled back, and what became of the batch is recorded (``lost``)."""
+    """Raised in a worker's thread when its task returns after its timeout (``watch``): the batch's
+    transaction is rolled back, then what became of the batch is recorded."""
 
-    def __init__(self, lost: _TransactionLost):
-        super().__init__(lost.info['error'])
-        self.lost = lost
+    def __init__(self, watch: _Watch):
+        super().__init__(watch.claim.id)
+        self.watch = watch
 
 
 class _ColdShutdown(KeyboardInterrupt):
@@ -2261,7 +2264,8 @@ class Worker:
         self._purge_at = time.monotonic() + RESULTS_PURGE_EVERY   # the next deletion of expired results
         self._watchdog = _Watchdog(self)               # times out the tasks that have a timeout
         self._given_up: str | None = None              # why a task that never returned stopped the worker...
-        self._lost_threads: set[int] = set()           # ...and the threads it holds, not waited for
+        self._lost_threads: set[threading.Thread] = set()   # ...the threads it holds, not waited for...
+        self._recording: list[threading.Thread] = []   # ...and the threads recording their batches
 
     # The loop
 
@@ -2275,9 +2279,12 @@ class Worker:
         if not self.registry.tasks:
             raise MQueueError('no tasks are registered: import your tasks, or pass tasks="package"')
         self._refuse_unenforceable_timeouts()
+        if any(thread.is_alive() for thread in self._lost_threads):
+            raise MQueueError(f'{self._given_up}; its task still runs, so this worker cannot run again: start a new '
+                              'process')
         self._stopping.clear()
         self._signals, self._abandon_signal = 0, None
-        self._given_up, self._lost_threads = None, set()
+        self._given_up, self._lost_threads, self._recording = None, set(), []
         # The handlers first: a deploy may stop a worker that has just started (systemd and
         # Kubernetes send SIGTERM at any moment), and until they are in, SIGTERM kills the process.
         with self._signal_handlers():
@@ -2297,6 +2304,8 @@ class Worker:
             if self._abandon_signal is not None:
                 raise _ColdShutdown(self._abandon_signal)
             if self._given_up:
+                for recording in self._recording:   # the given-up task's batch, recorded before the process exits
+                    recording.join(SQLITE_BUSY_TIMEOUT)
                 raise MQueueError(self._given_up)
         logger.info('mqueue worker stopped after %d tasks', processed)
         return processed
@@ -2391,7 +2400,7 @@ class Worker:
         for thread in threads:
             thread.start()
         for thread in threads:
-            while thread.is_alive() and thread.ident not in self._lost_threads:
+            while thread.is_alive() and thread not in self._lost_threads:
                 thread.join(0.05)   # a short join keeps the main thread responsive to signals
                 if self._abandon_signal is not None:
                     self._abandon_threads()
@@ -2692,11 +2701,12 @@ class Worker:
         except _TransactionLost as lost:
             self._recover(claimed, lost)
             return
-        except _TimedOut as timed_out:   # its transaction is over: rolled back, or its session ended
-            if self.dialect.kill:   # (the thread that ended it records the batch)
+        except _TimedOut as timed_out:   # its transaction is over: rolled back, or its session gone
+            if self.dialect.kill:
                 self._discard_connection()
-            else:   # SQLite: rolled back, the write lock let go; recorded here, the one thread that may
-                self._recover(claimed, timed_out.lost)
+                if timed_out.watch.given_up:   # recorded when it was given up
+                    return
+            self._record_timeout(claimed, timed_out.watch)
             return
         except _ColdShutdown:
             self._hand_back(claimed)
@@ -2735,7 +2745,9 @@ class Worker:
         finally:
             timed_out = watch is not None and self._unwatch(watch)
         if timed_out:   # whatever it returned, the attempt is the timeout's
-            raise _TimedOut(self._timeout_lost(watch))
+            if not self.dialect.kill:   # (at once: a transaction hook may roll back on an Exception only)
+                conn.rollback()
+            raise _TimedOut(watch)
         info = {'duration': time.perf_counter() - started}
         if error is None:
             return claim, info, None
@@ -2788,66 +2800,81 @@ class Worker:
             if 'transaction' in self.hooks:   # the hook's connection: which session it is
                 cursor.execute(self.dialect.connection_info)
                 connection_id = cursor.fetchone()[0]
+        elif not hasattr(conn, 'set_progress_handler'):
+            raise MQueueError(f'{claim.task.name} has a timeout, which on SQLite needs the sqlite3 connection itself '
+                              '(its progress handler ends the statements of a task past its timeout)')
         watch = _Watch(claim, batch, timeout, conn, connection_id)
-        if not self.dialect.kill:
-            if not hasattr(conn, 'set_progress_handler'):
-                raise MQueueError(f'{claim.task.name} has a timeout, which on SQLite needs the sqlite3 connection '
-                                  'itself (its progress handler ends the statements of a task past its timeout)')
-            conn.set_progress_handler(lambda: watch.timed_out, SQLITE_PROGRESS_STEPS)
         self._watchdog.watch(watch)
+        if not self.dialect.kill:
+            conn.set_progress_handler(lambda: watch.timed_out, SQLITE_PROGRESS_STEPS)
         return watch
 
     def _unwatch(self, watch: _Watch) -> bool:
-        """The task returned: whether it had been timed out; then, where its session is being
-        ended, once that is done (so the end cannot fall on a later transaction)."""
+        """The task returned: whether it had been timed out; if so, once its session is gone (so
+        that ending it cannot fall on a later transaction of its connection)."""
         timed_out = self._watchdog.forget(watch)
         if not self.dialect.kill:
             watch.conn.set_progress_handler(None, 0)
         elif timed_out:
-            watch.ended.wait(TIMEOUT_GRACE)
+            watch.ended.wait()   # (set whatever becomes of the attempt to end it)
         return timed_out
+
+    def _record_timeout(self, claimed: list[_Claim], watch: _Watch) -> None:
+        """Record a timed-out task's batch, its transaction over (a new connection, on MySQL and
+        PostgreSQL): the task failed with TaskTimeout, its batch-mates go back uncounted, each
+        only while its claim is still ours. A failure leaves them to a rescue or their lease
+        (never handed back: that would not count the attempt)."""
+        error = TaskTimeout(f'{watch.claim.task.name}() ran past its timeout of {watch.timeout:g}s; its database '
+                            'session was ended, and its writes rolled back')
+        info = {'duration': time.monotonic() - watch.started, 'error': _describe_error(error), 'exception': error}
+        try:
+            self._recover(claimed, _TransactionLost(watch.claim, info))
+        except Exception as exc:
+            logger.error('%s: could not record its timeout (%s); it returns when rescued or its lease ends',
+                         _attempt(watch.claim.context(None, self)), _describe_error(exc, short=True))
 
     def _timed_out(self, watch: _Watch) -> None:
         """Called by the watchdog (holding its lock) when a task runs past its timeout: its session
-        is ended by a thread of its own (MySQL, PostgreSQL); on SQLite, the task's statements fail
-        from now on."""
+        is ended by a thread of its own (MySQL, PostgreSQL); on SQLite, its statements fail from
+        now on."""
         logger.warning('%s ran past its timeout of %gs; %s', _attempt(watch.claim.context(None, self)), watch.timeout,
                        'ending its database session' if self.dialect.kill else 'its statements fail from now on')
         if self.dialect.kill:
-            threading.Thread(target=self._end_session, args=(watch,), name=f'mqueue-timeout-{watch.claim.id}',
-                             daemon=True).start()
+            try:
+                threading.Thread(target=self._end_session, args=(watch,), name=f'mqueue-timeout-{watch.claim.id}',
+                                 daemon=True).start()
+            except BaseException:
+                watch.ended.set()
+                raise
 
     def _end_session(self, watch: _Watch) -> None:
         """In a thread of its own: end the session of a task past its timeout, from a connection of
-        its own (its transaction rolls back and its row locks go at once), then record its batch:
-        the task failed with TaskTimeout, its batch-mates go back uncounted (each only while its
-        claim is still ours)."""
+        its own (its transaction rolls back and its row locks go), and wait, up to TIMEOUT_GRACE,
+        until the server has let it go (both servers end a session asynchronously)."""
         try:
-            try:
-                with self._transaction() as conn, _cursor(conn) as cursor:
-                    cursor.execute(self.dialect.kill, (watch.connection_id,))
-            finally:
-                watch.ended.set()
-                self._watchdog.grant_grace(watch)
-            self._recover(watch.claimed, self._timeout_lost(watch))
+            with self._transaction() as conn, _cursor(conn) as cursor:
+                cursor.execute(self.dialect.kill, (watch.connection_id,))
+            gone_by = time.monotonic() + TIMEOUT_GRACE
+            while time.monotonic() < gone_by:
+                with self._transaction() as conn, _cursor(conn) as cursor:   # (a transaction each: PostgreSQL's
+                    cursor.execute(self.dialect.session_exists, (watch.connection_id,))   # view is a snapshot)
+                    if not cursor.fetchone()[0]:
+                        break
+                time.sleep(0.005)
         except Exception as exc:
-            logger.error('%s: could not end its session or record its timeout (%s); it returns when rescued or its '
-                         'lease ends', _attempt(watch.claim.context(None, self)), _describe_error(exc, short=True))
+            logger.error('%s: could not end its session (%s); it returns when rescued or its lease ends',
+                         _attempt(watch.claim.context(None, self)), _describe_error(exc, short=True))
         finally:
+            watch.ended.set()
+            self._watchdog.grant_grace(watch)
             self._discard_connection()
 
-    def _timeout_lost(self, watch: _Watch) -> _TransactionLost:
-        """The failure a timed-out task's batch is recorded with: TaskTimeout, that task's."""
-        error = TaskTimeout(f'{watch.claim.task.name}() ran past its timeout of {watch.timeout:g}s; its database '
-                            'session was ended, and its writes rolled back')
-        return _TransactionLost(watch.claim, {'duration': time.monotonic() - watch.started,
-                                              'error': _describe_error(error), 'exception': error})
-
     def _give_up(self, watch: _Watch) -> None:
-        """A task past its timeout has not returned TIMEOUT_GRACE seconds after its session was
-        ended (SQLite: after it timed out): Python code that never returns to the database cannot
-        be stopped from another thread. Stop taking tasks; ``run()`` then raises, for a supervisor
-        to restart the process."""
+        """Called by the watchdog (holding its lock): a task past its timeout has not returned
+        TIMEOUT_GRACE seconds after its session was ended (SQLite: after it timed out). Python code
+        that never returns to the database cannot be stopped from another thread: record its batch
+        (MySQL, PostgreSQL: its session is gone; on SQLite it holds the write lock), stop taking
+        tasks, and have ``run()`` raise, for a supervisor to restart the process."""
         context = watch.claim.context(None, self)
         self._given_up = (f'{_attempt(context)} ran past its timeout of {watch.timeout:g}s and did not return '
                           f'within {TIMEOUT_GRACE:g}s of being timed out (Python code that never returns to the '
@@ -2855,8 +2882,20 @@ class Worker:
                           'to restart it')
         logger.error('%s', self._given_up + ('; until this process exits, its transaction holds the database\'s '
                                              'write lock' if not self.dialect.kill else ''))
+        watch.given_up = True
         self._lost_threads.add(watch.thread)
         self._stopping.set()
+        if self.dialect.kill:   # (run() waits for it before it returns)
+            recording = threading.Thread(target=self._record_given_up, args=(watch,), daemon=True,
+                                         name=f'mqueue-timeout-{watch.claim.id}')
+            recording.start()
+            self._recording.append(recording)
+
+    def _record_given_up(self, watch: _Watch) -> None:
+        try:
+            self._record_timeout(watch.claimed, watch)
+        finally:
+            self._discard_connection()
 
     def _check_transaction(self, cursor: Any, attempts: list[tuple[_Claim, dict, _Outcome | None]]) -> None:
         """Fail the batch if its transaction was lost under a task that returned normally."""
@@ -3183,17 +3222,18 @@ def _batch_of(runnable: list[_Claim]) -> list[_Claim]:
 class _Watch:
     """A task running with a timeout, as the watchdog sees it."""
     __slots__ = ('claim', 'claimed', 'timeout', 'conn', 'connection_id', 'thread', 'started', 'deadline',
-                 'timed_out', 'give_up_at', 'ended')
+                 'timed_out', 'give_up_at', 'given_up', 'ended')
 
     def __init__(self, claim: _Claim, claimed: list[_Claim], timeout: float, conn: Any, connection_id: Any):
         self.claim, self.claimed, self.timeout = claim, claimed, timeout   # the task, and its batch
         self.conn, self.connection_id = conn, connection_id               # its transaction's connection, session
-        self.thread = threading.get_ident()
+        self.thread = threading.current_thread()
         self.started = time.monotonic()
         self.deadline = self.started + timeout
         self.timed_out = False            # set (under the watchdog's lock) once past the deadline...
-        self.give_up_at = math.inf        # ...and when the worker gives up waiting for it to return
-        self.ended = threading.Event()    # its session has been ended (or that failed): MySQL, PostgreSQL
+        self.give_up_at = math.inf        # ...when the worker gives up waiting for it to return...
+        self.given_up = False             # ...and once it has
+        self.ended = threading.Event()    # its session is gone, or could not be ended: MySQL, PostgreSQL
 
 
 class _Watchdog:
@@ -3210,12 +3250,11 @@ class _Watchdog:
 
     def watch(self, watch: _Watch) -> None:
         with self.changed:
-            self.watches.add(watch)
-            if not self.running:
-                thread = threading.Thread(target=self._run, name='mqueue-watchdog', daemon=True)
-                thread.start()   # (if it cannot start, the task does not run either)
+            if not self.running:   # (if it cannot start, the task does not run either)
+                threading.Thread(target=self._run, name='mqueue-watchdog', daemon=True).start()
                 self.running = True
-            elif watch.deadline < self.wake_at:
+            self.watches.add(watch)
+            if watch.deadline < self.wake_at:
                 self.changed.notify()
 
     def forget(self, watch: _Watch) -> bool:
@@ -3238,19 +3277,29 @@ class _Watchdog:
                 while self.watches or time.monotonic() - idle_since < WATCHDOG_IDLE:
                     now = time.monotonic()
                     for watch in list(self.watches):
-                        if not watch.timed_out and now >= watch.deadline:
-                            watch.timed_out, watch.give_up_at = True, now + TIMEOUT_GRACE
-                            self.worker._timed_out(watch)
-                        elif watch.timed_out and now >= watch.give_up_at:
+                        try:
+                            self._look_at(watch, now)
+                        except Exception:   # (a thread that would not start, a log handler that failed)
+                            logger.exception('timing out %s failed', _attempt(watch.claim.context(None, self.worker)))
                             self.watches.discard(watch)
-                            self.worker._give_up(watch)
+                            watch.ended.set()
                     if self.watches:
                         idle_since = now
                     self.wake_at = min((w.give_up_at if w.timed_out else w.deadline for w in self.watches),
                                        default=idle_since + WATCHDOG_IDLE)
-                    self.changed.wait(max(0.0, self.wake_at - now))
-            finally:   # (a failure here leaves the next task with a timeout to start another)
+                    self.changed.wait(min(WATCHDOG_IDLE, max(0.0, self.wake_at - now)))
+            finally:   # (if this thread fails, the next task with a timeout starts another)
                 self.running = False
+
+    def _look_at(self, watch: _Watch, now: float) -> None:
+        if not watch.timed_out and now >= watch.deadline:
+            # Given up TIMEOUT_GRACE after its session is gone (grant_grace), or after this bound if
+            # ending it takes that long (SQLite has none to end).
+            watch.timed_out, watch.give_up_at = True, now + TIMEOUT_GRACE * (4 if self.worker.dialect.kill else 1)
+            self.worker._timed_out(watch)
+        elif watch.timed_out and now >= watch.give_up_at:
+            self.watches.discard(watch)
+            self.worker._give_up(watch)
 
 
 def _process_alive(worker: str | None) -> bool | None:

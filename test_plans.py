@@ -227,7 +227,7 @@ def label_of(w, sql, n_params):
     known = {'claim': w._sql(mqueue.SQL_CLAIM), 'probe': w._sql(mqueue.SQL_PROBE),
              'rescue-find': w._sql(mqueue.SQL_RESCUE_FIND), 'next-priority': w._sql(mqueue.SQL_NEXT_PRIORITY)}
     for label, statement in (('lease', mqueue.SQL_LEASE), ('lock', mqueue.SQL_LOCK), ('complete', mqueue.SQL_COMPLETE)):
-        known[label] = w._sql(statement, ids=n_params - 2 * (label == 'lease'))   # (the lease: its time and worker)
+        known[label] = w._sql(statement, ids=n_params - 3 * (label == 'lease'))   # (the lease: its time, deadline, worker)
     for label, text in known.items():
         if sql == text:
             return label
@@ -337,12 +337,16 @@ def pg_type(value):
     """The parameter's type as psycopg 3 sends it: the smallest integer type that holds it."""
     if isinstance(value, str):
         return 'text'
+    if value is None:   # (sent untyped: the server infers it, as it does for the lease's deadline)
+        return 'unknown'
     if isinstance(value, bool):
         return 'boolean'
     return next(name for name, bits in (('smallint', 15), ('integer', 31), ('bigint', 63)) if abs(value) < 2 ** bits)
 
 
 def pg_literal(value):
+    if value is None:
+        return 'NULL'
     if isinstance(value, bool):
         return str(value).lower()
     return str(int(value)) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
