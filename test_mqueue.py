@@ -653,7 +653,7 @@ def document_blocks(path):
 def test_every_python_and_sql_block_of_readme_and_docs_is_run_by_a_test():
     """Each ```python and ```sql block of README.md and docs/*.md follows a marker line
     <!-- example: label --> whose label (unique) a test in this file reads with readme_block,
-    readme_example, example_file or example_module. A label that is a path under examples/ names
+    readme_example, example_file, example_module or run_docs_example. A label that is a path under examples/ names
     the file the block shows, which must be identical to it. Blocks in other languages are exempt:
     bash and console (commands), text (sample output), ini (a systemd unit)."""
     source = Path(__file__).read_text()
@@ -670,7 +670,8 @@ def test_every_python_and_sql_block_of_readme_and_docs_is_run_by_a_test():
             seen.add(label)
             if label.startswith('examples/'):
                 assert (ROOT / label).read_text() == text, f'{path.name} shows {label} other than it is'
-            if not re.search(rf"\b(readme_block|readme_example|example_file|example_module)\('{re.escape(label)}'",
+            if not re.search(rf"\b(readme_block|readme_example|example_file|example_module|run_docs_example)"
+                             rf"\('{re.escape(label)}'",
                              source):
                 unrun.append(label)
     assert not unmarked, f'blocks without <!-- example: label -->: {unmarked}'
@@ -2202,6 +2203,16 @@ def last_error_type(row):
     return json.loads(row['errors'])[-1]['type']
 
 
+def enqueue_a_task_that_hangs_in_the_database(reg):
+    """A task 'hang' with a timeout of half a second, which blocks in a minute-long statement; one
+    of it enqueued."""
+    @reg.task(name='hang', timeout=0.5)
+    def hang():
+        with cursor_of(mqueue.current().connection) as cursor:
+            cursor.execute(BLOCKING_SQL[B.dialect.name])
+    enqueued(reg, 'hang')
+
+
 def test_a_task_blocked_in_the_database_past_its_timeout_is_ended_retried_then_dead(db, reg, ledger):
     @reg.task(name='quick')
     def quick():
@@ -2293,37 +2304,17 @@ def test_a_task_that_never_returns_stops_its_worker(db, reg, monkeypatch):
 
 @only('mysql', 'postgresql')
 def test_a_timeout_ends_the_session_of_a_transaction_hooks_connection(db, reg):
-    @reg.task(name='hang', timeout=0.5)
-    def hang():
-        with cursor_of(mqueue.current().connection) as cursor:
-            cursor.execute(BLOCKING_SQL[B.dialect.name])
-
-    @contextlib.contextmanager
-    def transaction():   # as an application's hook: its own connection, which the worker knows nothing of
-        conn = connect()
-        try:
-            yield conn
-            conn.commit()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                conn.rollback()
-            raise
-        finally:
-            with contextlib.suppress(Exception):
-                conn.close()
-    enqueued(reg, 'hang')
+    enqueue_a_task_that_hangs_in_the_database(reg)
     began = time.monotonic()
+    # as an application's hook: a connection of its own each time, which the worker knows nothing of
+    transaction = functools.partial(mqueue._transaction, connect)
     assert mqueue.Worker(None, registry=reg, hooks={'transaction': transaction}).run_once() == 1
     row = wait_for(lambda: (row := tasks_in(db, reg)[0])['claimed_at'] is None and row)
     assert last_error_type(row) == 'mqueue.TaskTimeout' and time.monotonic() - began < 10
 
 
 def test_a_timeout_needs_a_connection_factory_where_it_ends_sessions(db, reg):
-    @reg.task(name='hang', timeout=0.5)
-    def hang():
-        with cursor_of(mqueue.current().connection) as cursor:
-            cursor.execute(BLOCKING_SQL[B.dialect.name])
-    enqueued(reg, 'hang')
+    enqueue_a_task_that_hangs_in_the_database(reg)
     conn = connect()
     try:
         if B.dialect.kill:   # refused before any task is claimed
@@ -4188,35 +4179,31 @@ def test_docs_cron_example_ticks_every_two_seconds_until_its_timer_stops_the_wor
 
 @only('mariadb-pymysql', 'postgresql-psycopg', 'sqlite')
 def test_docs_results_example_prints_pending_then_the_kept_value(server, tmp_path):
-    """docs/results.md's example, from examples/, on tables made as the quick start makes them, in
-    a database of its own."""
+    assert run_docs_example('results', tmp_path) == ['pending', 'succeeded 5 1']
+
+
+def run_docs_example(label, tmp_path):
+    """A docs/ example, from examples/, on tables made as the quick start makes them, in a
+    database of its own: the lines it prints."""
     with database_of_its_own(tmp_path) as url:
         own = Backend(B.name, url).connect(autocommit=True)
         mqueue.Registry().create_tables(own)
         own.close()
-        assert run_in_examples(readme_block('results'), url) == ['pending', 'succeeded 5 1']
+        return run_in_examples(readme_block(label), url)
 
 
 @only('mariadb-pymysql', 'postgresql-psycopg', 'sqlite')
 def test_docs_unique_example_gets_the_same_task_twice(server, tmp_path):
-    with database_of_its_own(tmp_path) as url:
-        own = Backend(B.name, url).connect(autocommit=True)
-        mqueue.Registry().create_tables(own)
-        own.close()
-        assert run_in_examples(readme_block('unique'), url) == ['True True False']
+    assert run_docs_example('unique', tmp_path) == ['True True False']
 
 
 @only('mariadb-pymysql', 'postgresql-psycopg', 'sqlite')
 def test_docs_timeouts_example_ends_a_query_past_its_timeout(server, tmp_path):
-    with database_of_its_own(tmp_path) as url:
-        own = Backend(B.name, url).connect(autocommit=True)
-        mqueue.Registry().create_tables(own)
-        own.close()
-        began = time.monotonic()
-        assert run_in_examples(readme_block('timeouts'), url) == [
-            'dead mqueue.TaskTimeout',
-            'TaskTimeout: report() ran past its timeout of 1s; its database session was ended, and its writes rolled back']
-        assert time.monotonic() - began < 20   # not the query's 30 s
+    began = time.monotonic()
+    assert run_docs_example('timeouts', tmp_path) == [
+        'dead mqueue.TaskTimeout',
+        'TaskTimeout: report() ran past its timeout of 1s; its database session was ended, and its writes rolled back']
+    assert time.monotonic() - began < 20   # not the query's 30 s
 
 
 # Hostile input ###################################################################################
