@@ -3233,7 +3233,7 @@ class _Watch:
         self.timed_out = False            # set (under the watchdog's lock) once past the deadline...
         self.give_up_at = math.inf        # ...when the worker gives up waiting for it to return...
         self.given_up = False             # ...and once it has
-        self.ended = threading.Event()    # its session is gone, or could not be ended: MySQL, PostgreSQL
+        self.ended: threading.Event | None = None   # once timed out: its session is gone, or could not be ended
 
 
 class _Watchdog:
@@ -3282,7 +3282,8 @@ class _Watchdog:
                         except Exception:   # (a thread that would not start, a log handler that failed)
                             logger.exception('timing out %s failed', _attempt(watch.claim.context(None, self.worker)))
                             self.watches.discard(watch)
-                            watch.ended.set()
+                            if watch.ended:
+                                watch.ended.set()
                     if self.watches:
                         idle_since = now
                     self.wake_at = min((w.give_up_at if w.timed_out else w.deadline for w in self.watches),
@@ -3295,7 +3296,8 @@ class _Watchdog:
         if not watch.timed_out and now >= watch.deadline:
             # Given up TIMEOUT_GRACE after its session is gone (grant_grace), or after this bound if
             # ending it takes that long (SQLite has none to end).
-            watch.timed_out, watch.give_up_at = True, now + TIMEOUT_GRACE * (4 if self.worker.dialect.kill else 1)
+            watch.timed_out, watch.ended = True, threading.Event()
+            watch.give_up_at = now + TIMEOUT_GRACE * (4 if self.worker.dialect.kill else 1)
             self.worker._timed_out(watch)
         elif watch.timed_out and now >= watch.give_up_at:
             self.watches.discard(watch)

@@ -432,7 +432,7 @@ def _claim_and_lease(database, conn, cursor, batch):
             ids = [row[0] for row in cursor.fetchall()]
             if ids:
                 cursor.execute(database.sql(mqueue.SQL_LEASE, ids=len(ids)),
-                               [int(mqueue.DEFAULT_LEASE * 1e6), mqueue._worker_id(), *ids])
+                               [int(mqueue.DEFAULT_LEASE * 1e6), None, mqueue._worker_id(), *ids])
             conn.commit()
             return ids
         except Exception as exc:
