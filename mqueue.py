@@ -2792,8 +2792,9 @@ class Worker:
 
     def _watch(self, conn: Any, cursor: Any, claim: _Claim, batch: list[_Claim], timeout: float) -> _Watch:
         """Have the watchdog time this task out, with what it needs to end its session: its id
-        (MySQL, PostgreSQL), or (SQLite) a progress handler that fails the task's statements once
-        it has timed out: the one it runs, and any it starts after."""
+        (MySQL, PostgreSQL), or (SQLite) a progress handler, set on the connection once, that fails
+        the statements of this thread's task once it has timed out: the one it runs, and any it
+        starts after."""
         connection_id = getattr(self._local, 'connection_id', None)
         if self.dialect.kill:
             self._refuse_unenforceable_timeouts()
@@ -2805,17 +2806,20 @@ class Worker:
                               '(its progress handler ends the statements of a task past its timeout)')
         watch = _Watch(claim, batch, timeout, conn, connection_id)
         self._watchdog.watch(watch)
-        if not self.dialect.kill:
-            conn.set_progress_handler(lambda: watch.timed_out, SQLITE_PROGRESS_STEPS)
+        local = self._local
+        if not self.dialect.kill and getattr(local, 'progress_on', None) is not conn:   # once per connection
+            conn.set_progress_handler(lambda: (w := getattr(local, 'watch', None)) is not None and w.timed_out,
+                                      SQLITE_PROGRESS_STEPS)
+            local.progress_on = conn
+        local.watch = watch
         return watch
 
     def _unwatch(self, watch: _Watch) -> bool:
         """The task returned: whether it had been timed out; if so, once its session is gone (so
         that ending it cannot fall on a later transaction of its connection)."""
         timed_out = self._watchdog.forget(watch)
-        if not self.dialect.kill:
-            watch.conn.set_progress_handler(None, 0)
-        elif timed_out:
+        self._local.watch = None   # (the progress handler lets its statements, and the rollback, run)
+        if self.dialect.kill and timed_out:
             watch.ended.wait()   # (set whatever becomes of the attempt to end it)
         return timed_out
 
