@@ -2887,13 +2887,13 @@ class Worker:
         logger.error('%s', self._given_up + ('; until this process exits, its transaction holds the database\'s '
                                              'write lock' if not self.dialect.kill else ''))
         watch.given_up = True
-        self._lost_threads.add(watch.thread)
-        self._stopping.set()
-        if self.dialect.kill:   # (run() waits for it before it returns)
+        if self.dialect.kill:   # (run() waits for it before it returns: listed before the thread is let go)
             recording = threading.Thread(target=self._record_given_up, args=(watch,), daemon=True,
                                          name=f'mqueue-timeout-{watch.claim.id}')
-            recording.start()
             self._recording.append(recording)
+            recording.start()
+        self._lost_threads.add(watch.thread)
+        self._stopping.set()
 
     def _record_given_up(self, watch: _Watch) -> None:
         try:
