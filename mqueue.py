@@ -27,6 +27,7 @@ file, no dependency beyond the DB-API driver you already use.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import contextlib
 import contextvars
@@ -51,11 +52,12 @@ import threading
 import time
 import traceback
 import zoneinfo
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Generator, Iterable, Iterator, Mapping, NamedTuple, Sequence
 from urllib.parse import unquote, urlsplit
 
 __version__ = '0.4.0'
-__all__ = ['task', 'cron', 'init', 'enqueue', 'enqueue_many', 'current', 'Worker', 'connect_url', 'default_registry',
+__all__ = ['task', 'cron', 'init', 'enqueue', 'enqueue_many', 'aenqueue', 'aenqueue_many', 'current', 'Worker',
+           'connect_url', 'default_registry',
            'queue_stats', 'past_timeout', 'dead_tasks', 'retry_dead', 'cancel', 'purge_dead', 'result', 'wait_for_result',
            'purge_results', 'Registry', 'Task', 'TaskContext', 'QueueStats', 'DeadTask', 'Result', 'Enqueued',
            'PastTimeout', 'MQueueError', 'NoConnectionError', 'NotInTaskError', 'TaskTimeout']
@@ -497,6 +499,7 @@ class Dialect:
     # under the names a URL's scheme+driver gives them; a server's default port and user.
     schemes: tuple[str, ...] = ()
     drivers: Mapping[str, str] = {}
+    async_drivers: tuple[str, ...] = ()   # the modules of its asyncio drivers (aenqueue), beside any of drivers'
     port, user = 0, ''
     result_into = 'REPLACE INTO'    # how a result is inserted where one of the same id may be left
     result_head = result_tail = ''  # around SQL_KEEP_RESULTS: where REPLACE is not, its upsert and NOTIFY
@@ -595,6 +598,7 @@ class MySQL(Dialect):
     schemes = ('mysql', 'mariadb')
     drivers = {'pymysql': 'pymysql', 'mysqldb': 'MySQLdb', 'mysqlclient': 'MySQLdb', 'connector': 'mysql.connector',
                'mysqlconnector': 'mysql.connector', 'mysql.connector': 'mysql.connector'}   # (the last two SQLAlchemy's)
+    async_drivers = ('aiomysql',)
     port, user = 3306, 'root'
     lock_conflicts = {1205: 'lock wait timeout', 1213: 'deadlock'}
     lost_connection = {1053: 'server shutdown', 1927: 'connection killed', 2002: 'cannot connect',
@@ -667,6 +671,7 @@ class PostgreSQL(Dialect):
     schema = SCHEMA_POSTGRESQL
     schemes = ('postgresql', 'postgres')
     drivers = {'psycopg': 'psycopg', 'psycopg3': 'psycopg', 'psycopg2': 'psycopg2'}
+    async_drivers = ('asyncpg',)   # (and psycopg's AsyncConnection)
     port, user = 5432, 'postgres'
     lock_conflicts = {'40P01': 'deadlock', '40001': 'serialization failure', '55P03': 'lock not available'}
     lost_connection = {'57P01': 'admin shutdown', '57P02': 'crash shutdown', '57P03': 'cannot connect now'}
@@ -710,6 +715,7 @@ class SQLite(Dialect):
     schema = SCHEMA_SQLITE
     schemes = ('sqlite',)
     drivers = {'sqlite3': 'sqlite3', 'pysqlite': 'sqlite3'}   # (the second SQLAlchemy's)
+    async_drivers = ('aiosqlite',)
     lock_conflicts = {('sqlite', 5): 'database is locked', ('sqlite', 6): 'table is locked'}
     # (Its missing tables and columns have SQLITE_ERROR, anyone's code: _schema_problem reads the words.)
     # Python < 3.11's sqlite3 errors carry no result code (sqlite_errorcode came in 3.11), only
@@ -750,7 +756,8 @@ class SQLite(Dialect):
 DIALECTS = {dialect.name: dialect for dialect in (MySQL(), PostgreSQL(), SQLite())}
 # The top-level module a driver's connection class lives in -> its database ('mysql' is
 # mysql-connector-python's mysql.connector).
-DRIVERS = {module.split('.')[0]: dialect.name for dialect in DIALECTS.values() for module in dialect.drivers.values()}
+DRIVERS = {module.split('.')[0]: dialect.name for dialect in DIALECTS.values()
+           for module in (*dialect.drivers.values(), *dialect.async_drivers)}
 
 
 def _placeholders(n: int) -> str:
@@ -1049,6 +1056,65 @@ def _cursor(conn: Any) -> Iterator[Any]:
             cursor.close()
 
 
+class _Reply(NamedTuple):
+    """What a statement of enqueue's gave back: its first row (if it returns rows), and the new id
+    and the rows written where the driver says them (MySQL, SQLite)."""
+    row: tuple | None
+    lastrowid: int | None
+    rowcount: int
+
+
+def _run(conn: Any, steps: Generator[tuple, _Reply, Any]) -> Any:
+    """Run a generator of statements (see Registry._enqueue_steps) on a DB-API connection. (Its
+    first step checks the arguments: before any cursor is opened.)"""
+    try:
+        request = next(steps)
+        with _cursor(conn) as cursor:
+            while True:
+                cursor.execute(*request)
+                request = steps.send(_Reply(cursor.fetchone() if cursor.description else None,
+                                            getattr(cursor, 'lastrowid', None), cursor.rowcount))
+    except StopIteration as done:
+        return done.value
+
+
+async def _arun(conn: Any, steps: Generator[tuple, _Reply, Any]) -> Any:
+    """Run a generator of statements on an asyncio connection, told by its driver's class; on a
+    DB-API connection, as _run does."""
+    execute = next((ASYNC_EXECUTE[key] for key in ((cls.__module__.split('.')[0], cls.__name__)
+                                                  for cls in type(conn).__mro__) if key in ASYNC_EXECUTE), None)
+    if execute is None:
+        return _run(conn, steps)
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(await execute(conn, *request))
+    except StopIteration as done:
+        return done.value
+
+
+async def _execute_on_cursor(conn: Any, sql: str, params: Sequence) -> _Reply:
+    """A statement through an asyncio driver's DB-API-like cursor: psycopg 3, aiomysql, aiosqlite."""
+    async with conn.cursor() as cursor:
+        await cursor.execute(sql, params)
+        row = await cursor.fetchone() if cursor.description else None
+        return _Reply(row, getattr(cursor, 'lastrowid', None), cursor.rowcount)
+
+
+async def _execute_on_asyncpg(conn: Any, sql: str, params: Sequence) -> _Reply:
+    """A statement through asyncpg, which has no cursors and numbers its placeholders ($1, $2...)."""
+    numbers = iter(range(1, len(params) + 1))
+    rows = await conn.fetch(re.sub('%s', lambda _: f'${next(numbers)}', sql), *params)
+    return _Reply(tuple(rows[0]) if rows else None, None, len(rows))
+
+
+# An asyncio driver's connection class (its top-level module, its name; or a base class's) -> how
+# enqueue's statements run on it (its database: the dialect whose async_drivers name the module).
+ASYNC_EXECUTE = {('psycopg', 'AsyncConnection'): _execute_on_cursor, ('aiomysql', 'Connection'): _execute_on_cursor,
+                 ('aiosqlite', 'Connection'): _execute_on_cursor, ('asyncpg', 'Connection'): _execute_on_asyncpg,
+                 ('asyncpg', 'PoolConnectionProxy'): _execute_on_asyncpg}
+
+
 class Registry:
     """The tasks a program knows, where their rows live, and how to reach the caller's connection.
 
@@ -1192,11 +1258,28 @@ class Registry:
             MQueueError: a task held the key, but was gone each time its id was read (three
                 times); nothing is written.
         """
+        return _run(conn, self._enqueue_steps(conn, name, args, queue, delay, eta, priority, unique))
+
+    async def aenqueue(self, conn: Any, name: str, args: Sequence | Mapping | None = None, *,
+                       queue: str | None = None, delay: float | dt.timedelta | None = None,
+                       eta: dt.datetime | None = None, priority: int | None = None,
+                       unique: str | bool | None = None) -> int:
+        """``enqueue`` for asyncio: in the caller's transaction on an asyncio connection (psycopg 3's
+        AsyncConnection, asyncpg, aiomysql, aiosqlite), never committing; the same statements.
+        Given a DB-API connection (an async task's own, say), it runs them on it as ``enqueue``
+        does. See docs/asyncio.md."""
+        return await _arun(conn, self._enqueue_steps(conn, name, args, queue, delay, eta, priority, unique))
+
+    def _enqueue_steps(self, conn: Any, name: str, args: Any, queue: str | None, delay: Any, eta: Any,
+                       priority: int | None, unique: str | bool | None) -> Generator[tuple, _Reply, int]:
+        """What ``enqueue`` sends, as a generator of statements: it yields (sql, params), is sent
+        each one's _Reply, and returns the task's id; _run drives it on a DB-API connection,
+        _arun on an asyncio one."""
         encoded = _encode_args(name, args)
         key = self._unique_key(name, encoded, unique)
         if key is not None:
-            return self._insert_unique(conn, name, encoded, key, queue, delay, eta, priority)
-        return self._insert(conn, name, [encoded], queue, delay, eta, priority)
+            return (yield from self._insert_unique(conn, name, encoded, key, queue, delay, eta, priority))
+        return (yield from self._insert(conn, name, [encoded], queue, delay, eta, priority))
 
     def enqueue_many(self, conn: Any, name: str, calls: Iterable[Sequence | Mapping | None], *,
                      queue: str | None = None, delay: float | dt.timedelta | None = None,
@@ -1216,14 +1299,27 @@ class Registry:
         Returns:
             How many tasks were inserted.
         """
+        return _run(conn, self._enqueue_many_steps(conn, name, calls, queue, delay, eta, priority, unique))
+
+    async def aenqueue_many(self, conn: Any, name: str, calls: Iterable[Sequence | Mapping | None], *,
+                            queue: str | None = None, delay: float | dt.timedelta | None = None,
+                            eta: dt.datetime | None = None, priority: int | None = None,
+                            unique: bool | None = None) -> int:
+        """``enqueue_many`` for asyncio, as ``aenqueue`` is ``enqueue``'s."""
+        return await _arun(conn, self._enqueue_many_steps(conn, name, calls, queue, delay, eta, priority, unique))
+
+    def _enqueue_many_steps(self, conn: Any, name: str, calls: Iterable[Any], queue: str | None, delay: Any,
+                            eta: Any, priority: int | None, unique: bool | None) -> Generator[tuple, _Reply, int]:
         if isinstance(unique, str):
             raise TypeError('enqueue_many takes unique=True (a key per call, from its arguments), not one key for all')
         encoded = [_encode_args(name, args) for args in calls]
         keys = [self._unique_key(name, one, unique) for one in encoded]
         if keys and keys[0] is not None:
-            return sum(self._insert_unique(conn, name, one, key, queue, delay, eta, priority).created
-                       for one, key in zip(encoded, keys))
-        self._insert(conn, name, encoded, queue, delay, eta, priority)
+            created = 0
+            for one, key in zip(encoded, keys):
+                created += (yield from self._insert_unique(conn, name, one, key, queue, delay, eta, priority)).created
+            return created
+        yield from self._insert(conn, name, encoded, queue, delay, eta, priority)
         return len(encoded)
 
     def _unique_key(self, name: str, encoded: str, unique: str | bool | None) -> str | None:
@@ -1240,32 +1336,29 @@ class Registry:
         return _checked_key(unique)
 
     def _insert_unique(self, conn: Any, name: str, encoded: str, key: str, queue: str | None, delay: Any, eta: Any,
-                       priority: int | None) -> Enqueued:
+                       priority: int | None) -> Generator[tuple, _Reply, Enqueued]:
         """INSERT a task with a unique key, unless a task holds the key: then that task's id. If
-        the holder ends between the two statements, the insert is tried again."""
+        the holder ends between the two statements, the insert is tried again. (Statements, as
+        _enqueue_steps yields them.)"""
         dialect, queue, priority, eta_utc, delay_us, notify = self._placed(conn, name, queue, delay, eta, priority)
-        with _cursor(conn) as cursor:
-            for _ in range(3):
-                if dialect.share_lock:
-                    cursor.execute(self.sql(SQL_KEY_HOLDER, dialect), [key])
-                    row = cursor.fetchone()
-                    if row is not None:
-                        return Enqueued(row[0], False)
-                cursor.execute(self.sql(SQL_ENQUEUE_UNIQUE, dialect),
-                               [encoded, eta_utc, delay_us, name, queue, priority, key, *notify])
-                if dialect.enqueue_tail:
-                    new_id = cursor.fetchone()[0]   # NULL: nothing inserted
-                else:
-                    new_id = cursor.lastrowid if cursor.rowcount == 1 else None
-                if new_id is not None:
-                    return Enqueued(new_id, True)
-                cursor.execute(self.sql(SQL_KEY_HOLDER, dialect), [key])
-                row = cursor.fetchone()
-                if row is None and dialect.share_lock:
-                    cursor.execute(self.sql(SQL_KEY_HOLDER_LATEST, dialect), [key])
-                    row = cursor.fetchone()
-                if row is not None:
-                    return Enqueued(row[0], False)
+        for _ in range(3):
+            if dialect.share_lock:
+                holder = (yield self.sql(SQL_KEY_HOLDER, dialect), [key]).row
+                if holder is not None:
+                    return Enqueued(holder[0], False)
+            reply = yield (self.sql(SQL_ENQUEUE_UNIQUE, dialect),
+                           [encoded, eta_utc, delay_us, name, queue, priority, key, *notify])
+            if dialect.enqueue_tail:
+                new_id = reply.row[0]   # NULL: nothing inserted
+            else:
+                new_id = reply.lastrowid if reply.rowcount == 1 else None
+            if new_id is not None:
+                return Enqueued(new_id, True)
+            holder = (yield self.sql(SQL_KEY_HOLDER, dialect), [key]).row
+            if holder is None and dialect.share_lock:
+                holder = (yield self.sql(SQL_KEY_HOLDER_LATEST, dialect), [key]).row
+            if holder is not None:
+                return Enqueued(holder[0], False)
         raise MQueueError(f'a task holds unique key {key!r}, but it was gone each time its id was read; nothing was '
                           'inserted: enqueue it again')
 
@@ -1280,27 +1373,27 @@ class Registry:
         return dialect, queue, priority, eta_utc, delay_us, (f'{self.table}:{queue}',) if dialect.notify else ()
 
     def _insert(self, conn: Any, name: str, encoded: list[str], queue: str | None, delay: Any, eta: Any,
-                priority: int | None) -> int | None:
-        """INSERT tasks of one name, a statement per ENQUEUE_MANY_ROWS (or _BYTES); the first's id."""
+                priority: int | None) -> Generator[tuple, _Reply, int | None]:
+        """INSERT tasks of one name, a statement per ENQUEUE_MANY_ROWS (or _BYTES); the first's id.
+        (Statements, as _enqueue_steps yields them.)"""
         dialect, queue, priority, eta_utc, delay_us, notify = self._placed(conn, name, queue, delay, eta, priority)
         first, start = None, 0
-        with _cursor(conn) as cursor:
-            while start < len(encoded):
-                end, size = start, 0
-                while end < len(encoded) and end - start < ENQUEUE_MANY_ROWS and (
-                        end == start or size + len(encoded[end]) <= ENQUEUE_MANY_BYTES):
-                    size += len(encoded[end])
-                    end += 1
-                if dialect.enqueue_array and end - start > 1:
-                    cursor.execute(self.sql(SQL_ENQUEUE_ARRAY, dialect),
-                                   [eta_utc, delay_us, name, queue, priority, encoded[start:end], *notify])
-                else:
-                    cursor.execute(self.sql(SQL_ENQUEUE, dialect, rows=end - start),
-                                   [*(value for args in encoded[start:end]
-                                      for value in (args, eta_utc, delay_us, name, queue, priority)), *notify])
-                if first is None:
-                    first = cursor.fetchone()[0] if dialect.enqueue_tail else cursor.lastrowid
-                start = end
+        while start < len(encoded):
+            end, size = start, 0
+            while end < len(encoded) and end - start < ENQUEUE_MANY_ROWS and (
+                    end == start or size + len(encoded[end]) <= ENQUEUE_MANY_BYTES):
+                size += len(encoded[end])
+                end += 1
+            if dialect.enqueue_array and end - start > 1:
+                reply = yield (self.sql(SQL_ENQUEUE_ARRAY, dialect),
+                               [eta_utc, delay_us, name, queue, priority, encoded[start:end], *notify])
+            else:
+                reply = yield (self.sql(SQL_ENQUEUE, dialect, rows=end - start),
+                               [*(value for args in encoded[start:end]
+                                  for value in (args, eta_utc, delay_us, name, queue, priority)), *notify])
+            if first is None:
+                first = reply.row[0] if dialect.enqueue_tail else reply.lastrowid
+            start = end
         return first
 
     def placement(self, name: str, queue: str | None = None, priority: int | None = None) -> tuple[str, int]:
@@ -1574,6 +1667,7 @@ class Task:
         self.unique, self.unique_while_dead = bool(unique), bool(unique_while_dead)
         self.timeout = None if timeout is None else _seconds('timeout', timeout, positive=True)
         self.signature = inspect.signature(func)
+        self.is_coroutine = inspect.iscoroutinefunction(func)   # an async def: run in its worker thread's loop
         self._fits: dict[int | tuple, str | None] = {}
         functools.update_wrapper(self, func)
 
@@ -1611,10 +1705,24 @@ class Task:
         the provider given to ``init(connection=...)``. Options are those of ``Registry.enqueue``.
         """
         call = _encode_call(self, tuple(args), dict(kwargs or {}))
-        if connection is None:
-            connection = _ambient_connection(self.registry)
+        connection = connection or _ambient_connection(self.registry)
         return self.registry.enqueue(connection, self.name, call, queue=queue, delay=delay, eta=eta,
                                      priority=priority, unique=unique)
+
+    async def aenqueue(self, *args, **kwargs) -> int:
+        """``enqueue`` for asyncio (see ``aenqueue_with``)."""
+        return await self.aenqueue_with(args, kwargs)
+
+    async def aenqueue_with(self, args: Sequence = (), kwargs: Mapping | None = None, *, connection: Any = None,
+                            delay: float | dt.timedelta | None = None, eta: dt.datetime | None = None,
+                            priority: int | None = None, queue: str | None = None,
+                            unique: str | bool | None = None) -> int:
+        """``enqueue_with`` on an asyncio connection (``Registry.aenqueue``); the ambient one is
+        that of ``init(connection=...)``, or inside a running task its own (a DB-API one)."""
+        call = _encode_call(self, tuple(args), dict(kwargs or {}))
+        connection = connection or _ambient_connection(self.registry)
+        return await self.registry.aenqueue(connection, self.name, call, queue=queue, delay=delay, eta=eta,
+                                            priority=priority, unique=unique)
 
 
 class TaskContext(NamedTuple):
@@ -1724,6 +1832,16 @@ def enqueue(conn: Any, name: str, args: Sequence | Mapping | None = None, **opti
 def enqueue_many(conn: Any, name: str, calls: Iterable[Sequence | Mapping | None], **options) -> int:
     """Insert many tasks of one name in the caller's transaction (see ``Registry.enqueue_many``)."""
     return default_registry.enqueue_many(conn, name, calls, **options)
+
+
+async def aenqueue(conn: Any, name: str, args: Sequence | Mapping | None = None, **options) -> int:
+    """``enqueue`` on an asyncio connection, in the caller's transaction (see ``Registry.aenqueue``)."""
+    return await default_registry.aenqueue(conn, name, args, **options)
+
+
+async def aenqueue_many(conn: Any, name: str, calls: Iterable[Sequence | Mapping | None], **options) -> int:
+    """``enqueue_many`` on an asyncio connection (see ``Registry.aenqueue_many``)."""
+    return await default_registry.aenqueue_many(conn, name, calls, **options)
 
 
 def queue_stats(conn: Any, queue: str | None = None) -> list[QueueStats]:
@@ -2383,6 +2501,7 @@ class Worker:
                 self._wait_idle(self._idle_wait())
         self._inflight.pop(threading.get_ident(), None)
         self._discard_connection()
+        self._close_event_loop()
         return processed
 
     def _run_threads(self, burst: bool) -> int:
@@ -2778,6 +2897,8 @@ class Worker:
                     value = claim.task.func(*claim.call)
                 else:
                     value = claim.task.func(**claim.call)
+                if claim.task.is_coroutine:
+                    value = self._run_coroutine(value)
                 kept = _encode_result(claim.task, value) if claim.task.result is not None else None
         except _ColdShutdown:
             raise
@@ -2843,6 +2964,8 @@ class Worker:
         now on."""
         logger.warning('%s ran past its timeout of %gs; %s', _attempt(watch.claim.context(None, self)), watch.timeout,
                        'ending its database session' if self.dialect.kill else 'its statements fail from now on')
+        if watch.cancel is not None:   # an async task: cancelled where it awaits
+            watch.cancel()
         if self.dialect.kill:
             try:
                 threading.Thread(target=self._end_session, args=(watch,), name=f'mqueue-timeout-{watch.claim.id}',
@@ -2900,6 +3023,28 @@ class Worker:
             self._record_timeout(watch.claimed, watch)
         finally:
             self._discard_connection()
+
+    def _run_coroutine(self, coroutine: Any) -> Any:
+        """Run an async task to completion in this worker thread's event loop (one per thread, kept
+        between tasks), in the task's context (current() works in it). A timeout cancels it."""
+        loop = getattr(self._local, 'event_loop', None)
+        if loop is None:
+            loop = self._local.event_loop = asyncio.new_event_loop()
+        running = loop.create_task(coroutine)
+        watch = getattr(self._local, 'watch', None)
+        if watch is not None:   # (under the watchdog's lock, as it times tasks out there)
+            with self._watchdog.changed:
+                watch.cancel = functools.partial(loop.call_soon_threadsafe, running.cancel)
+                if watch.timed_out:
+                    running.cancel()
+        return loop.run_until_complete(running)
+
+    def _close_event_loop(self) -> None:
+        loop = self._local.__dict__.pop('event_loop', None)
+        if loop is not None:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
     def _check_transaction(self, cursor: Any, attempts: list[tuple[_Claim, dict, _Outcome | None]]) -> None:
         """Fail the batch if its transaction was lost under a task that returned normally."""
@@ -3226,7 +3371,7 @@ def _batch_of(runnable: list[_Claim]) -> list[_Claim]:
 class _Watch:
     """A task running with a timeout, as the watchdog sees it."""
     __slots__ = ('claim', 'claimed', 'timeout', 'conn', 'connection_id', 'thread', 'started', 'deadline',
-                 'timed_out', 'give_up_at', 'given_up', 'ended')
+                 'timed_out', 'give_up_at', 'given_up', 'ended', 'cancel')
 
     def __init__(self, claim: _Claim, claimed: list[_Claim], timeout: float, conn: Any, connection_id: Any):
         self.claim, self.claimed, self.timeout = claim, claimed, timeout   # the task, and its batch
@@ -3238,6 +3383,7 @@ class _Watch:
         self.give_up_at = math.inf        # ...when the worker gives up waiting for it to return...
         self.given_up = False             # ...and once it has
         self.ended: threading.Event | None = None   # once timed out: its session is gone, or could not be ended
+        self.cancel: Callable[[], Any] | None = None   # an async task: cancels it (from any thread)
 
 
 class _Watchdog:

@@ -15,6 +15,7 @@ import datetime as dt
 import functools
 import hashlib
 import importlib.util
+import inspect
 import json
 import logging
 import math
@@ -2302,6 +2303,102 @@ def test_a_task_that_never_returns_stops_its_worker(db, reg, monkeypatch):
     assert row['id'] == task_id and row['retries'] == 1 and last_error_type(row) == 'mqueue.TaskTimeout'
 
 
+# asyncio: aenqueue on each asyncio driver, in the caller's transaction
+
+ASYNC_DRIVERS = {'mysql': ['aiomysql'], 'postgresql': ['psycopg', 'asyncpg'], 'sqlite': ['aiosqlite']}
+
+
+async def async_connect(driver):
+    """A new asyncio connection to the running test's database through this driver, as an
+    application opens one (autocommit off where the driver has it)."""
+    if driver == 'aiomysql':
+        import aiomysql
+        return await aiomysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user='root', db='test', autocommit=False)
+    if driver == 'psycopg':
+        import psycopg
+        return await psycopg.AsyncConnection.connect('host=127.0.0.1 port=5432 user=postgres dbname=test')
+    if driver == 'asyncpg':
+        import asyncpg
+        return await asyncpg.connect(host='127.0.0.1', port=5432, user='postgres', database='test')
+    import aiosqlite
+    return await aiosqlite.connect(SQLITE_PATH)
+
+
+async def in_async_transaction(conn, driver, work, commit=True):
+    """Await work() in a transaction of the connection, then commit it or roll it back."""
+    if driver == 'asyncpg':   # (autocommits unless a transaction is started)
+        transaction = conn.transaction()
+        await transaction.start()
+        result = await work()
+        await (transaction.commit() if commit else transaction.rollback())
+        return result
+    result = await work()
+    await (conn.commit() if commit else conn.rollback())
+    return result
+
+
+@only('mariadb-pymysql', 'postgresql-psycopg', 'sqlite')
+def test_aenqueue_lives_and_dies_with_the_callers_transaction_on_every_asyncio_driver(db, reg):
+    import asyncio
+    send = reg.task(name='mail', unique_while_dead=True)(lambda to: None)
+
+    async def scenario(driver):
+        conn = await async_connect(driver)
+        try:
+            def one(*args, commit=True, **options):
+                return in_async_transaction(conn, driver, lambda: reg.aenqueue(conn, 'mail', *args, **options), commit)
+            return (await one(['a@x'], commit=False), await one(['b@x'], delay=60),
+                    await one(['c@x'], unique='k'), await one(['d@x'], unique='k'),
+                    await in_async_transaction(conn, driver, lambda: reg.aenqueue_many(conn, 'mail', [['e@x'], ['f@x']])),
+                    await in_async_transaction(conn, driver, lambda: send.aenqueue_with(['g@x'], connection=conn)))
+        finally:
+            closing = conn.close()   # (aiomysql's close is not a coroutine)
+            if inspect.isawaitable(closing):
+                await closing
+    for driver in ASYNC_DRIVERS[B.dialect.name]:
+        rolled_back, later, keyed, again, many, through_task = asyncio.run(scenario(driver))
+        rows = {row['id']: row for row in tasks_in(db, reg)}
+        assert rolled_back and '["a@x"]' not in [row['args'] for row in rows.values()], driver   # (SQLite reuses its id)
+        assert rows[later]['args'] == '["b@x"]'
+        assert 55 < seconds_until_eta(db, reg, later) <= 60
+        assert keyed.created and not again.created and again == keyed and rows[keyed]['unique_key'] == 'k'
+        assert many == 2 and rows[through_task]['args'] == '["g@x"]' and len(rows) == 5
+        query(db, f'DELETE FROM {reg.table}')
+
+
+def test_an_async_task_runs_in_its_transaction_and_a_timeout_cancels_it(db, reg, ledger):
+    """An async def task runs to completion in its worker thread's event loop, with current(): its
+    writes through the task's connection commit with its completion and roll back with its
+    failure; past its timeout it is cancelled where it awaits, and the worker carries on."""
+    import asyncio
+
+    @reg.task(name='greet', result=60)
+    async def greet(n):
+        await asyncio.sleep(0)
+        write_ledger(ledger, f'async {n}')   # (the task's connection is a plain one: called, not awaited)
+        await reg.aenqueue(mqueue.current().connection, 'follow', [n], delay=3600)   # in its transaction too
+        if n < 0:
+            raise ValueError('negative')
+        return {'id': mqueue.current().id, 'n': n}
+
+    @reg.task(name='wait', timeout=0.5, backoff=60)
+    async def wait():
+        write_ledger(ledger, 'waiting')
+        await asyncio.sleep(60)
+    ok, bad, waiting = enqueued(reg, 'greet', [1]), enqueued(reg, 'greet', [-1]), enqueued(reg, 'wait')
+    began = time.monotonic()
+    w = worker(reg)
+    assert w.run(burst=True) == 3
+    assert time.monotonic() - began < 10   # the waiting task cancelled at its timeout: no give-up, no minute
+    assert query(db, f'SELECT task_id, note FROM {ledger}') == ((ok, 'async 1'),)
+    assert reg.result(db, ok).value == {'id': ok, 'n': 1}
+    rows = {row['id']: row for row in tasks_in(db, reg)}
+    assert rows[bad]['last_error'].startswith('ValueError: negative') and rows[bad]['retries'] == 1
+    assert last_error_type(rows[waiting]) == 'mqueue.TaskTimeout' and rows[waiting]['claimed_at'] is None
+    assert w._given_up is None
+    assert [row['args'] for row in rows.values() if row['name'] == 'follow'] == ['[1]']   # the failed one's rolled back
+
+
 @only('mysql', 'postgresql')
 def test_a_timeout_ends_the_session_of_a_transaction_hooks_connection(db, reg):
     enqueue_a_task_that_hangs_in_the_database(reg)
@@ -4204,6 +4301,11 @@ def test_docs_timeouts_example_ends_a_query_past_its_timeout(server, tmp_path):
         'dead mqueue.TaskTimeout',
         'TaskTimeout: report() ran past its timeout of 1s; its database session was ended, and its writes rolled back']
     assert time.monotonic() - began < 20   # not the query's 30 s
+
+
+@only('postgresql-psycopg')
+def test_docs_asyncio_example_enqueues_in_a_psycopg_transaction_and_runs_an_async_task(server, tmp_path):
+    assert run_docs_example('asyncio-aenqueue', tmp_path) == ['enqueued task 1', 'welcome ann@example.com in task 1']
 
 
 # Hostile input ###################################################################################
