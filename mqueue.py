@@ -1067,12 +1067,14 @@ class _Reply(NamedTuple):
 def _run(conn: Any, steps: Generator[tuple, _Reply, Any]) -> Any:
     """Run a generator of statements (see Registry._enqueue_steps) on a DB-API connection. (Its
     first step checks the arguments: before any cursor is opened.)"""
+    if _async_execute(conn) is not None:
+        raise MQueueError(f'{type(conn).__name__} is an asyncio connection: await aenqueue(...) on it')
     try:
         request = next(steps)
         with _cursor(conn) as cursor:
             while True:
                 cursor.execute(*request)
-                request = steps.send(_Reply(cursor.fetchone() if cursor.description else None,
+                request = steps.send(_Reply(_tuple(cursor.fetchone()) if cursor.description else None,
                                             getattr(cursor, 'lastrowid', None), cursor.rowcount))
     except StopIteration as done:
         return done.value
@@ -1081,8 +1083,7 @@ def _run(conn: Any, steps: Generator[tuple, _Reply, Any]) -> Any:
 async def _arun(conn: Any, steps: Generator[tuple, _Reply, Any]) -> Any:
     """Run a generator of statements on an asyncio connection, told by its driver's class; on a
     DB-API connection, as _run does."""
-    execute = next((ASYNC_EXECUTE[key] for key in ((cls.__module__.split('.')[0], cls.__name__)
-                                                  for cls in type(conn).__mro__) if key in ASYNC_EXECUTE), None)
+    execute = _async_execute(conn)
     if execute is None:
         return _run(conn, steps)
     try:
@@ -1097,7 +1098,7 @@ async def _execute_on_cursor(conn: Any, sql: str, params: Sequence) -> _Reply:
     """A statement through an asyncio driver's DB-API-like cursor: psycopg 3, aiomysql, aiosqlite."""
     async with conn.cursor() as cursor:
         await cursor.execute(sql, params)
-        row = await cursor.fetchone() if cursor.description else None
+        row = _tuple(await cursor.fetchone()) if cursor.description else None
         return _Reply(row, getattr(cursor, 'lastrowid', None), cursor.rowcount)
 
 
@@ -1113,6 +1114,21 @@ async def _execute_on_asyncpg(conn: Any, sql: str, params: Sequence) -> _Reply:
 ASYNC_EXECUTE = {('psycopg', 'AsyncConnection'): _execute_on_cursor, ('aiomysql', 'Connection'): _execute_on_cursor,
                  ('aiosqlite', 'Connection'): _execute_on_cursor, ('asyncpg', 'Connection'): _execute_on_asyncpg,
                  ('asyncpg', 'PoolConnectionProxy'): _execute_on_asyncpg}
+_ASYNC_EXECUTE_OF_CLASS: dict[type, Callable | None] = {}
+
+
+def _async_execute(conn: Any) -> Callable | None:
+    """How enqueue's statements run on this connection if it is an asyncio one (remembered per class)."""
+    cls = type(conn)
+    if cls not in _ASYNC_EXECUTE_OF_CLASS:
+        _ASYNC_EXECUTE_OF_CLASS[cls] = next((ASYNC_EXECUTE[key] for key in (
+            (base.__module__.split('.')[0], base.__name__) for base in cls.__mro__) if key in ASYNC_EXECUTE), None)
+    return _ASYNC_EXECUTE_OF_CLASS[cls]
+
+
+def _tuple(row: Any) -> tuple | None:
+    """A row as a tuple, whatever the cursor's row factory (psycopg's dict_row, aiomysql's DictCursor)."""
+    return tuple(row.values()) if isinstance(row, Mapping) else row
 
 
 class Registry:
@@ -1667,7 +1683,6 @@ class Task:
         self.unique, self.unique_while_dead = bool(unique), bool(unique_while_dead)
         self.timeout = None if timeout is None else _seconds('timeout', timeout, positive=True)
         self.signature = inspect.signature(func)
-        self.is_coroutine = inspect.iscoroutinefunction(func)   # an async def: run in its worker thread's loop
         self._fits: dict[int | tuple, str | None] = {}
         functools.update_wrapper(self, func)
 
@@ -1705,7 +1720,7 @@ class Task:
         the provider given to ``init(connection=...)``. Options are those of ``Registry.enqueue``.
         """
         call = _encode_call(self, tuple(args), dict(kwargs or {}))
-        connection = connection or _ambient_connection(self.registry)
+        connection = _ambient_connection(self.registry) if connection is None else connection
         return self.registry.enqueue(connection, self.name, call, queue=queue, delay=delay, eta=eta,
                                      priority=priority, unique=unique)
 
@@ -1720,7 +1735,7 @@ class Task:
         """``enqueue_with`` on an asyncio connection (``Registry.aenqueue``); the ambient one is
         that of ``init(connection=...)``, or inside a running task its own (a DB-API one)."""
         call = _encode_call(self, tuple(args), dict(kwargs or {}))
-        connection = connection or _ambient_connection(self.registry)
+        connection = _ambient_connection(self.registry) if connection is None else connection
         return await self.registry.aenqueue(connection, self.name, call, queue=queue, delay=delay, eta=eta,
                                             priority=priority, unique=unique)
 
@@ -2415,7 +2430,8 @@ class Worker:
                 self.scheduler.report_undeclared(queues)
             # A task that may time out runs in a thread of its own, even alone: if it never
             # returns, this thread can still stop the worker.
-            if self.concurrency == 1 and not self._may_time_out():
+            # (And in a thread whose event loop runs, where an async task could not run.)
+            if self.concurrency == 1 and not self._may_time_out() and asyncio._get_running_loop() is None:
                 processed = self._loop(burst)
             else:
                 processed = self._run_threads(burst)
@@ -2471,37 +2487,39 @@ class Worker:
 
     def _loop(self, burst: bool) -> int:
         processed, errors = 0, 0
-        while not self._stopping.is_set():
-            try:
-                done = self._step()
-            except Exception as exc:
-                if _lock_conflict(exc):   # InnoDB rolled the transaction back; the connection is fine
-                    self.stats['lock_conflicts'] += 1
-                    logger.info('lock conflict (%s); retrying', _describe_error(exc, short=True))
-                    self._stopping.wait(random.uniform(0, 0.01))
+        try:
+            while not self._stopping.is_set():
+                try:
+                    done = self._step()
+                except Exception as exc:
+                    if _lock_conflict(exc):   # InnoDB rolled the transaction back; the connection is fine
+                        self.stats['lock_conflicts'] += 1
+                        logger.info('lock conflict (%s); retrying', _describe_error(exc, short=True))
+                        self._stopping.wait(random.uniform(0, 0.01))
+                        continue
+                    problem = _schema_problem(exc)
+                    if problem:   # no table, or an older one: waiting will not create it
+                        raise MQueueError(problem) from exc
+                    if isinstance(exc, MQueueError) or (burst and not _retryable(exc)):
+                        raise   # a server or setup mqueue cannot work with: retrying will not help
+                    errors += 1
+                    wait = _jittered(min(ERROR_BACKOFF_MAX, ERROR_BACKOFF_MIN * 2 ** (errors - 1)))
+                    logger.warning('worker error (%s); retrying in %.2fs', _describe_error(exc, short=True), wait,
+                                   exc_info=not _retryable(exc))
+                    self._inflight.pop(threading.get_ident(), None)
+                    self._discard_connection()
+                    self._stopping.wait(wait)
                     continue
-                problem = _schema_problem(exc)
-                if problem:   # no table, or an older one: waiting will not create it
-                    raise MQueueError(problem) from exc
-                if isinstance(exc, MQueueError) or (burst and not _retryable(exc)):
-                    raise   # a server or setup mqueue cannot work with: retrying will not help
-                errors += 1
-                wait = _jittered(min(ERROR_BACKOFF_MAX, ERROR_BACKOFF_MIN * 2 ** (errors - 1)))
-                logger.warning('worker error (%s); retrying in %.2fs', _describe_error(exc, short=True), wait,
-                               exc_info=not _retryable(exc))
-                self._inflight.pop(threading.get_ident(), None)
-                self._discard_connection()
-                self._stopping.wait(wait)
-                continue
-            errors = 0
-            processed += done
-            if not done:
-                if burst:
-                    break
-                self._wait_idle(self._idle_wait())
+                errors = 0
+                processed += done
+                if not done:
+                    if burst:
+                        break
+                    self._wait_idle(self._idle_wait())
+        finally:   # (an async task's loop, however this ends)
+            self._close_event_loop()
         self._inflight.pop(threading.get_ident(), None)
         self._discard_connection()
-        self._close_event_loop()
         return processed
 
     def _run_threads(self, burst: bool) -> int:
@@ -2897,7 +2915,7 @@ class Worker:
                     value = claim.task.func(*claim.call)
                 else:
                     value = claim.task.func(**claim.call)
-                if claim.task.is_coroutine:
+                if inspect.isawaitable(value):   # an async def (or a function returning a coroutine)
                     value = self._run_coroutine(value)
                 kept = _encode_result(claim.task, value) if claim.task.result is not None else None
         except _ColdShutdown:
@@ -3027,17 +3045,28 @@ class Worker:
     def _run_coroutine(self, coroutine: Any) -> Any:
         """Run an async task to completion in this worker thread's event loop (one per thread, kept
         between tasks), in the task's context (current() works in it). A timeout cancels it."""
+        if asyncio._get_running_loop() is not None:
+            coroutine.close()
+            raise MQueueError('an async task cannot run in a thread whose event loop is running: run the worker in a '
+                              'thread or process of its own')
         loop = getattr(self._local, 'event_loop', None)
         if loop is None:
             loop = self._local.event_loop = asyncio.new_event_loop()
-        running = loop.create_task(coroutine)
+        running = asyncio.ensure_future(coroutine, loop=loop)
         watch = getattr(self._local, 'watch', None)
         if watch is not None:   # (under the watchdog's lock, as it times tasks out there)
             with self._watchdog.changed:
                 watch.cancel = functools.partial(loop.call_soon_threadsafe, running.cancel)
                 if watch.timed_out:
                     running.cancel()
-        return loop.run_until_complete(running)
+        try:
+            return loop.run_until_complete(running)
+        finally:   # what it started and left running ends with it, as asyncio.run() ends it: its
+            left = asyncio.all_tasks(loop)   # transaction, current() included, is over
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
 
     def _close_event_loop(self) -> None:
         loop = self._local.__dict__.pop('event_loop', None)

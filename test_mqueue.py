@@ -2314,9 +2314,11 @@ async def async_connect(driver):
     if driver == 'aiomysql':
         import aiomysql
         return await aiomysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user='root', db='test', autocommit=False)
-    if driver == 'psycopg':
+    if driver == 'psycopg':   # (rows as dicts, as FastAPI applications often have them)
         import psycopg
-        return await psycopg.AsyncConnection.connect('host=127.0.0.1 port=5432 user=postgres dbname=test')
+        from psycopg.rows import dict_row
+        return await psycopg.AsyncConnection.connect('host=127.0.0.1 port=5432 user=postgres dbname=test',
+                                                     row_factory=dict_row)
     if driver == 'asyncpg':
         import asyncpg
         return await asyncpg.connect(host='127.0.0.1', port=5432, user='postgres', database='test')
@@ -2347,6 +2349,8 @@ def test_aenqueue_lives_and_dies_with_the_callers_transaction_on_every_asyncio_d
         try:
             def one(*args, commit=True, **options):
                 return in_async_transaction(conn, driver, lambda: reg.aenqueue(conn, 'mail', *args, **options), commit)
+            with pytest.raises(mqueue.MQueueError, match='is an asyncio connection: await aenqueue'):
+                reg.enqueue(conn, 'mail', ['z@x'])
             return (await one(['a@x'], commit=False), await one(['b@x'], delay=60),
                     await one(['c@x'], unique='k'), await one(['d@x'], unique='k'),
                     await in_async_transaction(conn, driver, lambda: reg.aenqueue_many(conn, 'mail', [['e@x'], ['f@x']])),
@@ -2384,7 +2388,16 @@ def test_an_async_task_runs_in_its_transaction_and_a_timeout_cancels_it(db, reg,
     @reg.task(name='wait', timeout=0.5, backoff=60)
     async def wait():
         write_ledger(ledger, 'waiting')
+        asyncio.get_running_loop().create_task(left_running())   # never awaited: cancelled when the task ends
         await asyncio.sleep(60)
+    cancelled = []
+
+    async def left_running():
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(mqueue.current().id)
+            raise
     ok, bad, waiting = enqueued(reg, 'greet', [1]), enqueued(reg, 'greet', [-1]), enqueued(reg, 'wait')
     began = time.monotonic()
     w = worker(reg)
@@ -2397,6 +2410,7 @@ def test_an_async_task_runs_in_its_transaction_and_a_timeout_cancels_it(db, reg,
     assert last_error_type(rows[waiting]) == 'mqueue.TaskTimeout' and rows[waiting]['claimed_at'] is None
     assert w._given_up is None
     assert [row['args'] for row in rows.values() if row['name'] == 'follow'] == ['[1]']   # the failed one's rolled back
+    assert cancelled == [waiting]
 
 
 @only('mysql', 'postgresql')
