@@ -2429,9 +2429,10 @@ class Worker:
                 self.scheduler.report_unserved(queues)
                 self.scheduler.report_undeclared(queues)
             # A task that may time out runs in a thread of its own, even alone: if it never
-            # returns, this thread can still stop the worker.
-            # (And in a thread whose event loop runs, where an async task could not run.)
-            if self.concurrency == 1 and not self._may_time_out() and asyncio._get_running_loop() is None:
+            # returns, this thread can still stop the worker (not with one connection given: the
+            # caller's thread owns it); so does every task where this thread's event loop runs.
+            in_thread = self._has_timeouts() and not isinstance(self.connect, _SharedConnection)
+            if self.concurrency == 1 and not in_thread and asyncio._get_running_loop() is None:
                 processed = self._loop(burst)
             else:
                 processed = self._run_threads(burst)
@@ -2565,16 +2566,14 @@ class Worker:
     def _refuse_unenforceable_timeouts(self) -> None:
         """A worker given one connection to MySQL/PostgreSQL cannot end a task's session (it needs
         a connection of its own to do so from): refused before any task is claimed."""
-        if (isinstance(self.connect, _SharedConnection) and self._may_time_out(shared_too=True)
+        if (isinstance(self.connect, _SharedConnection) and self._has_timeouts()
                 and self.registry.dialect_of(self.connect.conn).kill):
             raise ValueError('a timeout is enforced by ending the task\'s session from another connection: give the '
                              'worker a connection factory, not one connection')
 
-    def _may_time_out(self, shared_too: bool = False) -> bool:
-        """Whether a task this worker runs may have a timeout (not with one connection given: its
-        loop runs in the caller's thread)."""
-        return (shared_too or not isinstance(self.connect, _SharedConnection)) and (
-            self.timeout is not None or any(task.timeout is not None for task in self.registry.tasks.values()))
+    def _has_timeouts(self) -> bool:
+        """Whether a task this worker runs may have a timeout."""
+        return self.timeout is not None or any(task.timeout is not None for task in self.registry.tasks.values())
 
     def _sql(self, statement: str, **lists: int) -> str:
         return self.registry.sql(statement, self.dialect, **lists)
@@ -2607,10 +2606,9 @@ class Worker:
                 runnable.append(claim_or_error)
         claimed = _batch_of(runnable)
         by_deadline: dict[int | None, list[int]] = {}   # microseconds from now (None: no timeout) -> ids
-        for claim in claimed:
+        late = BATCH_SECONDS if len(claimed) > 1 else 0.0   # (a task of a batch starts within BATCH_SECONDS of
+        for claim in claimed:                               # the first, or goes back unrun)
             timeout = self._timeout_of(claim)
-            # A task of a batch starts within BATCH_SECONDS of the first, or goes back unrun.
-            late = BATCH_SECONDS if len(claimed) > 1 else 0.0
             by_deadline.setdefault(None if timeout is None else int((timeout + late) * 1e6), []).append(claim.id)
         for deadline, ids in by_deadline.items():
             cursor.execute(self._sql(SQL_LEASE, ids=len(ids)), (int(self.lease * 1e6), deadline, _worker_id(), *ids))
