@@ -206,10 +206,11 @@ SQL_KEEP_RESULTS = ('{result_head}{result_into} {result} (id, name, queue, statu
                     'FROM ({kept}) AS kept {kept_join} {task} AS t{primary_index} ON t.id = kept.id{result_tail}')
 SQL_KEPT_FIRST, SQL_KEPT_NEXT = 'SELECT %s AS id, %s AS value, %s AS keep', ' UNION ALL SELECT %s, %s, %s'
 # What result() reads: the task's row while it is pending, running or dead (by primary key)...
-SQL_TASK_STATE = ('SELECT dead_at, claimed_at, retries, enqueued_at, started_at, errors, last_error FROM {task} '
-                  'WHERE id = %s')
+SQL_TASK_STATE = ('SELECT dead_at, claimed_at, retries, enqueued_at, started_at, errors, last_error, name, args '
+                  'FROM {task} WHERE id = %s')
 # ...else its result, if it kept one (by primary key).
-SQL_RESULT = 'SELECT status, value, errors, attempts, enqueued_at, started_at, finished_at FROM {result} WHERE id = %s'
+SQL_RESULT = ('SELECT status, value, errors, attempts, enqueued_at, started_at, finished_at, name FROM {result} '
+              'WHERE id = %s')
 # Expired results, oldest first, from the expires index...
 SQL_FIND_EXPIRED = 'SELECT id FROM {result} WHERE expires_at < {now} ORDER BY expires_at LIMIT %s'
 # ...deleted by primary key; and so is the result of a dead task brought back (pending again).
@@ -1522,19 +1523,19 @@ class Registry:
             cursor.execute(self.sql(SQL_TASK_STATE, dialect), (task_id,))
             row = cursor.fetchone()
             if row is not None:
-                dead_at, claimed_at, attempts, enqueued_at, started_at, errors, last_error = row
+                dead_at, claimed_at, attempts, enqueued_at, started_at, errors, last_error, name, args = row
                 status = 'dead' if dead_at is not None else 'running' if claimed_at is not None else 'pending'
                 found = _errors_of(errors) or ([{'attempt': attempts, 'at': None, 'type': last_error.split(':', 1)[0],
                                                  'error': last_error}] if last_error else [])   # (failed before 0.4)
                 return Result(task_id, status, None, found, attempts, _utc_or_none(enqueued_at),
-                              _utc_or_none(started_at), _utc_or_none(dead_at))
+                              _utc_or_none(started_at), _utc_or_none(dead_at), name, _decoded_or_none(args))
             cursor.execute(self.sql(SQL_RESULT, dialect), (task_id,))
             row = cursor.fetchone()
         if row is None:
             return Result(task_id, 'unknown', None, [], 0, None, None, None)
-        status, value, errors, attempts, enqueued_at, started_at, finished_at = row
+        status, value, errors, attempts, enqueued_at, started_at, finished_at, name = row
         return Result(task_id, status, json.loads(value) if value is not None else None, _errors_of(errors), attempts,
-                      _utc_or_none(enqueued_at), _utc_or_none(started_at), _utc_or_none(finished_at))
+                      _utc_or_none(enqueued_at), _utc_or_none(started_at), _utc_or_none(finished_at), name)
 
     def wait_for_result(self, connect: Callable[[], Any] | str, task_id: int, timeout: float) -> Result:
         """``result()``, once the task has ended (succeeded, dead or unknown) or ``timeout``
@@ -1793,6 +1794,8 @@ class Result(NamedTuple):
     enqueued_at: dt.datetime | None     # UTC; None before 0.4 and for unknown tasks
     started_at: dt.datetime | None      # UTC: its first attempt's claim
     finished_at: dt.datetime | None     # UTC: when it succeeded or went dead
+    name: str | None = None             # the task's name (None for unknown tasks)
+    args: Any = None                    # its arguments while its row is kept (pending, running, dead), else None
 
     @property
     def error(self) -> str | None:
@@ -1808,6 +1811,14 @@ def _errors_of(errors: str | None) -> list[dict]:
     except ValueError:
         return []
     return [entry for entry in parsed if isinstance(entry, dict)] if isinstance(parsed, list) else []
+
+
+def _decoded_or_none(args: str | None) -> Any:
+    """A row's arguments as JSON reads them; None for a column that does not read (written by hand)."""
+    try:
+        return json.loads(args) if args is not None else None
+    except ValueError:
+        return None
 
 
 def _utc_or_none(value: Any) -> dt.datetime | None:
@@ -3554,11 +3565,16 @@ def _import_tree(package: str) -> None:
 # CLI #############################################################################################
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *,
+         database: tuple[Registry, Callable[[], Any]] | None = None) -> int:
     """The ``mqueue`` command. Returns the exit status: 0 ok, 1 an error (one line on stderr),
-    2 bad usage; a worker abandoned by a second signal returns 128 + the signal's number."""
-    parser, subparsers = _parser()
+    2 bad usage; a worker abandoned by a second signal returns 128 + the signal's number.
+
+    ``database``: the registry and connection factory the commands use instead of ``--db``,
+    ``--table`` and ``--cron-table`` (how ``manage.py mqueue`` runs them on Django's database)."""
+    parser, subparsers = _parser(own_database=database is None)
     args = parser.parse_args(argv)
+    args.database = database
     if args.command == 'retry' and not (args.ids or args.queue or args.name or args.all):
         subparsers['retry'].error('give task ids, --queue and/or --name, or --all')
     if args.command == 'purge' and (args.older_than is None) == (not args.results):
@@ -3577,7 +3593,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+def _parser(own_database: bool = True) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The command line; without ``own_database`` (main()'s ``database`` given) the commands take
+    no --db, --table and --cron-table, and need no --tasks: the program running them has both."""
     parser = argparse.ArgumentParser(
         prog='mqueue', formatter_class=argparse.RawDescriptionHelpFormatter,
         description='A task queue in your own database (MySQL/MariaDB, PostgreSQL or SQLite).',
@@ -3592,19 +3610,21 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         sub = subparsers[name] = commands.add_parser(
             name, help=summary, description=summary + '.', epilog='examples:\n' + examples,
             formatter_class=argparse.RawDescriptionHelpFormatter)
-        if database:
+        if database and own_database:
             sub.add_argument('--db', metavar='URL', default=os.environ.get('MQUEUE_DATABASE_URL') or DEFAULT_DATABASE_URL,
                              help='database URL: sqlite:///path.db, postgresql://user:password@host/db or '
                                   'mysql://user:password@host/db (default: $MQUEUE_DATABASE_URL, else '
                                   f'{DEFAULT_DATABASE_URL}, whose tables are created if missing)')
-        sub.add_argument('--table', metavar='NAME', default=DEFAULT_TABLE, help='task table name (default task)')
-        sub.add_argument('--cron-table', metavar='NAME', default=DEFAULT_CRON_TABLE, help='cron table name (default cron)')
+        if own_database:
+            sub.add_argument('--table', metavar='NAME', default=DEFAULT_TABLE, help='task table name (default task)')
+            sub.add_argument('--cron-table', metavar='NAME', default=DEFAULT_CRON_TABLE,
+                             help='cron table name (default cron)')
         if database and output:
             sub.add_argument('--json', action='store_true', help='print JSON instead of a table (for scripts)')
         return sub
 
     def tasks(sub: argparse.ArgumentParser, required: bool = True, why: str = '') -> None:
-        sub.add_argument('--tasks', metavar='PACKAGE', action='append', required=required,
+        sub.add_argument('--tasks', metavar='PACKAGE', action='append', required=required and own_database,
                          help='package whose modules define the tasks (repeatable; the current directory is '
                               'on the import path)' + why)
 
@@ -3812,7 +3832,7 @@ def _show_result(args: argparse.Namespace) -> int:
         return 0
     times = ', '.join(f'{label} {when:%Y-%m-%d %H:%M:%S} UTC' for label, when in (
         ('enqueued', found.enqueued_at), ('started', found.started_at), ('finished', found.finished_at)) if when)
-    print(f'task {found.id}: {found.status}' + (f', {_count(found.attempts, "attempt")}' if found.attempts else '')
+    print(f'task {found.id}' + (f' {found.name}' if found.name else '') + f': {found.status}' + (f', {_count(found.attempts, "attempt")}' if found.attempts else '')
           + (f'; {times}' if times else ''))
     if found.status == 'succeeded':
         print(f'  value: {json.dumps(found.value)}')
@@ -3879,6 +3899,8 @@ _COMMANDS = {'worker': _run_worker, 'status': _show_status, 'dead': _show_dead, 
 def _open_database(args: argparse.Namespace, tasks: bool = False) -> tuple[Registry, Callable[[], Any]]:
     """The command's registry (the default one, with its tasks imported, where tasks matter) and
     connect callable; on SQLite, and for init-db, the tables are created if missing."""
+    if args.database is not None:   # (given by the program that runs the command: no --db)
+        return args.database
     registry = default_registry if tasks else Registry()
     registry.init(table=args.table, cron_table=args.cron_table)
     connect = connect_url(args.db)

@@ -654,10 +654,11 @@ def document_blocks(path):
 def test_every_python_and_sql_block_of_readme_and_docs_is_run_by_a_test():
     """Each ```python and ```sql block of README.md and docs/*.md follows a marker line
     <!-- example: label --> whose label (unique) a test in this file reads with readme_block,
-    readme_example, example_file, example_module or run_docs_example. A label that is a path under examples/ names
+    readme_example, example_file, example_module or run_docs_example (or test_django.py with its
+    example_file). A label that is a path under examples/ names
     the file the block shows, which must be identical to it. Blocks in other languages are exempt:
     bash and console (commands), text (sample output), ini (a systemd unit)."""
-    source = Path(__file__).read_text()
+    source = Path(__file__).read_text() + (ROOT / 'test_django.py').read_text()
     seen, unmarked, unrun = set(), [], []
     for path in DOCUMENTS:
         for language, label, text in document_blocks(path):
@@ -1961,14 +1962,18 @@ def test_cli_result_and_purge_results(db, reg, capsys):
     task_id = enqueued(reg, 'answer')
     base = ['--db', B.url, '--table', reg.table]
     assert mqueue.main(['result', str(task_id), *base]) == 0
-    assert capsys.readouterr().out.startswith(f'task {task_id}: pending')
+    assert capsys.readouterr().out.startswith(f'task {task_id} answer: pending')
+    assert mqueue.main(['result', str(task_id), *base, '--json']) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown['status'], shown['name'], shown['args']) == ('pending', 'answer', [])
     assert worker(reg).run(burst=True) == 1
     assert mqueue.main(['result', str(task_id), *base, '--json']) == 0
     shown = json.loads(capsys.readouterr().out)
     assert (shown['status'], shown['value'], shown['attempts'], shown['error']) == ('succeeded', {'answer': 42}, 1, None)
+    assert (shown['name'], shown['args']) == ('answer', None)   # (the row, and its arguments, are gone)
     assert mqueue.main(['result', str(task_id), *base]) == 0
     text = capsys.readouterr().out.splitlines()
-    assert text[0].startswith(f'task {task_id}: succeeded, 1 attempt; enqueued ') and text[1] == '  value: {"answer": 42}'
+    assert text[0].startswith(f'task {task_id} answer: succeeded, 1 attempt; enqueued ') and text[1] == '  value: {"answer": 42}'
     assert mqueue.main(['purge', '--results', *base]) == 0
     assert capsys.readouterr().out == '0 expired results purged\n'
     with pytest.raises(SystemExit):

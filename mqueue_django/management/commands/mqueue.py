@@ -1,0 +1,26 @@
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+import mqueue
+from mqueue_django.management.commands._backend import add_backend_option, backend_named
+
+COMMANDS = ('status', 'dead', 'retry', 'cancel', 'purge', 'result', 'enqueue', 'crons')
+
+
+class Command(BaseCommand):
+    help = ("mqueue's operating commands on a TASKS backend's tables, on Django's database: "
+            f"{', '.join(COMMANDS)} (`manage.py mqueue status --help`; the worker is manage.py mqueue_worker, "
+            'the tables come with manage.py migrate)')
+
+    def add_arguments(self, parser):
+        add_backend_option(parser)
+        parser.add_argument('command', choices=COMMANDS, metavar='COMMAND', help=', '.join(COMMANDS))
+        parser.add_argument('arguments', nargs='...', help="the command's own, as for the mqueue command")
+
+    def handle(self, *args, **options):
+        backend = backend_named(options['backend'])
+        backend.discover()
+        status = mqueue.main([options['command'], *options['arguments']], database=(backend.registry, backend.connect))
+        if status:
+            sys.exit(status)
