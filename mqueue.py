@@ -91,7 +91,8 @@ DEFAULT_BATCH = 20              # tasks claimed and run per transaction (bench/:
 BATCH_SECONDS = 1.0             # seconds after which a batch starts no new task: quick tasks' commits
                                 # must not wait on slow ones
 PRIORITY_REFRESH = 1.0          # seconds between looks for priorities in use while busy (x5 while idle)
-MAX_PRIORITIES = 32             # distinct priorities per queue a worker claims from (the smallest)
+MAX_PRIORITIES = 32             # priorities in use in a queue up to which a claim tries each in turn; past
+                                # that, a read first finds those with a due task (one statement more)
 ERROR_BACKOFF_MIN = 0.25        # seconds: first wait after a database error; doubles per error
 ERROR_BACKOFF_MAX = 30.0        # seconds: cap on that wait
 NAME_MAX = 128                  # characters in task.name (the original package's width)
@@ -147,14 +148,28 @@ IDS_PER_STATEMENT = 500         # ids per statement of retry_dead/purge_dead (SQ
 # lock, every task scheduled for later.) MySQL forces the index: on a small table its optimizer
 # would rather scan and sort.
 # Several queues of one priority are one such block each, joined by UNION ALL where the database
-# allows a locking read there (MySQL), else one statement each; priorities are claimed one by one.
+# allows a locking read there (MySQL), else one statement each; priorities are claimed one by one
+# (where a queue has more than MAX_PRIORITIES in use, only those SQL_DUE_PAIRS finds due).
 SQL_CLAIM = ('SELECT id, name, args, retries, queue, eta, priority, errors FROM {task}{claim_index} '
              'WHERE queue = %s AND dead_at IS NULL AND priority = %s AND eta <= {now} '
              'ORDER BY eta, id LIMIT %s{skip_locked}')
 SQL_CLAIM_ORDER = ' ORDER BY priority, eta, id LIMIT %s'
-# The priorities in use in a queue, one index dive each: the next one above a given priority.
+# The priorities in use in a queue, one index dive each: the next one above a given priority. All
+# of them, however many: rows scheduled for later and claimed ones count too, and a worker that
+# stopped at the smallest few would never claim from the others while those hold any row.
 SQL_NEXT_PRIORITY = ('SELECT MIN(priority) FROM {task}{claim_index} '
                      'WHERE queue = %s AND dead_at IS NULL AND priority > %s')
+# Where a queue has more than MAX_PRIORITIES priorities in use, trying each in turn would cost a
+# claim statement per empty one: this plain read first finds the (queue, priority) pairs that hold
+# a due task, a block per pair joined by UNION ALL, PROBE_BLOCKS to a statement. A block is the
+# pair's first due task in eta order from the claim index, as SQL_PROBE reads it, and says which
+# pair it is (the first parameter: its place in the list, not the row's queue, which a
+# case-insensitive collation may spell otherwise). Unlike the probe's, it does not pass over claimed
+# rows: one whose lease is over is due, and the claim takes it.
+SQL_DUE_PAIRS = ('SELECT %s AS pair FROM {task}{claim_index} '
+                 'WHERE queue = %s AND dead_at IS NULL AND priority = %s AND eta <= {now} ORDER BY eta LIMIT 1')
+PROBE_BLOCKS = 100              # (queue, priority) blocks per statement of that read and of the idle probe
+                                # (SQLite allows 500 terms in a compound SELECT, and before 3.32 999 parameters)
 # Count the attempt, hide the tasks for the lease, say which worker runs them, and by when the
 # attempt must have ended if the task has a timeout (the second parameter; NULL without: one
 # statement per timeout in the batch); committed before any task runs.
@@ -277,11 +292,12 @@ SQL_SAVEPOINT = 'SAVEPOINT mqueue_{n}'
 SQL_ROLLBACK_TO_SAVEPOINT = 'ROLLBACK TO SAVEPOINT mqueue_{n}'
 SQL_RELEASE_SAVEPOINT = 'RELEASE SAVEPOINT mqueue_0'
 # Whether a task is due, asked by an idle worker in autocommit mode: one statement per poll (a
-# block per queue and priority, and one for a dead worker's tasks, joined by UNION ALL), no
-# transaction (and no metadata lock) left open between polls. A block is the first due task in eta
-# order, so PostgreSQL reads it from the claim index too (for "any one" it may scan the table): a
-# plain read, which passes over claimed rows where a rescue finds the dead worker's (the last
-# parameter false), so that a task running past its lease never makes idle workers claim in vain...
+# block per queue and priority, and one for a dead worker's tasks, joined by UNION ALL; past
+# PROBE_BLOCKS pairs, one more per PROBE_BLOCKS until one finds a task), no transaction (and no
+# metadata lock) left open between polls. A block is the first due task in eta order, so
+# PostgreSQL reads it from the claim index too (for "any one" it may scan the table): a plain read,
+# which passes over claimed rows where a rescue finds the dead worker's (the last parameter false),
+# so that a task running past its lease never makes idle workers claim in vain...
 SQL_PROBE = ('SELECT 1 AS due, NULL AS worker, 0 AS lease_over FROM {task}{claim_index} '
              'WHERE queue = %s AND dead_at IS NULL AND priority = %s '
              'AND eta <= {now} AND (claimed_at IS NULL OR %s) ORDER BY eta LIMIT 1')
@@ -2691,8 +2707,32 @@ class Worker:
         time, smallest first, until the batch is full. The queues of one priority are one
         statement where the database allows (in eta order across them), else one each. (One
         statement for every priority would lock a batch of rows in each: measured on MariaDB,
-        a drain spread over 8 priorities ran at 0.63 of a one-priority drain, 0.80 this way.)"""
-        claim, rows = self._sql(SQL_CLAIM), []
+        a drain spread over 8 priorities ran at 0.63 of a one-priority drain, 0.80 this way.)
+        Where a queue has more than MAX_PRIORITIES priorities in use, trying each in turn would
+        cost a statement per empty one: a plain read first finds the pairs with a due task
+        (PROBE_BLOCKS pairs at a time, the next ones only if the batch is not full yet), and only
+        those are claimed from: one statement more per claim (per PROBE_BLOCKS pairs read)."""
+        rows: list[tuple] = []
+        crowded = max(collections.Counter(queue for queue, _ in pairs).values(), default=0) > MAX_PRIORITIES
+        if not crowded:
+            return self._claim_pairs(cursor, pairs, rows)
+        for start in range(0, len(pairs), PROBE_BLOCKS):
+            self._claim_pairs(cursor, self._due_pairs(cursor, pairs[start:start + PROBE_BLOCKS]), rows)
+            if len(rows) >= self.batch:
+                break
+        return rows
+
+    def _due_pairs(self, cursor: Any, pairs: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Those of these pairs (PROBE_BLOCKS at most) that hold a due task: one plain read."""
+        block = self._sql(SQL_DUE_PAIRS)
+        cursor.execute(block if len(pairs) == 1 else self.dialect.union([block] * len(pairs)),
+                       [p for n, pair in enumerate(pairs) for p in (n, *pair)])
+        due = {int(row[0]) for row in cursor.fetchall()}
+        return [pair for n, pair in enumerate(pairs) if n in due]
+
+    def _claim_pairs(self, cursor: Any, pairs: list[tuple[str, int]], rows: list[tuple]) -> list[tuple]:
+        """_claim_due's claim from these pairs, adding to rows until they are a batch; rows."""
+        claim = self._sql(SQL_CLAIM)
         for _, same_priority in itertools.groupby(pairs, key=lambda pair: pair[1]):
             group = list(same_priority)
             if len(group) > 1 and self.dialect.claim_union:
@@ -2712,21 +2752,28 @@ class Worker:
 
     def _probe(self) -> bool:
         """Whether a task is due, or a dead worker's is to be rescued (asked while idle, in
-        autocommit mode): one statement."""
+        autocommit mode): one statement; past PROBE_BLOCKS (queue, priority) pairs, one per
+        PROBE_BLOCKS of them until one finds a task (the first also looks for the dead's)."""
         rescuing = self._can_rescue()
         with _cursor(self._local.connection) as cursor:
             pairs = self._pairs(cursor, idle=True)
-            locks = self.dialect.row_locks
-            blocks = [(self._sql(SQL_PROBE), (*pair, not rescuing)) for pair in pairs]
-            if rescuing:   # (SQLite: a few of the oldest claims, their workers then looked up)
-                read = 1 if locks else RESCUE_MAX
-                blocks.append((self._sql(SQL_PROBE_ORPHAN), (-int(self.rescue_after * 1e6), read)))
-            if len(blocks) == 1:
-                cursor.execute(*blocks[0])
-            else:   # (any row says "claim", but SQLite's orphan candidates: the first will do)
-                cursor.execute(self.dialect.union(sql for sql, _ in blocks) + (' LIMIT 1' if locks else ''),
-                               [p for _, params in blocks for p in params])
-            rows = cursor.fetchall()
+            return any(self._probe_pairs(cursor, pairs[start:start + PROBE_BLOCKS], rescuing, orphans=not start)
+                       for start in range(0, max(len(pairs), 1), PROBE_BLOCKS))
+
+    def _probe_pairs(self, cursor: Any, pairs: list[tuple[str, int]], rescuing: bool, orphans: bool) -> bool:
+        """One statement of the probe: whether one of these pairs holds a due task, or (orphans,
+        where this worker rescues) a dead worker's claim is to be rescued."""
+        locks = self.dialect.row_locks
+        blocks = [(self._sql(SQL_PROBE), (*pair, not rescuing)) for pair in pairs]
+        if rescuing and orphans:   # (SQLite: a few of the oldest claims, their workers then looked up)
+            read = 1 if locks else RESCUE_MAX
+            blocks.append((self._sql(SQL_PROBE_ORPHAN), (-int(self.rescue_after * 1e6), read)))
+        if len(blocks) == 1:
+            cursor.execute(*blocks[0])
+        else:   # (any row says "claim", but SQLite's orphan candidates: the first will do)
+            cursor.execute(self.dialect.union(sql for sql, _ in blocks) + (' LIMIT 1' if locks else ''),
+                           [p for _, params in blocks for p in params])
+        rows = cursor.fetchall()
         orphaned = any(not due and self._orphaned(worker, lease_over) for due, worker, lease_over in rows)
         if orphaned:
             self._local.rescue = True
@@ -2741,8 +2788,9 @@ class Worker:
         return self.dialect.row_locks or _process_alive(worker) is False or bool(lease_over)
 
     def _pairs(self, cursor: Any, idle: bool = False) -> list[tuple[str, int]]:
-        """The (queue, priority) pairs to claim from, smallest priority first: the priorities
-        in use, looked up again every PRIORITY_REFRESH seconds, and those the tasks declare."""
+        """The (queue, priority) pairs to claim from, smallest priority first: every priority in
+        use (one index dive each), looked up again every PRIORITY_REFRESH seconds (five times
+        that while idle), and those the tasks declare."""
         now = time.monotonic()
         if now - self._priorities_at > PRIORITY_REFRESH * (5 if idle else 1):
             queues = self._served_queues()
@@ -2751,7 +2799,7 @@ class Worker:
                 if (task.queue or self.registry.queue) in queues}
             for queue in queues:
                 priority = PRIORITY_RANGE[0] - 1
-                for _ in range(MAX_PRIORITIES):
+                while True:   # (ends: each priority found is above the last)
                     cursor.execute(self._sql(SQL_NEXT_PRIORITY), (queue, priority))
                     priority = cursor.fetchone()[0]
                     if priority is None:

@@ -3127,6 +3127,123 @@ def test_several_queues_are_claimed_by_index_without_blocking_each_other(db, reg
     assert started == sorted(started)        # priority orders the tasks across both queues
 
 
+def crowded_queue(conn, reg, priorities=40):
+    """The smallest priorities of the default queue (0 to priorities - 1, more than MAX_PRIORITIES)
+    in use by tasks scheduled an hour ahead: they hold rows, none of them due."""
+    for priority in range(priorities):
+        reg.enqueue(conn, 'record', ['default', priority, 0], priority=priority, delay=3600)
+
+
+@pytest.mark.parametrize('blocks, batch', [(mqueue.PROBE_BLOCKS, 1), (7, 4)])
+def test_a_queue_with_more_than_max_priorities_runs_every_due_task_in_priority_order(db, reg, monkeypatch,
+                                                                                    blocks, batch):
+    """A worker that looked up only the MAX_PRIORITIES smallest priorities in use never claimed
+    from the others while those held any row (here: tasks for later). Every priority is served,
+    smallest first, across queues; the claim reads which pairs are due PROBE_BLOCKS at a time (7:
+    several reads per claim, and a batch filled from several pairs)."""
+    monkeypatch.setattr(mqueue, 'PROBE_BLOCKS', blocks)
+    order = []
+    reg.task(name='record')(lambda queue, priority, n: order.append((priority, n, queue)))
+    with committed() as conn:
+        crowded_queue(conn, reg)
+        for priority in range(100, 120, 2):   # a due task at each of 10 priorities, and 3 more at 104
+            reg.enqueue(conn, 'record', ['default', priority, 0], priority=priority)
+        for n in range(1, 4):
+            reg.enqueue(conn, 'record', ['default', 104, n], priority=104)
+        for priority in (101, 111):           # another queue's, between them
+            reg.enqueue(conn, 'record', ['other', priority, 0], queue='other', priority=priority)
+    assert mqueue.MAX_PRIORITIES < 40
+    assert worker(reg, queues=['default', 'other'], batch=batch).run(burst=True) == 15
+    assert order == sorted(order) and len(order) == 15   # in priority order (then eta)
+    assert {(p, q) for p, _, q in order} == {(p, 'default') for p in range(100, 120, 2)} | {(101, 'other'),
+                                                                                           (111, 'other')}
+    left = tasks_in(db, reg)   # the tasks for later stay
+    assert sorted(r['priority'] for r in left) == list(range(40)) and all(r['retries'] == 0 for r in left)
+
+
+def test_a_running_worker_finds_a_task_at_a_priority_past_the_smallest_max_priorities(db, reg, monkeypatch):
+    monkeypatch.setattr(mqueue, 'PRIORITY_REFRESH', 0.2)   # looked up again every second while idle
+    ran = []
+    reg.task(name='record')(lambda queue, priority, n: ran.append(priority))
+    with committed() as conn:
+        crowded_queue(conn, reg)
+    w = worker(reg)
+    thread = run_in_thread(w)
+    try:
+        wait_for(lambda: ('default', 39) in w._priorities, timeout=5)   # it has looked them up, and idles
+        enqueued(reg, 'record', ['default', 50, 0], priority=50)       # a priority new to it
+        wait_for(lambda: ran == [50], timeout=5)
+    finally:
+        w.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert len(tasks_in(db, reg)) == 40
+
+
+def test_a_claim_from_more_than_max_priorities_sends_one_statement_more(db, reg, monkeypatch):
+    """Up to MAX_PRIORITIES in a queue, a claim is what it always was; past that, a read of which
+    pairs are due comes first, and the claim itself is the same."""
+    monkeypatch.setattr(mqueue, 'PRIORITY_REFRESH', 3600.0)   # looked up when the test says
+    reg.task(name='record')(lambda queue, priority, n: None)
+    with committed() as conn:
+        reg.enqueue_many(conn, 'record', [['default', 0, n] for n in range(3)])
+        reg.enqueue(conn, 'record', ['default', 1, 0], priority=1, delay=3600)
+    w = worker(reg, batch=2, rescue_after=None)
+    w.dialect = B.dialect
+    sent = []
+    conn = RecordingConnection(connect(), sent)
+
+    def claim():
+        w._priorities_at = -math.inf
+        with cursor_of(conn) as cursor:
+            w._pairs(cursor.cursor)
+            del sent[:]
+            claimed, _ = w._claim_rows(cursor.cursor)
+        conn.rollback()
+        assert [c.call for c in claimed] == [['default', 0, 0], ['default', 0, 1]]
+        return list(sent)
+    try:
+        few = claim()                    # two priorities in use: the claim of the first, the lease
+        with committed() as other:
+            crowded_queue(other, reg)    # 40
+        crowded = claim()
+    finally:
+        conn.rollback()
+        conn.close()
+    assert len(few) == 2 and crowded[1:] == few
+    assert crowded[0].count(w._sql(mqueue.SQL_DUE_PAIRS)) == len(w._priorities) == 40   # every pair, one statement
+
+
+@pytest.mark.parametrize('blocks, statements', [(mqueue.PROBE_BLOCKS, 1), (7, 6)])
+def test_the_idle_probe_reads_probe_blocks_pairs_per_statement(db, reg, monkeypatch, blocks, statements):
+    """One statement up to PROBE_BLOCKS (queue, priority) pairs (40 here); past that (7), one per
+    PROBE_BLOCKS until one finds a task, the rescue's look in the first."""
+    monkeypatch.setattr(mqueue, 'PROBE_BLOCKS', blocks)
+    reg.task(name='record')(lambda queue, priority, n: None)
+    with committed() as conn:
+        crowded_queue(conn, reg)     # 40 pairs
+    w = worker(reg)
+    w.dialect = B.dialect
+    sent = []
+    w._local.connection = RecordingConnection(connect(autocommit=True), sent)
+    orphans = mqueue.SQL_PROBE_ORPHAN.split(',')[0]   # (the rescue's look)
+
+    def probes():   # (not the look-ups of the priorities in use)
+        return [sql for sql in sent if not sql.startswith('SELECT MIN(priority)')]
+    try:
+        with cursor_of(w._local.connection) as cursor:
+            assert w._can_rescue(cursor.cursor)   # (known once a claim has asked: the probe then looks too)
+        del sent[:]
+        assert not w._probe()            # nothing due: every pair read
+        assert [orphans in sql for sql in probes()] == [True] + [False] * (statements - 1)
+        enqueued(reg, 'record', ['default', 9, 1], priority=9)
+        del sent[:]
+        assert w._probe()                # due at the 10th pair: found by the first statement, or the second of 7
+        assert len(probes()) == min(statements, 2)
+    finally:
+        w._local.connection.close()
+
+
 @only('mysql')   # (InnoDB's lock counts)
 @pytest.mark.parametrize('isolation', [None, 'READ COMMITTED'])
 def test_a_claim_never_reads_or_locks_the_tasks_scheduled_for_later(db, reg, isolation):

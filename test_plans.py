@@ -188,8 +188,10 @@ def hot_statements(backlog):
     """The worker's hot-path statements on the backlog, as it runs them: [(label, sql, params)],
     and how long a run_once() took, in milliseconds."""
     log = []
-    # three ranges (two queues at priority 0, claimed together where a UNION ALL can), one range
-    for w in (recording_worker(backlog, log, -5, other_queue='elsewhere'), recording_worker(backlog, log)):
+    # three ranges (two queues at priority 0, claimed together where a UNION ALL can); 40 (more than
+    # MAX_PRIORITIES: the claim reads which are due first); one range
+    for w in (recording_worker(backlog, log, -5, other_queue='elsewhere'),
+              recording_worker(backlog, log, *range(1, 40)), recording_worker(backlog, log)):
         try:
             assert w.run_once() == BATCH            # next-priority lookups, claim, lease; lock, run, complete
             w._go_idle()                            # as after an empty claim: the next step probes first
@@ -220,8 +222,8 @@ def label_of(w, sql, n_params):
     table = w.registry.table
     if not re.search(rf'\b{table}\b', sql):
         return None
-    if ' UNION ALL ' in sql:   # the claim's blocks (MySQL), or the probe's (and the rescue's look)
-        blocks = {'claim-union': mqueue.SQL_CLAIM, 'probe-union': mqueue.SQL_PROBE}
+    if ' UNION ALL ' in sql:   # the claim's blocks (MySQL), the probe's (and the rescue's look), the due pairs'
+        blocks = {'claim-union': mqueue.SQL_CLAIM, 'probe-union': mqueue.SQL_PROBE, 'due-pairs': mqueue.SQL_DUE_PAIRS}
         return next(label for label, statement in blocks.items()
                     if sql.startswith((f'({w._sql(statement)})', w.dialect.union_member.format(w._sql(statement)))))
     known = {'claim': w._sql(mqueue.SQL_CLAIM), 'probe': w._sql(mqueue.SQL_PROBE),
@@ -246,13 +248,13 @@ BY_ID = {'lease', 'lock', 'complete', 'retry', 'bury', 'release', 'rescue-lock',
 RESCUE = {'rescue-find', 'rescue-lock', 'rescue'}
 EXPECTED = {   # the statements each database runs; MySQL joins a priority's queues by UNION ALL, and the
     # probe joins its ranges and the rescue's look into one statement
-    'mysql': {'claim', 'claim-union', 'probe-union', 'next-priority'} | BY_ID | RESCUE,
-    'postgresql': {'claim', 'probe-union', 'next-priority'} | BY_ID | RESCUE,
-    'sqlite': {'claim', 'probe-union', 'next-priority'} | BY_ID | RESCUE,
+    'mysql': {'claim', 'claim-union', 'probe-union', 'due-pairs', 'next-priority'} | BY_ID | RESCUE,
+    'postgresql': {'claim', 'probe-union', 'due-pairs', 'next-priority'} | BY_ID | RESCUE,
+    'sqlite': {'claim', 'probe-union', 'due-pairs', 'next-priority'} | BY_ID | RESCUE,
 }
-# Bounded by eta <= now (the claim's and probe's), or by claimed_at (the rescue's look, from the
-# claimed index), stopping at the batch.
-RANGES = ('claim', 'claim-union', 'probe', 'probe-union', 'rescue-find')
+# Bounded by eta <= now (the claim's, probe's and due pairs'), or by claimed_at (the rescue's look,
+# from the claimed index), stopping at the batch.
+RANGES = ('claim', 'claim-union', 'probe', 'probe-union', 'due-pairs', 'rescue-find')
 
 
 # Plans ###########################################################################################
@@ -324,7 +326,7 @@ def pg_explain(cursor, sql, params, analyze):
 
 
 def pg_explain_generic(cursor, sql, params, analyze):
-    numbered = iter(range(1, 100))
+    numbered = iter(range(1, 1000))
     cursor.execute(f'PREPARE mqueue_plan({", ".join(pg_type(p) for p in params)}) AS '
                    + re.sub('%s', lambda _: f'${next(numbered)}', sql))
     cursor.execute('SET LOCAL plan_cache_mode = force_generic_plan')
@@ -369,7 +371,7 @@ def check_pg_plan(label, plan, table, analyzed):
     assert not types & {'Seq Scan', 'Sort', 'Incremental Sort'}, f'{label}: {described}'
     scans = [n for n in nodes if 'Scan' in n['Node Type'] and n['Node Type'] != 'Subquery Scan']   # (a UNION's blocks)
     assert scans, f'{label}: {described}'
-    if label.split()[0] in ('claim', 'probe', 'probe-union', 'rescue-find', 'next-priority'):
+    if label.split()[0] in ('claim', 'probe', 'probe-union', 'due-pairs', 'rescue-find', 'next-priority'):
         # index ranges, read in order (no bitmap: it would fetch every match before the LIMIT): the
         # claim index's bounded by eta, the claimed index's (the rescue's) by claimed_at
         for scan in scans:
@@ -476,7 +478,7 @@ def mysql_accesses(node, table):
 def check_sqlite(backlog, conn, label, sql, params):
     table = backlog.table
     details = [row[3] for row in conn.execute('EXPLAIN QUERY PLAN ' + sql, params).fetchall()]
-    if label == 'probe-union':   # its blocks, each a subquery read once: their searches are what counts
+    if label in ('probe-union', 'due-pairs'):   # its blocks, each a subquery read once: their searches count
         assert all(d in ('COMPOUND QUERY', 'LEFT-MOST SUBQUERY', 'UNION ALL', 'CO-ROUTINE member', 'SCAN member')
                    or d.startswith('SEARCH ') for d in details), f'{label}: {details}'
         details = [d for d in details if d.startswith('SEARCH ')]

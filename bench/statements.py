@@ -39,6 +39,7 @@ KINDS = [
     ('savepoint', r'SAVEPOINT '), ('release savepoint', r'RELEASE SAVEPOINT '),
     ('rollback to savepoint', r'ROLLBACK TO SAVEPOINT '), ('begin', r'BEGIN'), ('lazy commit', r'SET LOCAL synchronous_commit|PRAGMA synchronous'),
     ('next priority', r'SELECT MIN\(priority\)'), ('probe', r'\(?SELECT 1 AS due'),
+    ('due pairs', r'(SELECT \* FROM )?\(?SELECT (%s|\?) AS pair'),   # (a queue with over MAX_PRIORITIES in use)
     ('rescue look', r'SELECT id FROM \w+( FORCE INDEX \(claimed\))? WHERE claimed_at'),
     ('claimed index lookup', r'SELECT COUNT\((\*\) FROM (information_schema|sqlite_master)|to_regclass)'),
     ('rescue lock', r'SELECT id, name, queue, retries, eta, claimed_at, worker, '),
