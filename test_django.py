@@ -49,6 +49,13 @@ def slow_receipt(context, order_id, started, seconds):
     if context.attempt == 1:
         time.sleep(seconds)
     return context.attempt
+
+
+@task()
+async def whoami():
+    """An async task that reads mqueue.current(), as a task run by the worker can."""
+    import mqueue
+    return [mqueue.current().id, mqueue.current().name]
 '''
 
 
@@ -463,3 +470,71 @@ def test_migrate_makes_the_tables_mqueue_schema_makes(project):
         print(json.dumps(sorted(t for t in connection.introspection.table_names() if t.startswith('mqueue'))))
     ''')
     assert tables == []
+
+
+def test_an_async_task_sees_current_and_aenqueue_inserts_too(project):
+    assert project.shell('''
+        import asyncio
+        import json
+        from testing_tasks import whoami
+        print(json.dumps(asyncio.run(whoami.aenqueue()).id))
+    ''') == '1'
+    project.manage('mqueue_worker', '--burst')
+    assert project.shell('''
+        import json
+        from testing_tasks import whoami
+        print(json.dumps(whoami.get_result('1').return_value))
+    ''') == [1, 'testing_tasks.whoami']
+
+
+def test_a_row_naming_anything_but_a_known_task_goes_dead_and_nothing_is_imported(project):
+    """A row whose name is a module path that is no task of the backend (here os.system, and a
+    module that would say so if imported) is buried by the worker, never imported or called."""
+    marker = project.tmp / 'imported'
+    (project.tmp / 'tripwire.py').write_text(f'open({str(marker)!r}, "w").close()\ndef run(): pass\n')
+    for name in ('os.system', 'tripwire.run', 'shop.tasks.no_such_task'):
+        project.sql("INSERT INTO mqueue_task (args, eta, name, queue, retries, priority, enqueued_at) "
+                    f"VALUES ('{{\"args\": [\"touch {marker}\"], \"kwargs\": {{}}}}', '2000-01-01 00:00:00', "
+                    f"'{name}', 'default', 0, 0, '2000-01-01 00:00:00')")
+    project.manage('mqueue_worker', '--burst')
+    dead = json.loads(project.manage('mqueue', 'dead', '--json').stdout)
+    assert sorted(row['name'] for row in dead) == ['os.system', 'shop.tasks.no_such_task', 'tripwire.run']
+    assert all('UnknownTask' in row['error'] for row in dead), dead
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('project', ['mariadb', 'postgresql', 'postgresql-psycopg2'], indirect=True)
+def test_the_worker_replaces_a_connection_the_server_ended_as_a_request_would(project):
+    """The worker's connection is ended by the server between two tasks (MariaDB KILL,
+    PostgreSQL pg_terminate_backend; SQLite has none to end): the next transaction's
+    close_old_connections() replaces it and the second task runs."""
+    worker = project.worker()
+    try:
+        project.shell('''
+            from shop.models import Order
+            from shop.tasks import send_receipt
+            send_receipt.enqueue(Order.objects.create(email='one@example.com', total=1).id)
+            print(1)
+        ''')
+        wait_for(lambda: project.sql('SELECT COUNT(*) FROM shop_receipt') == [[1]], what='the first task')
+        kill = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()" if project.database.startswith('postgresql') else None)
+        if kill is None:
+            ids = project.sql("SELECT id FROM information_schema.processlist WHERE db = DATABASE() "
+                              "AND id <> CONNECTION_ID()")
+            assert ids, 'the worker has a connection'
+            for (connection_id,) in ids:
+                project.sql(f'KILL {connection_id}')
+        else:
+            assert project.sql(kill), 'the worker has a connection'
+        project.shell('''
+            from shop.models import Order
+            from shop.tasks import send_receipt
+            send_receipt.enqueue(Order.objects.create(email='two@example.com', total=2).id)
+            print(1)
+        ''')
+        wait_for(lambda: project.sql('SELECT COUNT(*) FROM shop_receipt') == [[2]], what='the second task')
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output = worker.communicate(timeout=60)[0]
+    assert worker.returncode == 0, output

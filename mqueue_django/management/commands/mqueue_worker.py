@@ -14,6 +14,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument('queues', nargs='*', metavar='QUEUE', help="queues to serve (default: the backend's QUEUES)")
+        parser.add_argument('--queue', action='append', dest='more_queues', default=[], metavar='Q',
+                            help='a queue to serve, as `mqueue worker --queue` (repeatable)')
         add_backend_option(parser)
         parser.add_argument('--concurrency', type=int, default=1, metavar='N', help='worker threads (default 1)')
         parser.add_argument('--batch', type=int, default=mqueue.DEFAULT_BATCH, metavar='N',
@@ -32,7 +34,7 @@ class Command(BaseCommand):
             logging.basicConfig(level=logging.INFO if options['verbosity'] >= 1 else logging.WARNING,
                                 format='%(asctime)s %(levelname)s %(name)s: %(message)s')
         try:
-            worker = backend.worker(queues, concurrency=options['concurrency'], batch=options['batch'],
+            worker = backend.worker([*queues, *options['more_queues']], concurrency=options['concurrency'], batch=options['batch'],
                                     crons=not options['no_crons'], timeout=options['timeout'] or backend.timeout,
                                     rescue_after=None if options['no_rescue'] else mqueue.DEFAULT_RESCUE_AFTER)
             worker.run(burst=options['burst'])
