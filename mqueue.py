@@ -3946,16 +3946,19 @@ _COMMANDS = {'worker': _run_worker, 'status': _show_status, 'dead': _show_dead, 
 
 def _open_database(args: argparse.Namespace, tasks: bool = False) -> tuple[Registry, Callable[[], Any]]:
     """The command's registry (the default one, with its tasks imported, where tasks matter) and
-    connect callable; on SQLite, and for init-db, the tables are created if missing."""
-    if args.database is not None:   # (given by the program that runs the command: no --db)
-        return args.database
-    registry = default_registry if tasks else Registry()
-    registry.init(table=args.table, cron_table=args.cron_table)
-    connect = connect_url(args.db)
-    if args.command == 'init-db' or args.db.startswith('sqlite:'):
+    connect callable; on SQLite, and for init-db, the tables are created if missing. (Where the
+    program running the command gave both, main()'s ``database``, they are those.)"""
+    given = args.database is not None
+    if given:
+        registry, connect = args.database
+    else:
+        registry = default_registry if tasks else Registry()
+        registry.init(table=args.table, cron_table=args.cron_table)
+        connect = connect_url(args.db)
+    if args.command == 'init-db' or (not given and args.db.startswith('sqlite:')):
         with _transaction(connect) as conn:
             registry.create_tables(conn)
-    if tasks:
+    if tasks and not given:
         sys.path.insert(0, os.getcwd())   # `--tasks tasks` finds ./tasks, as `python -m` would
         for package in args.tasks:
             _import_tree(package)

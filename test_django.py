@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +29,8 @@ from project.settings import *   # the example's
 
 TASKS['default']['OPTIONS']['MODULES'] = ['testing_tasks']
 TASKS['default']['OPTIONS']['CRONS'] = {'shop.tasks.count_orders': '* * * * * */1'}   # every second
+TASKS['other'] = {'BACKEND': 'mqueue_django.backend.MQueueBackend', 'QUEUES': [],
+                  'OPTIONS': {'TABLE': 'other_task', 'CRON_TABLE': 'other_cron', 'RETRIES': 0}}
 '''
 TEST_TASKS = '''\
 import time
@@ -49,6 +52,28 @@ def slow_receipt(context, order_id, started, seconds):
     if context.attempt == 1:
         time.sleep(seconds)
     return context.attempt
+
+
+@task(queue_name='mail')
+def swallow(order_id):
+    """Catches a database error without leaving the transaction's atomic() block."""
+    from django.db import IntegrityError
+    order = Order.objects.get(id=order_id)
+    Receipt.objects.create(order=order, text='first')
+    try:
+        Receipt.objects.create(order=order, text='second')   # one receipt per order
+    except IntegrityError:
+        pass
+    return 'ok'
+
+
+@task(queue_name='mail')
+def with_callbacks(order_id, path):
+    """Leaves two on_commit() callbacks: one that raises, one that writes a file."""
+    from django.db import transaction
+    Receipt.objects.create(order=Order.objects.get(id=order_id), text='with callbacks')
+    transaction.on_commit(lambda: 1 / 0)
+    transaction.on_commit(lambda: Path(path).write_text(str(order_id)))
 
 
 @task()
@@ -155,6 +180,36 @@ def database_of_its_own(database, tmp_path):
     finally:
         admin.cursor().execute(f'DROP DATABASE IF EXISTS {name}' + (' WITH (FORCE)' if database == 'postgresql' else ''))
         admin.close()
+
+
+class running:
+    """A worker process whose output is read as it comes (output()), killed if the block fails."""
+
+    def __init__(self, process):
+        self.process, self.lines = process, []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(iter(process.stdout.readline, '')),
+                                       daemon=True)
+        self.reader.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *error):
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(60)
+        self.reader.join(60)
+
+    def send_signal(self, signum):
+        self.process.send_signal(signum)
+
+    def wait(self, timeout):
+        status = self.process.wait(timeout)
+        self.reader.join(timeout)
+        return status
+
+    def output(self):
+        return ''.join(self.lines)
 
 
 def wait_for(condition, timeout=30.0, what='the condition'):
@@ -332,21 +387,19 @@ def test_sigterm_lets_the_running_task_finish_and_commit_a_second_abandons_it(pr
         slow_receipt.enqueue(Order.objects.create(email='max@example.com', total=2).id, {str(started)!r}, 600)
         print(1)
     ''')
-    worker = project.worker('--batch', '1')
-    wait_for(started.exists, what='the first task to start')
-    worker.send_signal(signal.SIGTERM)
-    output = worker.communicate(timeout=60)[0]
-    assert worker.returncode == 0, output
+    with running(project.worker('--batch', '1')) as worker:
+        wait_for(started.exists, what='the first task to start')
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0, worker.output()
     assert project.sql('SELECT o.email FROM shop_receipt r JOIN shop_order o ON o.id = r.order_id') == [
         ['lee@example.com']]
     started.unlink()
-    worker = project.worker('--batch', '1')
-    wait_for(started.exists, what='the second task to start')
-    worker.send_signal(signal.SIGTERM)
-    time.sleep(0.5)   # (the second signal must come after the first was handled: a signal is no event to wait on)
-    worker.send_signal(signal.SIGTERM)
-    output = worker.communicate(timeout=60)[0]
-    assert worker.returncode == 128 + signal.SIGTERM, output
+    with running(project.worker('--batch', '1')) as worker:
+        wait_for(started.exists, what='the second task to start')
+        worker.send_signal(signal.SIGTERM)
+        wait_for(lambda: 'finishing the running tasks' in worker.output(), what='the first signal to be handled')
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 128 + signal.SIGTERM, worker.output()
     assert project.sql('SELECT COUNT(*) FROM shop_receipt') == [[1]], output
     assert project.sql("SELECT COUNT(*) FROM mqueue_task WHERE name = 'testing_tasks.slow_receipt' "
                        'AND dead_at IS NULL') == [[1]]   # (back in the queue; the cron's tasks beside it)
@@ -497,10 +550,21 @@ def test_a_row_naming_anything_but_a_known_task_goes_dead_and_nothing_is_importe
                     f"VALUES ('{{\"args\": [\"touch {marker}\"], \"kwargs\": {{}}}}', '2000-01-01 00:00:00', "
                     f"'{name}', 'default', 0, 0, '2000-01-01 00:00:00')")
     project.manage('mqueue_worker', '--burst')
+    project.sql("INSERT INTO mqueue_task (args, eta, name, queue, retries, priority, enqueued_at) "
+                "VALUES ('{\"order\": 1}', '2000-01-01 00:00:00', 'shop.tasks.send_receipt', 'mail', 0, 0, "
+                "'2000-01-01 00:00:00')")   # (a known task, a call it cannot take)
+    project.manage('mqueue_worker', '--burst')
     dead = json.loads(project.manage('mqueue', 'dead', '--json').stdout)
-    assert sorted(row['name'] for row in dead) == ['os.system', 'shop.tasks.no_such_task', 'tripwire.run']
-    assert all('UnknownTask' in row['error'] for row in dead), dead
+    assert sorted(row['name'] for row in dead) == ['os.system', 'shop.tasks.no_such_task', 'shop.tasks.send_receipt',
+                                                   'tripwire.run']
+    assert sum('UnknownTask' in row['error'] for row in dead) == 3, dead
     assert not marker.exists()
+    assert project.shell('''
+        import json
+        from shop.tasks import send_receipt
+        result = send_receipt.get_result('4')
+        print(json.dumps([result.status, result.errors[0].exception_class.__name__, result.errors[0].traceback]))
+    ''')[:2] == ['FAILED', 'MQueueError']
 
 
 @pytest.mark.parametrize('project', ['mariadb', 'postgresql', 'postgresql-psycopg2'], indirect=True)
@@ -538,3 +602,74 @@ def test_the_worker_replaces_a_connection_the_server_ended_as_a_request_would(pr
         worker.send_signal(signal.SIGTERM)
         output = worker.communicate(timeout=60)[0]
     assert worker.returncode == 0, output
+
+
+def test_a_task_that_swallows_a_database_error_in_its_transaction_fails_and_its_writes_are_gone(project):
+    project.shell('''
+        from shop.models import Order
+        from testing_tasks import swallow
+        swallow.enqueue(Order.objects.create(email='sam@example.com', total=1).id)
+        print(1)
+    ''')
+    project.manage('mqueue_worker', '--burst', TASK_RETRIES='0')
+    assert project.sql('SELECT COUNT(*) FROM shop_receipt') == [[0]]
+    assert project.shell('''
+        import json
+        from testing_tasks import swallow
+        result = swallow.get_result('1')
+        print(json.dumps([result.status, result.errors[0].exception_class.__name__]))
+    ''') == ['FAILED', 'TransactionManagementError']
+
+
+def test_an_on_commit_callback_that_raises_neither_undoes_nor_repeats_the_batch(project):
+    done = project.tmp / 'callback'
+    project.shell(f'''
+        from shop.models import Order
+        from testing_tasks import with_callbacks
+        for n in range(3):
+            with_callbacks.enqueue(Order.objects.create(email='cal@example.com', total=n).id, {str(done)!r})
+        print(1)
+    ''')
+    project.manage('mqueue_worker', '--burst')
+    assert project.sql('SELECT COUNT(*) FROM shop_receipt') == [[3]]
+    assert project.sql('SELECT COUNT(*) FROM mqueue_task') == [[0]]
+    assert project.sql('SELECT status, attempts FROM mqueue_task_result ORDER BY id') == [['succeeded', 1]] * 3
+    assert done.read_text() == '3'   # (every callback ran: the last one's order)
+
+
+def test_queues_named_on_the_command_line_and_tasks_sent_to_another_backend(project):
+    project.shell('''
+        from shop.models import Order
+        from shop.tasks import audit, send_receipt
+        order = Order.objects.create(email='que@example.com', total=1)
+        send_receipt.enqueue(order.id)                           # queue mail
+        audit.enqueue(order.id)                                  # queue default
+        other = Order.objects.create(email='oth@example.com', total=2)
+        send_receipt.using(backend='other').enqueue(other.id)    # the other backend's table
+        print(1)
+    ''')
+    project.manage('mqueue_worker', 'default', '--burst')
+    assert project.sql('SELECT name FROM mqueue_task') == [['shop.tasks.send_receipt']]
+    assert project.sql('SELECT COUNT(*) FROM shop_audit') == [[1]]
+    project.manage('mqueue_worker', '--queue', 'mail', '--burst')
+    assert project.sql('SELECT COUNT(*) FROM mqueue_task') == [[0]]
+    assert project.sql('SELECT name, queue FROM other_task') == [['shop.tasks.send_receipt', 'mail']]
+    project.manage('mqueue_worker', '--backend', 'other', '--burst')
+    assert project.sql('SELECT COUNT(*) FROM other_task') == [[0]]
+    assert project.sql('SELECT status FROM other_task_result') == [['succeeded']]
+    assert project.sql('SELECT COUNT(*) FROM shop_receipt') == [[2]]
+    status = json.loads(project.manage('mqueue', 'status', '--json', '--backend', 'other').stdout)
+    assert status == []
+
+
+def test_several_worker_threads_run_each_task_once(project):
+    project.shell('''
+        from shop.models import Order
+        from shop.tasks import send_receipt
+        for n in range(30):
+            send_receipt.enqueue(Order.objects.create(email='many@example.com', total=n).id)
+        print(1)
+    ''')
+    project.manage('mqueue_worker', '--concurrency', '3', '--batch', '4', '--burst')
+    assert project.sql('SELECT COUNT(*) FROM shop_receipt') == [[30]]
+    assert project.sql('SELECT COUNT(*), MAX(attempts) FROM mqueue_task_result') == [[30, 1]]

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, Sequence
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections, transaction
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 import mqueue
@@ -145,7 +146,8 @@ class MQueueBackend(BaseTaskBackend):
             started_at=found.started_at, finished_at=found.finished_at,
             last_attempted_at=_last_attempted(found),
             args=call.get('args', []), kwargs=call.get('kwargs', {}), backend=self.alias,
-            errors=[TaskError(exception_class_path=error['type'], traceback=error['error']) for error in found.errors],
+            errors=[TaskError(exception_class_path=_exception_path(error['type']), traceback=error['error'])
+                    for error in found.errors],
             worker_ids=[WORKER_UNKNOWN] * found.attempts)
         if found.status == 'succeeded':
             object.__setattr__(result, '_return_value', found.value.get('return_value'))
@@ -167,9 +169,11 @@ class MQueueBackend(BaseTaskBackend):
             if known is not None and known.func is task.func:
                 return
             self._tasks[name] = task
-            self.registry.tasks.pop(name, None)   # (a module imported again: its new function)
-            self.registry.task(_runner(self, task), name=name, queue=task.queue_name, retries=self.retries,
-                               backoff=self.backoff, result=self.result_keep, timeout=self.timeout)
+            # (one assignment: a worker thread looking the name up never misses it; priority: a
+            # cron's fires run at the task's)
+            self.registry.tasks[name] = mqueue.Task(
+                _runner(self, task), self.registry, name=name, queue=task.queue_name, retries=self.retries,
+                backoff=self.backoff, priority=-task.priority, result=self.result_keep, timeout=self.timeout)
 
     def _task_named(self, name: str | None) -> Task | None:
         if name not in self._tasks:
@@ -213,13 +217,27 @@ class MQueueBackend(BaseTaskBackend):
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
         close_old_connections()   # (a connection broken or past CONN_MAX_AGE is replaced)
+        connection = connections[self.database]
         with transaction.atomic(using=self.database):
-            yield connections[self.database].connection
+            yield connection.connection
+            if connection.needs_rollback:   # (atomic() would roll back without a word: mqueue must know)
+                raise TransactionManagementError('the transaction was marked for rollback')
+            # The tasks' on_commit() callbacks run after the commit: one that raises cannot undo
+            # it, so it is logged (Django's robust=True) rather than taken for the commit's failure.
+            connection.run_on_commit = [(sids, func, True) for sids, func, _ in connection.run_on_commit]
 
-    def _around_task(self, context: mqueue.TaskContext) -> Any:
+    @contextlib.contextmanager
+    def _around_task(self, context: mqueue.TaskContext) -> Iterator[None]:
         # A savepoint Django knows of (inside mqueue's own): a failed task's on_commit()
         # callbacks are dropped with its writes.
-        return transaction.atomic(using=self.database)
+        with transaction.atomic(using=self.database):
+            yield
+            if connections[self.database].needs_rollback:
+                # The task caught a database error inside its atomic() block: Django would roll
+                # its savepoint back without a word, and mqueue record the attempt as a success.
+                raise TransactionManagementError(
+                    'the task caught a database error but did not leave its atomic() block: its writes are rolled '
+                    'back, so the attempt fails (let the error propagate, or catch it outside a nested atomic())')
 
     def _run(self, task: Task, args: list, kwargs: dict) -> dict:
         """One attempt, in the worker's transaction: what the task returned, with its call (for
@@ -249,7 +267,7 @@ class MQueueBackend(BaseTaskBackend):
 
     def _dead(self, context: mqueue.TaskContext, error: str, exception: BaseException | None, **info: Any) -> None:
         kind = (f'{type(exception).__module__}.{type(exception).__qualname__}' if exception is not None
-                else error.split(':', 1)[0])
+                else _exception_path(error.split(':', 1)[0]))
         self._finished(context, TaskResultStatus.FAILED, TaskError(exception_class_path=kind, traceback=error),
                        exception)
 
@@ -298,8 +316,9 @@ def _runner(backend: MQueueBackend, task: Task) -> Callable:
 
 
 def _import_tasks(name: str, backend: MQueueBackend, missing_ok: bool = False) -> None:
-    """Import a module (a package: its modules too) and know the backend's tasks in it (also
-    those made before this backend was: their validate_task was another's)."""
+    """Import a module (a package: its modules too) and know the tasks in it: those made before
+    this backend was (their validate_task was another's), and those of other backends, which
+    ``.using(backend=...)`` may send here."""
     try:
         module = importlib.import_module(name)
     except ModuleNotFoundError as exc:
@@ -312,8 +331,14 @@ def _import_tasks(name: str, backend: MQueueBackend, missing_ok: bool = False) -
                     for info in pkgutil.walk_packages(module.__path__, module.__name__ + '.')]
     for found in modules:
         for value in vars(found).values():
-            if isinstance(value, Task) and value.backend == backend.alias:
+            if isinstance(value, Task):
                 backend._know(value)
+
+
+def _exception_path(kind: str) -> str:
+    """A failure's type as TaskError.exception_class imports it: mqueue's own reasons, which are
+    no classes (UnknownTask, BadArguments, a lost attempt), as mqueue.MQueueError."""
+    return kind if '.' in kind else f'{mqueue.MQueueError.__module__}.{mqueue.MQueueError.__qualname__}'
 
 
 def _last_attempted(found: mqueue.Result) -> dt.datetime | None:

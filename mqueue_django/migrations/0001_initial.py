@@ -1,7 +1,8 @@
 """mqueue's tables, as ``mqueue schema`` gives them for the database (so a Django project and the
 ``mqueue`` command see the same tables), for each TASKS backend of mqueue's whose DATABASE this
 migration runs on. Not atomic: SQLite's schema turns on WAL, which it refuses inside a transaction
-(each statement is IF NOT EXISTS, so a migration cut short runs again)."""
+(each statement is IF NOT EXISTS, so a migration cut short runs again). The tables are those of
+the TASKS settings when it runs: for a backend or TABLE added later, `manage.py mqueue init-db`."""
 from django.db import migrations
 
 DIALECTS = {'mysql': 'mysql', 'postgresql': 'postgresql', 'sqlite': 'sqlite'}
@@ -10,10 +11,11 @@ DIALECTS = {'mysql': 'mysql', 'postgresql': 'postgresql', 'sqlite': 'sqlite'}
 def statements(schema_editor, sql_of):
     from mqueue_django.backend import mqueue_backends
     connection = schema_editor.connection
-    if connection.vendor not in DIALECTS:
-        raise RuntimeError(f'mqueue runs on MySQL/MariaDB, PostgreSQL and SQLite, not {connection.vendor}')
     for backend in mqueue_backends():
         if backend.database == connection.alias:
+            if connection.vendor not in DIALECTS:
+                raise RuntimeError(f'mqueue runs on MySQL/MariaDB, PostgreSQL and SQLite, not {connection.vendor} '
+                                   f'(TASKS[{backend.alias!r}] has DATABASE {connection.alias!r})')
             yield from sql_of(backend.registry, DIALECTS[connection.vendor])
 
 

@@ -1,11 +1,10 @@
-import sys
-
 from django.core.management.base import BaseCommand, CommandError
 
 import mqueue
 from mqueue_django.management.commands._backend import add_backend_option, backend_named
 
-COMMANDS = ('status', 'dead', 'retry', 'cancel', 'purge', 'result', 'enqueue', 'crons')
+COMMANDS = ('status', 'dead', 'retry', 'cancel', 'purge', 'result', 'crons', 'init-db')
+# (not enqueue: a Django task is enqueued with task.enqueue(), whose row holds args and kwargs)
 
 
 class Command(BaseCommand):
@@ -19,8 +18,13 @@ class Command(BaseCommand):
         parser.add_argument('arguments', nargs='...', help="the command's own, as for the mqueue command")
 
     def handle(self, *args, **options):
-        backend = backend_named(options['backend'])
+        arguments, alias = list(options['arguments']), options['backend']
+        if '--backend' in arguments[:-1]:   # (also after the command, where the rest goes to mqueue's own)
+            at = arguments.index('--backend')
+            alias = arguments.pop(at + 1)
+            del arguments[at]
+        backend = backend_named(alias)
         backend.discover()
-        status = mqueue.main([options['command'], *options['arguments']], database=(backend.registry, backend.connect))
+        status = mqueue.main([options['command'], *arguments], database=(backend.registry, backend.connect))
         if status:
-            sys.exit(status)
+            raise CommandError(f'mqueue {options["command"]} failed', returncode=status)

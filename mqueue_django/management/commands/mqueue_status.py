@@ -1,6 +1,4 @@
-import sys
-
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 import mqueue
 from mqueue_django.management.commands._backend import add_backend_option, backend_named
@@ -21,4 +19,4 @@ class Command(BaseCommand):
                 *(['--json'] if options['json'] else [])]
         status = mqueue.main(argv, database=(backend.registry, backend.connect))
         if status:
-            sys.exit(status)
+            raise CommandError('mqueue status failed', returncode=status)

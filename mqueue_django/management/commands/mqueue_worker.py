@@ -28,11 +28,15 @@ class Command(BaseCommand):
                             help="a dead worker's tasks return when their lease ends, not within seconds "
                                  '(a Galera cluster)')
 
-    def handle(self, *queues, **options):
+    def handle(self, *args, **options):
         backend = backend_named(options['backend'])
-        if not logging.getLogger().handlers and not logging.getLogger('mqueue').handlers:
-            logging.basicConfig(level=logging.INFO if options['verbosity'] >= 1 else logging.WARNING,
-                                format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+        queues = options['queues']
+        mqueue_logger = logging.getLogger('mqueue')
+        if not logging.getLogger().handlers and not mqueue_logger.handlers:   # (LOGGING leaves mqueue's alone)
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
+            mqueue_logger.addHandler(handler)
+            mqueue_logger.setLevel(logging.INFO if options['verbosity'] >= 1 else logging.WARNING)
         try:
             worker = backend.worker([*queues, *options['more_queues']], concurrency=options['concurrency'], batch=options['batch'],
                                     crons=not options['no_crons'], timeout=options['timeout'] or backend.timeout,
