@@ -249,6 +249,22 @@ SQL_LOCK_DEAD = 'SELECT id FROM {task} WHERE dead_at IS NOT NULL AND id IN ({ids
 # The dead, newest first, with their last error.
 SQL_DEAD_TASKS = 'SELECT id, queue, name, args, retries, dead_at, last_error FROM {task} WHERE dead_at IS NOT NULL'
 SQL_DEAD_TASKS_ORDER = ' ORDER BY dead_at DESC, id DESC LIMIT %s'
+SQL_DEAD_BEFORE = ' AND (dead_at < %s OR (dead_at = %s AND id < %s))'   # the next page: after its last row
+# Waiting for a later time (delayed, or waiting to retry), soonest first ("now" passed in); the
+# next page after its last row.
+SQL_SCHEDULED_TASKS = ('SELECT id, queue, name, args, retries, eta, last_error FROM {task} '
+                       'WHERE dead_at IS NULL AND claimed_at IS NULL AND eta > %s')
+SQL_SCHEDULED_AFTER = ' AND (eta > %s OR (eta = %s AND id > %s))'
+SQL_SCHEDULED_ORDER = ' ORDER BY eta, id LIMIT %s'
+# Running: claimed, the oldest claim first, from the claimed index.
+SQL_RUNNING_TASKS = ('SELECT id, queue, name, worker, claimed_at, deadline, retries FROM {task}{claimed_index} '
+                     'WHERE claimed_at IS NOT NULL AND dead_at IS NULL')
+SQL_RUNNING_ORDER = ' ORDER BY claimed_at, id LIMIT %s'
+# Run waiting tasks now: lock those of some ids still waiting (a task claimed meanwhile is skipped:
+# its worker holds it, or it is no longer waiting), then make them due.
+SQL_LOCK_WAITING = ('SELECT id FROM {task} WHERE dead_at IS NULL AND claimed_at IS NULL AND id IN ({ids}){id_limit}'
+                    '{skip_locked}')
+SQL_RUN_NOW = 'UPDATE {task} SET eta = {now} WHERE dead_at IS NULL AND claimed_at IS NULL AND id IN ({ids}){id_limit}'
 # Per queue: ready (due), scheduled (due later: delayed or waiting to retry), running (claimed: the
 # attempt has not ended, however long past its lease; a dead worker's until a worker rescues it),
 # dead, and the oldest ready task's due time; "now" is read once and passed in, so the four counts
@@ -758,7 +774,9 @@ class SQLite(Dialect):
         pass   # outside BEGIN IMMEDIATE the connection autocommits already
 
     def stamp(self, value: dt.datetime) -> str:
-        return value.isoformat(' ', 'microseconds')
+        # As `now` writes times (milliseconds): text compares equal to what the database wrote,
+        # which a page's keyset (dead_at, id) relies on.
+        return value.isoformat(' ', 'milliseconds')
 
     def open(self, driver: Any, options: dict) -> Any:
         return driver.connect(options['database'], timeout=SQLITE_BUSY_TIMEOUT)
@@ -1474,15 +1492,68 @@ class Registry:
                 for task_id, queue, name, worker, claimed_at, deadline in rows]
 
     def dead_tasks(self, conn: Any, *, queue: str | None = None, name: str | None = None,
-                   limit: int = 100) -> list[DeadTask]:
-        """Dead tasks, most recently dead first, with their last error (a plain read)."""
+                   limit: int = 100, before: DeadTask | None = None) -> list[DeadTask]:
+        """Dead tasks, most recently dead first, with their last error (a plain read); ``before``:
+        the last one of the page before (keyset pagination)."""
         _whole_number('limit', limit, 1)
+        dialect = self.dialect_of(conn)
         statement, params = _filtered(SQL_DEAD_TASKS, queue=queue, name=name)
+        if before is not None:
+            stamp = dialect.stamp(before.dead_at.astimezone(dt.timezone.utc).replace(tzinfo=None))
+            statement, params = statement + SQL_DEAD_BEFORE, [*params, stamp, stamp, before.id]
         with _cursor(conn) as cursor:
-            cursor.execute(self.sql(statement + SQL_DEAD_TASKS_ORDER, self.dialect_of(conn)), [*params, limit])
+            cursor.execute(self.sql(statement + SQL_DEAD_TASKS_ORDER, dialect), [*params, limit])
             rows = cursor.fetchall()
         return [DeadTask(task_id, queue_, name_, args, attempts, _utc(dead_at), last_error or '')
                 for task_id, queue_, name_, args, attempts, dead_at, last_error in rows]
+
+    def scheduled_tasks(self, conn: Any, *, queue: str | None = None, name: str | None = None,
+                        limit: int = 100, after: ScheduledTask | None = None) -> list[ScheduledTask]:
+        """Tasks waiting for a later time (delayed, or waiting to retry: those have an error), the
+        soonest due first (a plain read); ``after``: the last one of the page before."""
+        _whole_number('limit', limit, 1)
+        dialect = self.dialect_of(conn)
+        with _cursor(conn) as cursor:
+            cursor.execute(self.sql(SQL_NOW, dialect))
+            now = cursor.fetchone()[0]
+            statement, params = _filtered(SQL_SCHEDULED_TASKS, queue=queue, name=name)
+            if after is not None:
+                stamp = dialect.stamp(after.eta.astimezone(dt.timezone.utc).replace(tzinfo=None))
+                statement, params = statement + SQL_SCHEDULED_AFTER, [*params, stamp, stamp, after.id]
+            cursor.execute(self.sql(statement + SQL_SCHEDULED_ORDER, dialect), [now, *params, limit])
+            rows = cursor.fetchall()
+        return [ScheduledTask(task_id, queue_, name_, args, attempts, _utc(eta), last_error)
+                for task_id, queue_, name_, args, attempts, eta, last_error in rows]
+
+    def running_tasks(self, conn: Any, *, queue: str | None = None, limit: int = 100) -> list[RunningTask]:
+        """Claimed tasks, the longest running first, with their worker (a plain read of the
+        claimed index): a dead worker's too, until a rescue brings them back."""
+        _whole_number('limit', limit, 1)
+        dialect = self.dialect_of(conn)
+        statement, params = _filtered(SQL_RUNNING_TASKS, queue=queue)
+        with _cursor(conn) as cursor:
+            cursor.execute(self.sql(SQL_NOW, dialect))
+            now = _utc(cursor.fetchone()[0])
+            cursor.execute(self.sql(statement + SQL_RUNNING_ORDER, dialect), [*params, limit])
+            rows = cursor.fetchall()
+        return [RunningTask(task_id, queue_, name, worker, _utc(claimed_at), max(0.0, (now - _utc(claimed_at)).total_seconds()),
+                            _utc_or_none(deadline), attempts)
+                for task_id, queue_, name, worker, claimed_at, deadline, attempts in rows]
+
+    def run_now(self, conn: Any, ids: Iterable[int]) -> int:
+        """Make these waiting tasks (delayed, or waiting to retry) due at once, their attempts
+        kept; a task a worker holds, or no longer waiting, is left alone: never waits on a worker.
+        Returns how many."""
+        dialect, count, ids = self.dialect_of(conn), 0, [int(task_id) for task_id in ids]
+        with _cursor(conn) as cursor:
+            for start in range(0, len(ids), IDS_PER_STATEMENT):
+                chunk = ids[start:start + IDS_PER_STATEMENT]
+                cursor.execute(self.sql(SQL_LOCK_WAITING, dialect, ids=len(chunk)), chunk)
+                locked = [row[0] for row in cursor.fetchall()]
+                if locked:
+                    cursor.execute(self.sql(SQL_RUN_NOW, dialect, ids=len(locked)), locked)
+                    count += cursor.rowcount
+        return count
 
     def retry_dead(self, conn: Any, ids: Iterable[int] | None = None, *, queue: str | None = None,
                    name: str | None = None) -> int:
@@ -1800,6 +1871,29 @@ class DeadTask(NamedTuple):
     error: str              # the last failure: type, message, traceback
 
 
+class ScheduledTask(NamedTuple):
+    """A task waiting for a later time, as ``scheduled_tasks`` lists it."""
+    id: int
+    queue: str
+    name: str
+    args: str               # the stored JSON
+    attempts: int           # attempts begun: more than 0 when it waits to retry
+    eta: dt.datetime        # when it is due (UTC)
+    error: str | None       # the last failure, if it waits to retry
+
+
+class RunningTask(NamedTuple):
+    """A claimed task, as ``running_tasks`` lists it."""
+    id: int
+    queue: str
+    name: str
+    worker: str | None      # host:pid:thread
+    claimed_at: dt.datetime  # when the attempt was claimed (UTC)
+    running_for: float      # seconds since then
+    deadline: dt.datetime | None   # when it times out, if it has a timeout (UTC)
+    attempts: int           # attempts begun, this one included
+
+
 class Result(NamedTuple):
     """What became of a task, as ``result()`` reads it."""
     id: int
@@ -1899,6 +1993,21 @@ def past_timeout(conn: Any, queue: str | None = None, limit: int = 100) -> list[
 def dead_tasks(conn: Any, **filters) -> list[DeadTask]:
     """Dead tasks with their last error, newest first (see ``Registry.dead_tasks``)."""
     return default_registry.dead_tasks(conn, **filters)
+
+
+def scheduled_tasks(conn: Any, **filters) -> list[ScheduledTask]:
+    """``Registry.scheduled_tasks`` of the default registry."""
+    return default_registry.scheduled_tasks(conn, **filters)
+
+
+def running_tasks(conn: Any, **filters) -> list[RunningTask]:
+    """``Registry.running_tasks`` of the default registry."""
+    return default_registry.running_tasks(conn, **filters)
+
+
+def run_now(conn: Any, ids: Iterable[int]) -> int:
+    """``Registry.run_now`` of the default registry."""
+    return default_registry.run_now(conn, ids)
 
 
 def retry_dead(conn: Any, ids: Iterable[int] | None = None, **filters) -> int:
@@ -3698,6 +3807,19 @@ def _parser(own_database: bool = True) -> tuple[argparse.ArgumentParser, dict[st
     worker.add_argument('-v', '--verbose', action='store_const', const='INFO', dest='log_level',
                         help=argparse.SUPPRESS)   # before 0.2 the default was WARNING, and -v meant INFO
 
+    web = command('web', 'Serve the dashboard: queues, dead tasks (retry, delete), scheduled tasks (run now), '
+                  'running tasks and crons, in a browser (docs/dashboard.md)',
+                  '  mqueue web --db mysql://app:secret@127.0.0.1/app --tasks myapp.tasks\n'
+                  '  MQUEUE_WEB_PASSWORD=... mqueue web --bind 0.0.0.0:8080 --read-only',
+                  output=False)
+    tasks(web, required=False, why='; with it, crons show their schedule and can be run now')
+    web.add_argument('--bind', metavar='HOST:PORT', default='127.0.0.1:8080', type=_bind_arg,
+                     help='where to listen (default 127.0.0.1:8080); any other than loopback needs '
+                          '$MQUEUE_WEB_PASSWORD (HTTP Basic, user $MQUEUE_WEB_USER, default mqueue) or '
+                          '$MQUEUE_WEB_TOKEN (Authorization: Bearer)')
+    web.add_argument('--read-only', action='store_true', help='show, never change: no retry, delete, run now')
+    web.add_argument('--redact', metavar='KEYS', help='comma-separated argument keys shown as *** (default: '
+                                                      'password, secret, token and the like)')
     status = command('status', 'Show each queue: tasks ready, scheduled for later (or waiting to retry), '
                      'running, dead, and how long the oldest ready task has waited; then the running tasks '
                      'past their timeout',
@@ -3939,7 +4061,30 @@ def _print_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {'worker': _run_worker, 'status': _show_status, 'dead': _show_dead, 'retry': _retry, 'cancel': _cancel,
+def _run_web(args: argparse.Namespace) -> int:
+    try:
+        import mqueue_web
+    except ImportError:
+        raise MQueueError('the dashboard is mqueue_web.py: put it beside mqueue.py (pip install mqueue has it)') from None
+    registry, connect = _open_database(args, tasks=bool(args.tasks))
+    host, _, port = args.bind.rpartition(':')
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    redact = mqueue_web.DEFAULT_REDACT if args.redact is None else [key for key in args.redact.split(',') if key]
+    dashboard = mqueue_web.Dashboard(connect, registry, read_only=args.read_only, redact=redact,
+                                     user=os.environ.get('MQUEUE_WEB_USER') or 'mqueue',
+                                     password=os.environ.get('MQUEUE_WEB_PASSWORD') or None,
+                                     token=os.environ.get('MQUEUE_WEB_TOKEN') or None)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))   # (systemd's stop: a clean exit)
+    try:
+        mqueue_web.serve(dashboard, host.strip('[]') or '127.0.0.1', int(port))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+_COMMANDS = {'worker': _run_worker, 'web': _run_web, 'status': _show_status, 'dead': _show_dead, 'retry': _retry, 'cancel': _cancel,
              'purge': _purge, 'result': _show_result, 'enqueue': _enqueue, 'crons': _list_crons, 'init-db': _init_db,
              'schema': _print_schema}
 
@@ -4068,6 +4213,14 @@ _name_arg = _argument(lambda text: _checked_text('name', text, NAME_MAX))
 _queue_arg = _argument(lambda text: _checked_text('queue', text, QUEUE_MAX))
 _priority_arg = _argument(lambda text: _whole_number('priority', int(text), *PRIORITY_RANGE))
 _unique_arg = _argument(_checked_key)
+
+
+@_argument
+def _bind_arg(text: str) -> str:
+    host, _, port = text.rpartition(':')
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:   # (0: any free port)
+        raise ValueError(f'{text!r} is not HOST:PORT, e.g. 127.0.0.1:8080')
+    return text
 
 
 def _positive_int(text: str) -> int:

@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import functools
 import hashlib
+import html
 import importlib.util
 import inspect
 import json
@@ -1978,6 +1979,230 @@ def test_cli_result_and_purge_results(db, reg, capsys):
     assert capsys.readouterr().out == '0 expired results purged\n'
     with pytest.raises(SystemExit):
         mqueue.main(['purge', *base])   # neither --older-than nor --results
+
+
+# The dashboard (mqueue_web) ###################################################################
+# Through its WSGI interface here, on every backend; test_web.py drives it in a real browser.
+
+
+class Browserless:
+    """A client of a WSGI application, as a browser would be: it keeps the cookies it is given."""
+
+    def __init__(self, app, auth=None, prefix=''):
+        self.app, self.auth, self.prefix, self.cookies = app, auth, prefix, {}
+
+    def request(self, method, path, form=None, headers=None, csrf=True):
+        import io
+        from urllib.parse import urlencode
+        from wsgiref.util import setup_testing_defaults
+        path, _, query = path.partition('?')
+        form = dict(form or {})
+        if method == 'POST' and csrf:
+            form.setdefault('csrf', self.cookies.get('mqueue_csrf', ''))
+        body = urlencode(form, doseq=True).encode()
+        environ = {'REQUEST_METHOD': method, 'PATH_INFO': path, 'QUERY_STRING': query, 'SCRIPT_NAME': '',
+                   'CONTENT_LENGTH': str(len(body)), 'wsgi.input': io.BytesIO(body), 'HTTP_HOST': '127.0.0.1:8080',
+                   'HTTP_COOKIE': '; '.join(f'{k}={v}' for k, v in self.cookies.items())}
+        if self.auth:
+            environ['HTTP_AUTHORIZATION'] = self.auth
+        environ.update(headers or {})
+        setup_testing_defaults(environ)
+        answer = {}
+
+        def start_response(status, response_headers):
+            answer['status'], answer['headers'] = int(status.split()[0]), response_headers
+        text = b''.join(self.app(environ, start_response)).decode()
+        for name, value in answer['headers']:
+            if name == 'Set-Cookie':
+                key, _, rest = value.partition('=')
+                self.cookies[key] = rest.split(';')[0]
+        return answer['status'], dict(answer['headers']), text
+
+    def get(self, path, **options):
+        return self.request('GET', path, **options)
+
+    def post(self, path, form, **options):
+        return self.request('POST', path, form, **options)
+
+
+def dead_and_scheduled_tasks(reg, dead=1, scheduled=1):
+    """Tasks of a registry's tables: dead ones (a failing task, no retries) and scheduled ones."""
+    @reg.task(name='mail.send', queue='mail', retries=0)
+    def send(to, password):
+        raise ValueError(f'mailbox {to} does not exist')
+    for n in range(dead):
+        enqueued(reg, 'mail.send', {'to': f'dead{n}@example.invalid', 'password': 'hunter2'}, queue='mail')
+    assert worker(reg, batch=20).run(burst=True) == dead
+    return [enqueued(reg, 'mail.send', {'to': f'later{n}@example.com', 'password': 'hunter2'}, queue='mail',
+                     delay=3600) for n in range(scheduled)]
+
+
+def test_dashboard_pages_show_the_queues_dead_scheduled_running_tasks_and_one_task(db, reg):
+    import mqueue_web
+    later, = dead_and_scheduled_tasks(reg)
+    running = enqueued(reg, 'mail.send', {'to': 'run@example.com', 'password': 'x'}, queue='mail')
+    query(db, B.sql(f"UPDATE {reg.table} SET claimed_at = {B.at(-90)}, eta = {B.at(60)}, worker = 'web1:42:w0', "
+                    f'retries = 1 WHERE id = %s'), (running,))
+    client = Browserless(mqueue_web.Dashboard(connect, reg))
+    status, headers, page = client.get('/')
+    assert status == 200 and 'mqueue_csrf' in client.cookies
+    assert re.search(r'<td[^>]*>.*mail.*</td><td[^>]*>0</td><td[^>]*>1</td><td[^>]*>1</td><td[^>]*>1</td>', page), page
+    status, _, page = client.get('/dead')
+    dead_id = reg.dead_tasks(db)[0].id
+    assert status == 200 and f'#{dead_id}' in page and 'ValueError: mailbox dead0@example.invalid' in page
+    status, _, page = client.get(f'/task/{dead_id}')
+    assert status == 200 and 'Traceback (most recent call last)' in page and 'dead0@example.invalid' in page
+    assert 'hunter2' not in page and '&quot;password&quot;: &quot;***&quot;' in page   # (redacted)
+    status, _, page = client.get('/scheduled')
+    assert status == 200 and f'#{later}' in page and 'hunter2' not in page
+    status, _, page = client.get('/running')
+    assert status == 200 and f'#{running}' in page and 'web1:42:w0' in page and re.search(r'1m ?3\d ?s|9\ds|1\.[56] ?m', page), page
+    assert client.get('/task/999999999')[0] == 404 and client.get('/nowhere')[0] == 404
+
+
+def test_dashboard_retries_and_deletes_dead_tasks_one_selected_or_all_matching(db, reg):
+    import mqueue_web
+    dead_and_scheduled_tasks(reg, dead=5, scheduled=0)
+    ids = sorted(task.id for task in reg.dead_tasks(db))
+    client = Browserless(mqueue_web.Dashboard(connect, reg))
+    client.get('/dead')
+    status, headers, _ = client.post('/action/retry', {'id': ids[:2], 'button': 'retry', 'back': '/dead?queue=mail'})
+    assert status == 303 and headers['Location'] == '/dead?queue=mail&done=2+dead+tasks+retried'
+    assert sorted(task.id for task in reg.dead_tasks(db)) == ids[2:]
+    assert client.post('/action/retry', {'id': [ids[2]], 'button': 'delete', 'back': '/dead'})[0] == 303
+    assert sorted(task.id for task in reg.dead_tasks(db)) == ids[3:] and not reg.exists(db, ids[2])
+    status, _, page = client.get('/dead?done=1+dead+task+deleted')
+    assert '1 dead task deleted' in page
+    status, headers, _ = client.post('/action/retry', {'all': '1', 'queue': 'mail', 'name': 'mail.send',
+                                                       'button': 'retry', 'back': '/dead'})
+    assert 'done=2+dead+tasks+retried' in headers['Location'] and reg.dead_tasks(db) == []
+    assert {row['id']: (row['retries'], row['dead_at']) for row in tasks_in(db, reg)} == {
+        ids[0]: (0, None), ids[1]: (0, None), ids[3]: (0, None), ids[4]: (0, None)}
+
+
+def test_dashboard_run_now_makes_a_scheduled_task_due_and_cancel_removes_one(db, reg):
+    import mqueue_web
+    first, second = dead_and_scheduled_tasks(reg, dead=0, scheduled=2)
+    client = Browserless(mqueue_web.Dashboard(connect, reg))
+    client.get('/scheduled')
+    assert client.post('/action/run-now', {'id': [first], 'button': 'run-now', 'back': '/scheduled'})[0] == 303
+    assert seconds_until_eta(db, reg, first) <= 1 and seconds_until_eta(db, reg, second) > 3500
+    assert client.post('/action/run-now', {'id': [second], 'button': 'cancel', 'back': '/scheduled'})[0] == 303
+    assert [row['id'] for row in tasks_in(db, reg)] == [first]
+    assert worker(reg).run(burst=True) == 1   # (the task run now: it fails, no retries, and is dead)
+
+
+def test_dashboard_refuses_a_post_without_its_csrf_token_or_from_another_origin_and_read_only_offers_nothing(db, reg):
+    import mqueue_web
+    dead_and_scheduled_tasks(reg, dead=1, scheduled=0)
+    dead_id = reg.dead_tasks(db)[0].id
+    client = Browserless(mqueue_web.Dashboard(connect, reg))
+    client.get('/dead')
+    assert client.post('/action/retry', {'id': [dead_id], 'button': 'retry'}, csrf=False)[0] == 403
+    assert client.post('/action/retry', {'id': [dead_id], 'button': 'retry', 'csrf': 'guess'}, csrf=False)[0] == 403
+    assert client.post('/action/retry', {'id': [dead_id], 'button': 'retry'},
+                       headers={'HTTP_ORIGIN': 'https://evil.example'})[0] == 403
+    stranger = Browserless(client.app)   # (no cookie: a form posted from another site's page)
+    assert stranger.post('/action/retry', {'id': [dead_id], 'button': 'retry', 'csrf': ''}, csrf=False)[0] == 403
+    assert [task.id for task in reg.dead_tasks(db)] == [dead_id]
+    reader = Browserless(mqueue_web.Dashboard(connect, reg, read_only=True))
+    for path in ('/dead', f'/task/{dead_id}', '/scheduled'):
+        status, _, page = reader.get(path)
+        assert status == 200 and '<form method="post"' not in page and 'type="checkbox"' not in page
+    assert reader.post('/action/retry', {'id': [dead_id], 'button': 'retry'})[0] == 403
+    assert [task.id for task in reg.dead_tasks(db)] == [dead_id]
+
+
+def test_dashboard_pages_through_dead_tasks_by_keyset(db, reg):
+    import mqueue_web
+    dead_and_scheduled_tasks(reg, dead=120, scheduled=0)
+    every_third = ', '.join(str(task.id) for task in reg.dead_tasks(db, limit=200)[::3])
+    query(db, f'UPDATE {reg.table} SET dead_at = {B.at(-60)} WHERE id IN ({every_third})')   # (ties, and order)
+    client = Browserless(mqueue_web.Dashboard(connect, reg))
+    seen, path = [], '/dead?queue=mail'
+    while path:
+        status, _, page = client.get(path)
+        assert status == 200
+        seen += [int(n) for n in re.findall(r'name="id" value="(\d+)"', page)]
+        older = re.search(r'<a href="([^"]+)">Older', page)
+        path = html.unescape(older.group(1)) if older else None
+    assert len(seen) == 120 and len(set(seen)) == 120
+    assert seen == [task.id for task in reg.dead_tasks(db, limit=200)]
+
+
+def test_dashboard_asks_for_credentials_and_is_never_served_open_beyond_loopback(reg, tmp_path):
+    import base64
+    import mqueue_web
+    locked = mqueue_web.Dashboard(connect, reg, password='s3cret', token='t0ken')
+    assert Browserless(locked).get('/')[0] == 401
+    assert Browserless(locked, auth='Basic ' + base64.b64encode(b'mqueue:wrong').decode()).get('/')[0] == 401
+    assert Browserless(locked, auth='Basic ' + base64.b64encode(b'mqueue:s3cret').decode()).get('/')[0] == 200
+    assert Browserless(locked, auth='Bearer t0ken').get('/')[0] == 200
+    assert Browserless(locked, auth='Bearer nope').get('/')[0] == 401
+    with pytest.raises(mqueue.MQueueError, match='without credentials'):
+        mqueue_web.serve(mqueue_web.Dashboard(connect, reg), '0.0.0.0', 0)
+    done = subprocess.run([sys.executable, '-m', 'mqueue', 'web', '--db', B.url, '--table', reg.table,
+                           '--bind', '0.0.0.0:0'], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={k: v for k, v in os.environ.items() if not k.startswith('MQUEUE_WEB_')})
+    assert done.returncode == 1 and 'without credentials' in done.stderr, done.stderr
+
+
+def test_dashboard_mounted_under_a_prefix_links_within_it(reg):
+    import mqueue_web
+
+    def site(environ, start_response):
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return [b'the site']
+    app = mqueue_web.mount(site, '/ops/mqueue', mqueue_web.Dashboard(connect, reg))
+    client = Browserless(app)
+    assert client.get('/about')[2] == 'the site'
+    status, _, page = client.get('/ops/mqueue/')
+    assert status == 200 and 'href="/ops/mqueue/dead"' in page and 'href="/dead"' not in page
+    assert client.get('/ops/mqueue/dead')[0] == 200
+
+
+def test_dashboard_crons_page_shows_the_schedule_and_runs_a_cron_now(db, reg):
+    import mqueue_web
+    reg.cron('0 3 * * *', name='nightly', queue='ops')(lambda: None)
+    client = Browserless(mqueue_web.Dashboard(connect, reg))
+    status, _, page = client.get('/crons')
+    assert status == 200 and 'nightly' in page and '0 3 * * *' in page
+    status, headers, _ = client.post('/action/run-cron', {'name': 'nightly', 'queue': 'ops', 'back': '/crons'})
+    assert status == 303 and 'nightly+enqueued+as+task' in headers['Location']
+    assert [(row['name'], row['queue']) for row in tasks_in(db, reg)] == [('nightly', 'ops')]
+
+
+@only('mysql', 'postgresql')
+def test_the_database_password_appears_on_no_page_and_in_no_log(db, reg, caplog):
+    """A user with a password of its own; the dashboard's pages (an error page too) and the log
+    never show it."""
+    import mqueue_web
+    user, password = f'web_{uuid.uuid4().hex[:8]}', 'Pw-' + uuid.uuid4().hex
+    if B.dialect.name == 'mysql':
+        create = [f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'",
+                  f"GRANT ALL ON test.* TO '{user}'@'127.0.0.1'"]
+        drop = [f"DROP USER '{user}'@'127.0.0.1'"]
+    else:
+        create = [f"CREATE USER {user} PASSWORD '{password}'", f'GRANT ALL ON ALL TABLES IN SCHEMA public TO {user}',
+                  f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {user}']
+        drop = [f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {user}',
+                f'REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {user}', f'DROP USER {user}']
+    for statement in create:
+        query(db, statement)
+    try:
+        dead_and_scheduled_tasks(reg)
+        scheme, rest = B.url.split('://', 1)
+        url = f'{scheme}://{user}:{password}@{rest.split("@", 1)[1]}'
+        client = Browserless(mqueue_web.Dashboard(mqueue.connect_url(url), reg))
+        pages = [client.get(path)[2] for path in ('/', '/dead', '/scheduled', '/running', '/crons')]
+        assert all(user in page for page in pages) and not any(password in page for page in pages)
+        broken = Browserless(mqueue_web.Dashboard(mqueue.connect_url(url.replace('/test', '/no_such_db')), reg))
+        with caplog.at_level(logging.INFO, logger='mqueue'):
+            status, _, page = broken.get('/')
+        assert status == 500 and password not in page and password not in caplog.text
+    finally:
+        for statement in drop:
+            query(db, statement)
 
 
 # Unique tasks ####################################################################################

@@ -17,6 +17,7 @@ writes commit with its completion and roll back with its failure. docs/django.md
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import importlib
 import inspect
@@ -223,8 +224,9 @@ class MQueueBackend(BaseTaskBackend):
             if connection.needs_rollback:   # (atomic() would roll back without a word: mqueue must know)
                 raise TransactionManagementError('the transaction was marked for rollback')
             # The tasks' on_commit() callbacks run after the commit: one that raises cannot undo
-            # it, so it is logged (Django's robust=True) rather than taken for the commit's failure.
-            connection.run_on_commit = [(sids, func, True) for sids, func, _ in connection.run_on_commit]
+            # it, so it is logged rather than taken for the commit's failure (which would run the
+            # batch's tasks again).
+            connection.run_on_commit = [(sids, _logged(func), robust) for sids, func, robust in connection.run_on_commit]
 
     @contextlib.contextmanager
     def _around_task(self, context: mqueue.TaskContext) -> Iterator[None]:
@@ -236,8 +238,9 @@ class MQueueBackend(BaseTaskBackend):
                 # The task caught a database error inside its atomic() block: Django would roll
                 # its savepoint back without a word, and mqueue record the attempt as a success.
                 raise TransactionManagementError(
-                    'the task caught a database error but did not leave its atomic() block: its writes are rolled '
-                    'back, so the attempt fails (let the error propagate, or catch it outside a nested atomic())')
+                    "the task's transaction was marked for rollback (a database error it caught inside the atomic() "
+                    'block, or set_rollback(True)): its writes are rolled back, so the attempt fails (catch database '
+                    'errors around a nested atomic())')
 
     def _run(self, task: Task, args: list, kwargs: dict) -> dict:
         """One attempt, in the worker's transaction: what the task returned, with its call (for
@@ -304,6 +307,18 @@ class _Connect:
         return wrapper.connection
 
 
+def _logged(callback: Callable) -> Callable:
+    """An on_commit() callback of a task, its exception logged (under mqueue's logger, which the
+    worker shows) instead of raised out of the commit."""
+    def run() -> None:
+        try:
+            callback()
+        except Exception:
+            logger.exception('an on_commit() callback of a task raised after its commit (%r); the commit stands',
+                             callback)
+    return run
+
+
 WORKER_UNKNOWN = 'mqueue'   # worker_ids[i] of an earlier attempt: mqueue keeps the running attempt's worker only
 
 
@@ -331,8 +346,15 @@ def _import_tasks(name: str, backend: MQueueBackend, missing_ok: bool = False) -
                     for info in pkgutil.walk_packages(module.__path__, module.__name__ + '.')]
     for found in modules:
         for value in vars(found).values():
-            if isinstance(value, Task):
+            if not isinstance(value, Task):
+                continue
+            if value.backend == backend.alias:
                 backend._know(value)
+                continue
+            try:   # another backend's: adopted as this one's (validated here, which knows it), if it fits
+                dataclasses.replace(value, backend=backend.alias)
+            except (InvalidTask, ValueError) as exc:
+                logger.debug('%s is not a task backend %r can run: %s', value.module_path, backend.alias, exc)
 
 
 def _exception_path(kind: str) -> str:

@@ -19,10 +19,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         arguments, alias = list(options['arguments']), options['backend']
-        if '--backend' in arguments[:-1]:   # (also after the command, where the rest goes to mqueue's own)
-            at = arguments.index('--backend')
-            alias = arguments.pop(at + 1)
-            del arguments[at]
+        for at, argument in enumerate(arguments):   # (also after the command, where the rest goes to mqueue's own)
+            if argument.startswith('--backend='):
+                alias = arguments.pop(at).split('=', 1)[1]
+                break
+            if argument == '--backend' and at + 1 < len(arguments):
+                alias = arguments.pop(at + 1)
+                del arguments[at]
+                break
         backend = backend_named(alias)
         backend.discover()
         status = mqueue.main([options['command'], *arguments], database=(backend.registry, backend.connect))

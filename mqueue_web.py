@@ -1,0 +1,527 @@
+"""mqueue's dashboard: server-rendered pages over mqueue's operating functions, as a WSGI
+application (standard library only; mqueue.py does not import it).
+
+    mqueue web --db mysql://app:secret@127.0.0.1/app --tasks myapp.tasks       # 127.0.0.1:8080
+
+or mounted under a prefix in any WSGI application (Flask, Django, ...):
+
+    import mqueue, mqueue_web
+    dashboard = mqueue_web.Dashboard(mqueue.connect_url(url))
+    application = mqueue_web.mount(application, '/mqueue', dashboard)
+
+Pages: the queues (overview), dead tasks (retry, delete: one, selected, or all that match a
+filter), one task (its arguments and tracebacks), scheduled tasks (run now, cancel), running
+tasks, crons (run now). Every action is a POST carrying a CSRF token (the double-submit cookie),
+and goes through mqueue's operating functions, which never wait on a running task. Closed by
+default where it matters: ``mqueue web`` refuses a non-loopback address without a password or a
+token (HTTP Basic, or ``Authorization: Bearer``); ``read_only`` hides and refuses every action;
+argument keys named in ``redact`` are shown as ***. docs/dashboard.md has the guide.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hmac
+import html
+import ipaddress
+import json
+import logging
+import secrets
+import socketserver
+import base64
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import mqueue
+
+logger = logging.getLogger('mqueue')
+
+PAGE_SIZE = 50                  # rows per page (keyset pagination: each page reads at most this many)
+REFRESH_SECONDS = 5             # pages refresh on their own this often (not while a box is ticked)
+CSRF_COOKIE = 'mqueue_csrf'
+DEFAULT_REDACT = ('password', 'passwd', 'secret', 'token', 'api_key', 'apikey', 'authorization')
+MAX_FORM_BYTES = 1_000_000
+
+
+class Dashboard:
+    """The dashboard as a WSGI application.
+
+    Args:
+        connect: a zero-argument callable returning a new DB-API connection (``mqueue.connect_url(url)``);
+            each request uses one, in a transaction of its own.
+        registry: whose tables and crons (declared crons show their schedule and can be run now);
+            default ``mqueue.default_registry``.
+        read_only: show, never change: no action is offered, and any POST is refused.
+        user, password: HTTP Basic credentials; token: accepted as ``Authorization: Bearer``.
+            Without any, anyone who reaches it may use it (``mqueue web`` allows that on loopback
+            only; where it is mounted, the host application's own protection applies).
+        redact: argument keys (any depth, case-insensitive) shown as *** (default: password,
+            secret, token and the like).
+    """
+
+    def __init__(self, connect: Callable[[], Any], registry: mqueue.Registry | None = None, *,
+                 read_only: bool = False, user: str = 'mqueue', password: str | None = None,
+                 token: str | None = None, redact: Iterable[str] = DEFAULT_REDACT, refresh: int = REFRESH_SECONDS):
+        self.connect = connect
+        self.registry = registry or mqueue.default_registry
+        self.read_only = read_only
+        self.user, self.password, self.token = user, password, token
+        self.redact = {key.lower() for key in redact}
+        self.refresh = refresh
+        self.description = getattr(connect, 'description', 'the database')   # (never with its password)
+        self.pages = {'': self.overview, 'dead': self.dead, 'task': self.task, 'scheduled': self.scheduled,
+                      'running': self.running, 'crons': self.crons}
+        self.actions = {'retry': self.retry, 'delete': self.delete, 'run-now': self.run_now, 'cancel': self.cancel,
+                        'run-cron': self.run_cron}
+
+    # WSGI
+
+    def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
+        request = _Request(environ)
+        if not self._authorised(environ):
+            return _respond(start_response, '401 Unauthorized', b'credentials required\n', 'text/plain',
+                            [('WWW-Authenticate', 'Basic realm="mqueue", charset="UTF-8"')])
+        try:
+            if request.method == 'POST':
+                return self._post(request, start_response)
+            if request.method not in ('GET', 'HEAD'):
+                return _respond(start_response, '405 Method Not Allowed', b'GET or POST\n', 'text/plain')
+            page = self.pages.get(request.segments[0] if request.segments else '')
+            if page is None:
+                return _respond(start_response, '404 Not Found', self._layout(request, 'Not found', '<p>No such page.</p>'))
+            headers = [] if request.csrf else [('Set-Cookie', self._csrf_cookie(request))]   # (before the forms)
+            with self._transaction() as conn:
+                title, body = page(request, conn)
+            return _respond(start_response, '200 OK', self._layout(request, title, body), headers=headers)
+        except _Missing as missing:
+            return _respond(start_response, '404 Not Found', self._layout(request, 'Not found', f'<p>{_e(missing)}</p>'))
+        except Exception as exc:
+            logger.exception('dashboard: %s %s failed', request.method, request.path)
+            text = mqueue._describe_error(exc, short=True) if mqueue._database_error(exc) else type(exc).__name__
+            return _respond(start_response, '500 Internal Server Error',
+                            self._layout(request, 'Error', f'<p class="error">{_e(text)}</p>'))
+
+    def _authorised(self, environ: dict) -> bool:
+        if self.password is None and self.token is None:
+            return True
+        given = environ.get('HTTP_AUTHORIZATION', '')
+        scheme, _, value = given.partition(' ')
+        if scheme.lower() == 'bearer' and self.token is not None:
+            return hmac.compare_digest(value.strip().encode(), self.token.encode())
+        if scheme.lower() == 'basic' and self.password is not None:
+            try:
+                user, _, password = base64.b64decode(value.strip()).decode().partition(':')
+            except ValueError:
+                return False
+            return (hmac.compare_digest(user.encode(), self.user.encode())
+                    & hmac.compare_digest(password.encode(), self.password.encode()))
+        return False
+
+    def _post(self, request: _Request, start_response: Callable) -> list[bytes]:
+        if self.read_only:
+            return _respond(start_response, '403 Forbidden', b'read-only dashboard\n', 'text/plain')
+        form = request.form()
+        token = form.get('csrf', [''])[0]
+        if not request.csrf or not hmac.compare_digest(token.encode(), request.csrf.encode()) or not request.same_origin:
+            return _respond(start_response, '403 Forbidden', b'missing or wrong CSRF token: reload the page\n',
+                            'text/plain')
+        action = self.actions.get(request.segments[-1] if request.segments else '')
+        if action is None or request.segments[0] != 'action':
+            return _respond(start_response, '404 Not Found', b'no such action\n', 'text/plain')
+        with self._transaction() as conn:
+            message = action(form, conn)
+        back = form.get('back', [''])[0]
+        if not back.startswith('/') or back.startswith('//'):
+            back = '/'
+        location = request.base + back + ('&' if '?' in back else '?') + urlencode({'done': message})
+        start_response('303 See Other', [('Location', location), ('Content-Length', '0')])
+        return [b'']
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        conn = self.connect()
+        try:
+            yield conn
+            conn.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            raise
+        finally:
+            conn.close()
+
+    def _csrf_cookie(self, request: _Request) -> str:
+        request.csrf = secrets.token_hex(16)
+        return (f'{CSRF_COOKIE}={request.csrf}; Path={request.base or "/"}; HttpOnly; SameSite=Strict'
+                + ('; Secure' if request.environ.get('wsgi.url_scheme') == 'https' else ''))
+
+    # Pages: each returns (title, body HTML)
+
+    def overview(self, request: _Request, conn: Any) -> tuple[str, str]:
+        stats = self.registry.queue_stats(conn)
+        overdue = self.registry.past_timeout(conn, limit=20)
+        rows = [[_link(request, f'/dead?queue={quote(row.queue)}', row.queue) if row.dead else _e(row.queue),
+                 _num(row.ready), _num(row.scheduled), _num(row.running), _num(row.dead),
+                 _age(row.latency) if row.ready else '-'] for row in stats]
+        body = _table(['Queue', 'Ready', 'Scheduled', 'Running', 'Dead', 'Oldest ready'], rows,
+                      empty=f'No tasks in {_e(self.registry.table)}.')
+        if overdue:
+            body += '<h2>Running past their timeout</h2>' + _table(
+                ['Task', 'Queue', 'Worker', 'Past by'],
+                [[_task_link(request, t.id, t.name), _e(t.queue), _e(t.worker or '-'), _age(t.overdue)] for t in overdue])
+        return 'Queues', body
+
+    def dead(self, request: _Request, conn: Any) -> tuple[str, str]:
+        queue, name = request.arg('queue'), request.arg('name')
+        before = None
+        if request.arg('before'):
+            stamp, _, task_id = request.arg('before').rpartition(',')
+            before = mqueue.DeadTask(int(task_id), '', '', '', 0, _parse_time(stamp), '')
+        found = self.registry.dead_tasks(conn, queue=queue, name=name, limit=PAGE_SIZE + 1, before=before)
+        page, more = found[:PAGE_SIZE], len(found) > PAGE_SIZE
+        rows = [[self._tick(task.id), _task_link(request, task.id, task.name), _e(task.queue), _num(task.attempts),
+                 _time(task.dead_at), f'<code>{_e(_first_line(task.error))}</code>'] for task in page]
+        filters = {key: value for key, value in (('queue', queue), ('name', name)) if value}
+        body = _filter_form(request, '/dead', queue, name)
+        table = _table(['', 'Task', 'Queue', 'Attempts', 'Dead since (UTC)', 'Error'], rows, empty='No dead tasks.')
+        if self.read_only:
+            body += table
+        else:
+            back = request.path_qs
+            body += self._form(request, '/action/retry', back, table + _buttons(
+                ('retry', 'Retry selected'), ('delete', 'Delete selected')), filters)
+            if page:
+                what = ' matching the filter' if filters else ''
+                body += self._form(request, '/action/retry', back, _buttons(('retry', f'Retry all dead{what}'),
+                                                                             ('delete', f'Delete all dead{what}')),
+                                   {**filters, 'all': '1'})
+        if more:
+            last = page[-1]
+            body += '<p>' + _link(request, '/dead?' + urlencode({**filters, 'before': f'{last.dead_at.isoformat()},{last.id}'}),
+                                  'Older →') + '</p>'
+        return 'Dead tasks', body
+
+    def task(self, request: _Request, conn: Any) -> tuple[str, str]:
+        if len(request.segments) != 2 or not request.segments[1].isdigit():
+            raise _Missing('no such task')
+        found = self.registry.result(conn, int(request.segments[1]))
+        if found.status == 'unknown':
+            raise _Missing(f'task {found.id} does not exist (any more): it finished without keeping a result, '
+                           'or was cancelled')
+        facts = [('Status', found.status), ('Name', found.name or '-'), ('Attempts', str(found.attempts)),
+                 ('Enqueued (UTC)', _time(found.enqueued_at)), ('Started (UTC)', _time(found.started_at)),
+                 ('Finished (UTC)', _time(found.finished_at))]
+        body = '<dl>' + ''.join(f'<dt>{_e(k)}</dt><dd>{_e(v) if k != "Status" else _status(v)}</dd>' for k, v in facts) + '</dl>'
+        if found.args is not None:
+            body += f'<h2>Arguments</h2><pre>{_e(json.dumps(self._redacted(found.args), indent=2, ensure_ascii=False))}</pre>'
+        if found.status == 'succeeded' and found.value is not None:
+            body += f'<h2>Value</h2><pre>{_e(json.dumps(self._redacted(found.value), indent=2, ensure_ascii=False))}</pre>'
+        for error in reversed(found.errors):
+            body += (f'<h2>Attempt {_e(error.get("attempt"))} failed{" at " + _e(error["at"][:19]) if error.get("at") else ""}'
+                     f'</h2><pre class="traceback">{_e(error.get("error", ""))}</pre>')
+        if not self.read_only:
+            ids, back = {'id': str(found.id)}, request.path_qs
+            if found.status == 'dead':
+                body += self._form(request, '/action/retry', back, _buttons(('retry', 'Retry'), ('delete', 'Delete')), ids)
+            elif found.status == 'pending':
+                body += self._form(request, '/action/run-now', back, _buttons(('run-now', 'Run now'), ('cancel', 'Cancel')), ids)
+        return f'Task {found.id}', body
+
+    def scheduled(self, request: _Request, conn: Any) -> tuple[str, str]:
+        queue, name = request.arg('queue'), request.arg('name')
+        after = None
+        if request.arg('after'):
+            stamp, _, task_id = request.arg('after').rpartition(',')
+            after = mqueue.ScheduledTask(int(task_id), '', '', '', 0, _parse_time(stamp), None)
+        found = self.registry.scheduled_tasks(conn, queue=queue, name=name, limit=PAGE_SIZE + 1, after=after)
+        page, more = found[:PAGE_SIZE], len(found) > PAGE_SIZE
+        rows = [[self._tick(task.id), _task_link(request, task.id, task.name), _e(task.queue), _time(task.eta),
+                 _num(task.attempts), f'<code>{_e(_first_line(task.error or ""))}</code>' if task.error else '-']
+                for task in page]
+        filters = {key: value for key, value in (('queue', queue), ('name', name)) if value}
+        table = _table(['', 'Task', 'Queue', 'Due (UTC)', 'Attempts', 'Last error'], rows, empty='No scheduled tasks.')
+        body = _filter_form(request, '/scheduled', queue, name)
+        body += table if self.read_only else self._form(
+            request, '/action/run-now', request.path_qs, table + _buttons(('run-now', 'Run selected now'),
+                                                                          ('cancel', 'Cancel selected')), filters)
+        if more:
+            last = page[-1]
+            body += '<p>' + _link(request, '/scheduled?' + urlencode({**filters, 'after': f'{last.eta.isoformat()},{last.id}'}),
+                                  'Later →') + '</p>'
+        return 'Scheduled tasks', body
+
+    def running(self, request: _Request, conn: Any) -> tuple[str, str]:
+        found = self.registry.running_tasks(conn, queue=request.arg('queue'), limit=PAGE_SIZE)
+        rows = [[_task_link(request, task.id, task.name), _e(task.queue), _age(task.running_for), _e(task.worker or '-'),
+                 _num(task.attempts), _time(task.deadline) if task.deadline else '-'] for task in found]
+        return 'Running tasks', _table(['Task', 'Queue', 'Running for', 'Worker', 'Attempt', 'Times out (UTC)'], rows,
+                                       empty='No task is running.')
+
+    def crons(self, request: _Request, conn: Any) -> tuple[str, str]:
+        rows = mqueue._CronScheduler(self.registry, None, self._transaction).listing()
+        cells = []
+        for row in rows:
+            run = ('' if self.read_only or not row['expression'] else self._form(
+                request, '/action/run-cron', request.path_qs, _buttons(('run-cron', 'Run now')),
+                {'name': row['name'], 'queue': row['queue']}))
+            cells.append([_e(row['name']), _e(row['queue']), f'<code>{_e(row["expression"] or "(not declared here)")}</code>',
+                          _time(row['last']) if row['last'] else 'never', _time(row['next']) if row['next'] else '-', run])
+        note = '' if self.registry.crons else ('<p class="note">No cron is declared in this process: start it with '
+                                               '<code>--tasks</code> to see schedules and run crons now.</p>')
+        return 'Crons', note + _table(['Cron', 'Queue', 'Schedule', 'Last fire (UTC)', 'Next fire (UTC)', ''], cells,
+                                      empty='No crons.')
+
+    # Actions: each returns what it did, in words
+
+    def retry(self, form: dict, conn: Any) -> str:
+        if form.get('button', [''])[0] == 'delete':
+            return self.delete(form, conn)
+        if form.get('all'):
+            count = self.registry.retry_dead(conn, queue=_one(form, 'queue'), name=_one(form, 'name'))
+        else:
+            count = self.registry.retry_dead(conn, _ids(form)) if _ids(form) else 0
+        return f'{count} dead task{"" if count == 1 else "s"} retried'
+
+    def delete(self, form: dict, conn: Any) -> str:
+        if form.get('all'):
+            count = self.registry.purge_dead(conn, 0, queue=_one(form, 'queue'), name=_one(form, 'name'))
+        else:
+            count = sum(self.registry.cancel(conn, task_id) for task_id in _ids(form))
+        return f'{count} dead task{"" if count == 1 else "s"} deleted'
+
+    def run_now(self, form: dict, conn: Any) -> str:
+        if form.get('button', [''])[0] == 'cancel':
+            return self.cancel(form, conn)
+        count = self.registry.run_now(conn, _ids(form))
+        return f'{count} task{"" if count == 1 else "s"} due now'
+
+    def cancel(self, form: dict, conn: Any) -> str:
+        count = sum(self.registry.cancel(conn, task_id) for task_id in _ids(form))
+        return f'{count} task{"" if count == 1 else "s"} cancelled'
+
+    def run_cron(self, form: dict, conn: Any) -> str:
+        schedule = self.registry.crons.get(_one(form, 'name') or '')
+        if schedule is None:
+            return 'no such cron is declared here'
+        task = schedule.task
+        task_id = self.registry.enqueue(conn, task.name, [], queue=task.queue or _one(form, 'queue'))
+        return f'{task.name} enqueued as task {task_id}'
+
+    # Helpers of the pages
+
+    def _redacted(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: '***' if str(key).lower() in self.redact else self._redacted(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._redacted(item) for item in value]
+        return value
+
+    def _tick(self, task_id: int) -> str:
+        return '' if self.read_only else f'<input type="checkbox" name="id" value="{task_id}" aria-label="task {task_id}">'
+
+    def _form(self, request: _Request, action: str, back: str, inner: str, hidden: dict | None = None) -> str:
+        fields = {'csrf': request.csrf or '', 'back': back, **(hidden or {})}
+        return (f'<form method="post" action="{_e(request.base + action)}">'
+                + ''.join(f'<input type="hidden" name="{_e(k)}" value="{_e(v)}">' for k, v in fields.items())
+                + inner + '</form>')
+
+    def _layout(self, request: _Request, title: str, body: str) -> bytes:
+        nav = ''.join(_link(request, path, label) for path, label in (
+            ('/', 'Queues'), ('/dead', 'Dead'), ('/scheduled', 'Scheduled'), ('/running', 'Running'), ('/crons', 'Crons')))
+        done = request.arg('done')
+        flash = f'<p class="done" role="status">{_e(done)}</p>' if done else ''
+        mode = ' · read-only' if self.read_only else ''
+        return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)} · mqueue</title>
+<style>{STYLE}</style>
+<script>setTimeout(function () {{
+  if (!document.querySelector('input[type=checkbox]:checked')) location.reload();
+}}, {self.refresh * 1000});</script>
+</head><body>
+<header><strong>mqueue</strong> <span class="where">{_e(self.description)} · {_e(self.registry.table)}{mode}</span>
+<nav>{nav}</nav></header>
+<main><h1>{_e(title)}</h1>{flash}{body}</main>
+</body></html>
+""".encode()
+
+
+STYLE = """
+body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
+header{background:#234;color:#fff;padding:.6em 1em}header a{color:#cde;margin-right:1em}
+.where{color:#9ab;font-size:.85em;overflow-wrap:anywhere}nav{margin-top:.3em}
+main{padding:0 1em 2em;max-width:70em}h1{font-size:1.3em}h2{font-size:1.1em}
+table{border-collapse:collapse;width:100%;background:#fff}th,td{text-align:left;padding:.3em .5em;
+border-bottom:1px solid #ddd;vertical-align:top;overflow-wrap:anywhere}td.n{text-align:right}
+code,pre{font:13px/1.35 ui-monospace,monospace}pre{background:#fff;border:1px solid #ddd;padding:.6em;
+white-space:pre-wrap;overflow-wrap:anywhere}
+button{margin:.5em .5em 0 0;padding:.35em .8em}.done{background:#e6f4e6;padding:.4em .6em}
+.error{color:#a00}.dead{color:#a00}.note{color:#666}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}
+dd{margin:0}form.filter input{width:10em}
+@media (max-width:600px){table,tbody,tr,td{display:block;width:auto}thead{display:none}
+tr{border-bottom:2px solid #ccc;padding:.3em 0}td{border:0;padding:.1em .5em}td.n{text-align:left}
+td[data-label]:before{content:attr(data-label) ": ";color:#666}}
+"""
+
+
+class _Request:
+    """What a page needs of a WSGI request."""
+
+    def __init__(self, environ: dict):
+        self.environ = environ
+        self.method = environ.get('REQUEST_METHOD', 'GET').upper()
+        self.base = environ.get('SCRIPT_NAME', '').rstrip('/')
+        self.path = environ.get('PATH_INFO', '') or '/'
+        self.segments = [part for part in self.path.split('/') if part]
+        self.query = parse_qs(environ.get('QUERY_STRING', ''))
+        kept = urlencode([(k, v) for k, values in self.query.items() if k != 'done' for v in values])
+        self.path_qs = self.path + ('?' + kept if kept else '')   # (where an action returns to)
+        cookies = dict(part.strip().split('=', 1) for part in environ.get('HTTP_COOKIE', '').split(';') if '=' in part)
+        self.csrf = cookies.get(CSRF_COOKIE)
+
+    def arg(self, name: str) -> str | None:
+        return self.query.get(name, [None])[0] or None
+
+    def form(self) -> dict:
+        try:
+            length = min(int(self.environ.get('CONTENT_LENGTH') or 0), MAX_FORM_BYTES)
+        except ValueError:
+            length = 0
+        return parse_qs(self.environ['wsgi.input'].read(length).decode('utf-8', 'replace')) if length else {}
+
+    @property
+    def same_origin(self) -> bool:
+        """No Origin header (an old browser, a script), or one naming this host."""
+        origin = self.environ.get('HTTP_ORIGIN')
+        return not origin or urlsplit(origin).netloc == self.environ.get('HTTP_HOST', '')
+
+
+class _Missing(LookupError):
+    pass
+
+
+def _respond(start_response: Callable, status: str, body: bytes, content_type: str = 'text/html; charset=utf-8',
+             headers: list | None = None) -> list[bytes]:
+    start_response(status, [('Content-Type', content_type), ('Content-Length', str(len(body))),
+                            ('Cache-Control', 'no-store'), ('X-Frame-Options', 'DENY'),
+                            ('Content-Security-Policy', "default-src 'self'; style-src 'unsafe-inline'; "
+                                                        "script-src 'unsafe-inline'"), *(headers or [])])
+    return [body]
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _link(request: _Request, path: str, text: str) -> str:
+    return f'<a href="{_e(request.base + path)}">{_e(text)}</a>'
+
+
+def _task_link(request: _Request, task_id: int, name: str) -> str:
+    return f'{_link(request, f"/task/{task_id}", f"#{task_id}")} {_e(name)}'
+
+
+def _table(header: list[str], rows: list[list[str]], empty: str = '') -> str:
+    if not rows:
+        return f'<p>{empty}</p>'
+    head = ''.join(f'<th>{_e(h)}</th>' for h in header)
+    body = ''.join('<tr>' + ''.join(f'<td data-label="{_e(h)}">{cell}</td>' if h else f'<td>{cell}</td>'
+                                    for h, cell in zip(header, row)) + '</tr>' for row in rows)
+    return f'<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _filter_form(request: _Request, path: str, queue: str | None, name: str | None) -> str:
+    return (f'<form class="filter" method="get" action="{_e(request.base + path)}">'
+            f'<input name="queue" placeholder="queue" value="{_e(queue or "")}"> '
+            f'<input name="name" placeholder="task name" value="{_e(name or "")}"> <button>Filter</button></form>')
+
+
+def _buttons(*buttons: tuple[str, str]) -> str:
+    return '<p>' + ''.join(f'<button name="button" value="{_e(value)}">{_e(label)}</button>'
+                           for value, label in buttons) + '</p>'
+
+
+def _status(status: str) -> str:
+    return f'<span class="{_e(status)}">{_e(status)}</span>'
+
+
+def _num(n: int) -> str:
+    return f'{n:,}'
+
+
+def _time(value: dt.datetime | None) -> str:
+    return f'{value:%Y-%m-%d %H:%M:%S}' if value else '-'
+
+
+def _parse_time(text: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _age(seconds: float) -> str:
+    return mqueue._age(seconds)
+
+
+def _first_line(text: str) -> str:
+    return mqueue._first_line(text, 160)
+
+
+def _one(form: dict, key: str) -> str | None:
+    return form.get(key, [None])[0] or None
+
+
+def _ids(form: dict) -> list[int]:
+    return [int(value) for value in form.get('id', []) if value.isdigit()]
+
+
+# Serving: mqueue web
+
+def mount(application: Callable, prefix: str, dashboard: Callable) -> Callable:
+    """A WSGI application that sends requests under ``prefix`` (e.g. '/mqueue') to the dashboard
+    and the others to ``application`` (Django's ``get_wsgi_application()``, Flask's ``app.wsgi_app``)."""
+    prefix = '/' + prefix.strip('/')
+
+    def mounted(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = environ.get('PATH_INFO', '')
+        if path == prefix or path.startswith(prefix + '/'):
+            environ = {**environ, 'SCRIPT_NAME': environ.get('SCRIPT_NAME', '') + prefix,
+                       'PATH_INFO': path[len(prefix):] or '/'}
+            return dashboard(environ, start_response)
+        return application(environ, start_response)
+    return mounted
+
+
+def loopback(host: str) -> bool:
+    """Whether an address to bind to is reachable from this machine only."""
+    if host == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:   # (to the mqueue logger, not stderr)
+        logger.info('dashboard: %s %s', self.address_string(), format % args)
+
+
+def serve(dashboard: Dashboard, host: str = '127.0.0.1', port: int = 8080,
+          ready: Callable[[Any], None] | None = None) -> None:
+    """Serve the dashboard until interrupted (threads: a slow page never holds up the others).
+    Refuses a non-loopback address when the dashboard has neither a password nor a token."""
+    if not loopback(host) and dashboard.password is None and dashboard.token is None:
+        raise mqueue.MQueueError(f'refusing to serve the dashboard on {host} without credentials: set '
+                                 'MQUEUE_WEB_PASSWORD or MQUEUE_WEB_TOKEN, or bind to 127.0.0.1')
+    with make_server(host, port, dashboard, server_class=_ThreadingServer, handler_class=_QuietHandler) as server:
+        logger.info('mqueue dashboard on http://%s:%d/ (%s%s)', host, server.server_port, dashboard.description,
+                    ', read-only' if dashboard.read_only else '')
+        if ready is not None:
+            ready(server)
+        server.serve_forever()
