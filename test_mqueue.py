@@ -2172,6 +2172,27 @@ def test_dashboard_crons_page_shows_the_schedule_and_runs_a_cron_now(db, reg):
     assert [(row['name'], row['queue']) for row in tasks_in(db, reg)] == [('nightly', 'ops')]
 
 
+@only('mariadb-pymysql', 'postgresql-psycopg', 'sqlite')
+def test_docs_flask_recipe_mounts_the_dashboard_behind_its_password(server, tmp_path, monkeypatch):
+    """docs/dashboard.md's Flask application, run as written on a database of its own: the site at
+    /, the dashboard under /mqueue/ behind its password."""
+    import base64
+    with database_of_its_own(tmp_path) as url:
+        own = Backend(B.name, url).connect(autocommit=True)
+        mqueue.Registry().create_tables(own)
+        own.close()
+        monkeypatch.setenv('MQUEUE_DATABASE_URL', url)
+        monkeypatch.setenv('MQUEUE_WEB_PASSWORD', 'pw-of-the-test')
+        namespace = {'__name__': 'flask_recipe'}
+        exec(readme_block('dashboard-flask'), namespace)
+        client = namespace['app'].test_client()
+        assert client.get('/').text == 'the shop'
+        assert client.get('/mqueue/').status_code == 401
+        auth = {'Authorization': 'Basic ' + base64.b64encode(b'mqueue:pw-of-the-test').decode()}
+        page = client.get('/mqueue/dead', headers=auth)
+        assert page.status_code == 200 and '<h1>Dead tasks</h1>' in page.text and 'href="/mqueue/scheduled"' in page.text
+
+
 @only('mysql', 'postgresql')
 def test_the_database_password_appears_on_no_page_and_in_no_log(db, reg, caplog):
     """A user with a password of its own; the dashboard's pages (an error page too) and the log

@@ -373,8 +373,24 @@ def _last_attempted(found: mqueue.Result) -> dt.datetime | None:
 
 def mqueue_backends() -> list[MQueueBackend]:
     """The TASKS backends that are mqueue's."""
+    return [backend for backend in _task_backends().all() if isinstance(backend, MQueueBackend)]
+
+
+def backend_named(alias: str = 'default') -> MQueueBackend:
+    """TASKS[alias], which must be an mqueue backend (ImproperlyConfigured otherwise)."""
+    try:
+        backend = _task_backends()[alias]
+    except Exception as exc:
+        raise ImproperlyConfigured(f'no TASKS backend {alias!r}: {exc}') from None
+    if not isinstance(backend, MQueueBackend):
+        raise ImproperlyConfigured(f'TASKS[{alias!r}] is {type(backend).__module__}.{type(backend).__qualname__}, '
+                                   'not mqueue_django.backend.MQueueBackend')
+    return backend
+
+
+def _task_backends() -> Any:
     try:
         from django.tasks import task_backends
     except ImportError:
         from django_tasks import task_backends
-    return [backend for backend in task_backends.all() if isinstance(backend, MQueueBackend)]
+    return task_backends

@@ -1,7 +1,9 @@
 """The --backend option of the mqueue commands."""
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
 from mqueue_django.backend import MQueueBackend
+from mqueue_django.backend import backend_named as _backend_named
 
 
 def add_backend_option(parser):
@@ -11,14 +13,6 @@ def add_backend_option(parser):
 
 def backend_named(alias: str) -> MQueueBackend:
     try:
-        from django.tasks import task_backends
-    except ImportError:
-        from django_tasks import task_backends
-    try:
-        backend = task_backends[alias]
-    except Exception as exc:
-        raise CommandError(f'no TASKS backend {alias!r}: {exc}') from None
-    if not isinstance(backend, MQueueBackend):
-        raise CommandError(f'TASKS[{alias!r}] is {type(backend).__module__}.{type(backend).__qualname__}, '
-                           'not mqueue_django.backend.MQueueBackend')
-    return backend
+        return _backend_named(alias)
+    except ImproperlyConfigured as exc:
+        raise CommandError(str(exc)) from None
