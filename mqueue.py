@@ -252,18 +252,18 @@ SQL_DEAD_TASKS_ORDER = ' ORDER BY dead_at DESC, id DESC LIMIT %s'
 SQL_DEAD_BEFORE = ' AND (dead_at < %s OR (dead_at = %s AND id < %s))'   # the next page: after its last row
 # Waiting for a later time (delayed, or waiting to retry), soonest first ("now" passed in); the
 # next page after its last row.
-SQL_SCHEDULED_TASKS = ('SELECT id, queue, name, args, retries, eta, last_error FROM {task} '
+SQL_SCHEDULED_TASKS = ('SELECT id, queue, name, args, retries, eta, last_error, {eta_key} FROM {task} '
                        'WHERE dead_at IS NULL AND claimed_at IS NULL AND eta > %s')
-SQL_SCHEDULED_AFTER = ' AND (eta > %s OR (eta = %s AND id > %s))'
-SQL_SCHEDULED_ORDER = ' ORDER BY eta, id LIMIT %s'
+SQL_SCHEDULED_AFTER = ' AND ({eta_key} > %s OR ({eta_key} = %s AND id > %s))'
+SQL_SCHEDULED_ORDER = ' ORDER BY {eta_key}, id LIMIT %s'
 # Running: claimed, the oldest claim first, from the claimed index.
 SQL_RUNNING_TASKS = ('SELECT id, queue, name, worker, claimed_at, deadline, retries FROM {task}{claimed_index} '
                      'WHERE claimed_at IS NOT NULL AND dead_at IS NULL')
 SQL_RUNNING_ORDER = ' ORDER BY claimed_at, id LIMIT %s'
 # Run waiting tasks now: lock those of some ids still waiting (a task claimed meanwhile is skipped:
 # its worker holds it, or it is no longer waiting), then make them due.
-SQL_LOCK_WAITING = ('SELECT id FROM {task} WHERE dead_at IS NULL AND claimed_at IS NULL AND id IN ({ids}){id_limit}'
-                    '{skip_locked}')
+SQL_LOCK_WAITING = ('SELECT id FROM {task} WHERE dead_at IS NULL AND claimed_at IS NULL AND eta > {now} '
+                    'AND id IN ({ids}){id_limit}{skip_locked}')
 SQL_RUN_NOW = 'UPDATE {task} SET eta = {now} WHERE dead_at IS NULL AND claimed_at IS NULL AND id IN ({ids}){id_limit}'
 # Per queue: ready (due), scheduled (due later: delayed or waiting to retry), running (claimed: the
 # attempt has not ended, however long past its lease; a dead worker's until a worker rescues it),
@@ -440,7 +440,7 @@ PRAGMA journal_mode = WAL;
 CREATE TABLE IF NOT EXISTS {task} (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a finished task's id is never reused
     args TEXT NOT NULL,                    -- JSON: a list (positional) or an object (keyword arguments)
-    eta TEXT NOT NULL,                     -- UTC, 'YYYY-MM-DD HH:MM:SS.ffffff': due time, or the lease's end
+    eta TEXT NOT NULL,                     -- UTC, 'YYYY-MM-DD HH:MM:SS.fff': due time, or the lease's end
     name TEXT NOT NULL,                    -- the registered task name, e.g. tasks.mail
     queue TEXT NOT NULL,
     retries INTEGER NOT NULL DEFAULT 0,    -- attempts begun (counted when claimed)
@@ -502,6 +502,7 @@ class Dialect:
     now = ''                     # the database's clock: UTC, to the microsecond where it can
     later = ''                   # that plus %s microseconds
     claim_index = ''             # an index hint for the claim
+    eta_key = 'eta'              # eta as pages of scheduled tasks order and compare it (see SQLite's)
     skip_locked = ' FOR UPDATE SKIP LOCKED'
     for_update = ' FOR UPDATE'
     id_limit = ''                # appended to statements on a list of n ids
@@ -542,7 +543,7 @@ class Dialect:
     primary_index = ''              # ...by primary key
     FRAGMENTS = ('now', 'later', 'claim_index', 'claimed_index', 'skip_locked', 'for_update', 'insert_ignore',
                  'on_conflict_ignore', 'enqueue_head', 'enqueue_tail', 'result_into', 'result_head', 'result_tail',
-                 'kept_join', 'primary_index', 'share_lock')
+                 'kept_join', 'primary_index', 'share_lock', 'eta_key')
     # Its errors, by the code error_code() reads from a driver's exception: those that mean "try
     # again" rather than "this task is broken" (the server gave up on a statement over a lock; the
     # connection is gone), and those that mean mqueue's tables are missing or out of date.
@@ -736,6 +737,10 @@ class SQLite(Dialect):
     now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
     later = "strftime('%Y-%m-%d %H:%M:%f', 'now', (%s / 1e6) || ' seconds')"
     skip_locked = for_update = ''
+    # Times are text, compared as text: an eta with microseconds (as enqueue(eta=...) wrote them
+    # until times were written in milliseconds) and a parameter in milliseconds compare unequal,
+    # and a page's keyset would show rows again; so pages compare the text as `now` writes it.
+    eta_key = "strftime('%Y-%m-%d %H:%M:%f', eta)"
     row_locks = False            # one lock, the database's: a dead worker is told by its process (same host)
     has_claimed_index = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ? || '_claimed'"
     begin = 'BEGIN IMMEDIATE'
@@ -1517,13 +1522,14 @@ class Registry:
             cursor.execute(self.sql(SQL_NOW, dialect))
             now = cursor.fetchone()[0]
             statement, params = _filtered(SQL_SCHEDULED_TASKS, queue=queue, name=name)
-            if after is not None:
-                stamp = dialect.stamp(after.eta.astimezone(dt.timezone.utc).replace(tzinfo=None))
-                statement, params = statement + SQL_SCHEDULED_AFTER, [*params, stamp, stamp, after.id]
+            if after is not None:   # (its key as the database gave it, where the caller kept it)
+                key = after.key if after.key is not None else dialect.stamp(
+                    after.eta.astimezone(dt.timezone.utc).replace(tzinfo=None))
+                statement, params = statement + SQL_SCHEDULED_AFTER, [*params, key, key, after.id]
             cursor.execute(self.sql(statement + SQL_SCHEDULED_ORDER, dialect), [now, *params, limit])
             rows = cursor.fetchall()
-        return [ScheduledTask(task_id, queue_, name_, args, attempts, _utc(eta), last_error)
-                for task_id, queue_, name_, args, attempts, eta, last_error in rows]
+        return [ScheduledTask(task_id, queue_, name_, args, attempts, _utc(eta), last_error, key)
+                for task_id, queue_, name_, args, attempts, eta, last_error, key in rows]
 
     def running_tasks(self, conn: Any, *, queue: str | None = None, limit: int = 100) -> list[RunningTask]:
         """Claimed tasks, the longest running first, with their worker (a plain read of the
@@ -1540,20 +1546,16 @@ class Registry:
                             _utc_or_none(deadline), attempts)
                 for task_id, queue_, name, worker, claimed_at, deadline, attempts in rows]
 
+    def delete_dead(self, conn: Any, ids: Iterable[int]) -> int:
+        """Delete these tasks if they are dead (one retried meanwhile is left alone); never waits
+        on a worker. Returns how many."""
+        return self._dead_by_ids(conn, SQL_PURGE_DEAD, [int(task_id) for task_id in ids])
+
     def run_now(self, conn: Any, ids: Iterable[int]) -> int:
         """Make these waiting tasks (delayed, or waiting to retry) due at once, their attempts
-        kept; a task a worker holds, or no longer waiting, is left alone: never waits on a worker.
-        Returns how many."""
-        dialect, count, ids = self.dialect_of(conn), 0, [int(task_id) for task_id in ids]
-        with _cursor(conn) as cursor:
-            for start in range(0, len(ids), IDS_PER_STATEMENT):
-                chunk = ids[start:start + IDS_PER_STATEMENT]
-                cursor.execute(self.sql(SQL_LOCK_WAITING, dialect, ids=len(chunk)), chunk)
-                locked = [row[0] for row in cursor.fetchall()]
-                if locked:
-                    cursor.execute(self.sql(SQL_RUN_NOW, dialect, ids=len(locked)), locked)
-                    count += cursor.rowcount
-        return count
+        kept; a task a worker holds, or no longer waiting (due already: it keeps its place), is
+        left alone: never waits on a worker. Returns how many."""
+        return self._dead_by_ids(conn, SQL_RUN_NOW, [int(task_id) for task_id in ids], lock=SQL_LOCK_WAITING)
 
     def retry_dead(self, conn: Any, ids: Iterable[int] | None = None, *, queue: str | None = None,
                    name: str | None = None) -> int:
@@ -1681,14 +1683,16 @@ class Registry:
             cursor.execute(self.sql(statement, self.dialect_of(conn)), params)
             return [row[0] for row in cursor.fetchall()]
 
-    def _dead_by_ids(self, conn: Any, statement: str, ids: list[int], then: str | None = None) -> int:
-        """Lock the dead tasks among ids (skipping rows a worker holds), run a statement on them
-        (and ``then`` another), IDS_PER_STATEMENT at a time; the rows the first changed."""
+    def _dead_by_ids(self, conn: Any, statement: str, ids: list[int], then: str | None = None,
+                     lock: str = SQL_LOCK_DEAD) -> int:
+        """Lock the dead tasks among ids (or those ``lock`` finds; skipping rows a worker holds),
+        run a statement on them (and ``then`` another), IDS_PER_STATEMENT at a time; the rows the
+        first changed."""
         dialect, count = self.dialect_of(conn), 0
         with _cursor(conn) as cursor:
             for start in range(0, len(ids), IDS_PER_STATEMENT):
                 chunk = ids[start:start + IDS_PER_STATEMENT]
-                cursor.execute(self.sql(SQL_LOCK_DEAD, dialect, ids=len(chunk)), chunk)
+                cursor.execute(self.sql(lock, dialect, ids=len(chunk)), chunk)
                 locked = [row[0] for row in cursor.fetchall()]
                 if locked:
                     cursor.execute(self.sql(statement, dialect, ids=len(locked)), locked)
@@ -1880,6 +1884,7 @@ class ScheduledTask(NamedTuple):
     attempts: int           # attempts begun: more than 0 when it waits to retry
     eta: dt.datetime        # when it is due (UTC)
     error: str | None       # the last failure, if it waits to retry
+    key: Any = None         # its place in the list as the database orders it (a page after it starts after this)
 
 
 class RunningTask(NamedTuple):
@@ -4079,6 +4084,8 @@ def _run_web(args: argparse.Namespace) -> int:
         mqueue_web.serve(dashboard, host.strip('[]') or '127.0.0.1', int(port))
     except KeyboardInterrupt:
         pass
+    except OSError as exc:   # (the address is taken, or not this machine's)
+        raise MQueueError(f'cannot listen on {args.bind}: {exc.strerror or exc}') from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0

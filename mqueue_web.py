@@ -26,7 +26,9 @@ import html
 import ipaddress
 import json
 import logging
+import re
 import secrets
+import socket
 import socketserver
 import threading
 import base64
@@ -41,8 +43,10 @@ logger = logging.getLogger('mqueue')
 PAGE_SIZE = 50                  # rows per page (keyset pagination: each page reads at most this many)
 REFRESH_SECONDS = 5             # pages refresh on their own this often (not while a box is ticked)
 CSRF_COOKIE = 'mqueue_csrf'
-DEFAULT_REDACT = ('password', 'passwd', 'secret', 'token', 'api_key', 'apikey', 'authorization')
+DEFAULT_REDACT = ('password', 'passwd', 'secret', 'token', 'api_key', 'apikey', 'authorization')   # (in key names)
 MAX_FORM_BYTES = 1_000_000
+_ID = re.compile(r'[0-9]{1,18}')   # a task id (a BIGINT): ASCII digits only
+_LOCAL_PATH = re.compile(r'/(?![/\\])[^\x00-\x20\x7f\\]*')   # where an action may send the browser back to
 IDLE_CONNECTIONS = 4            # connections kept open between requests (the server serves each in a thread)
 
 
@@ -74,6 +78,7 @@ class Dashboard:
         self.description = getattr(connect, 'description', 'the database')   # (never with its password)
         self._idle: list[Any] = []   # connections kept between requests
         self._lock = threading.Lock()
+        self._key = secrets.token_bytes(32)   # signs the messages of actions (see _signed)
         self.pages = {'': self.overview, 'dead': self.dead, 'task': self.task, 'scheduled': self.scheduled,
                       'running': self.running, 'crons': self.crons}
         self.actions = {'retry': self.retry, 'delete': self.delete, 'run-now': self.run_now, 'cancel': self.cancel,
@@ -84,24 +89,29 @@ class Dashboard:
     def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
         request = _Request(environ)
         if not self._authorised(environ):
+            challenge = ('Basic realm="mqueue", charset="UTF-8"' if self.password is not None
+                         else 'Bearer realm="mqueue"')
             return _respond(start_response, '401 Unauthorized', b'credentials required\n', 'text/plain',
-                            [('WWW-Authenticate', 'Basic realm="mqueue", charset="UTF-8"')])
+                            [('WWW-Authenticate', challenge)])
         try:
             if request.method == 'POST':
                 return self._post(request, start_response)
             if request.method not in ('GET', 'HEAD'):
                 return _respond(start_response, '405 Method Not Allowed', b'GET or POST\n', 'text/plain')
             page = self.pages.get(request.segments[0] if request.segments else '')
+            if len(request.segments) > (2 if page == self.task else 1):   # (/task/ID only)
+                page = None
             if page is None:
-                return _respond(start_response, '404 Not Found', self._layout(request, 'Not found', '<p>No such page.</p>'))
+                raise _Missing('No such page.')
             headers = [] if request.csrf else [('Set-Cookie', self._csrf_cookie(request))]   # (before the forms)
             with self._transaction() as conn:
                 title, body = page(request, conn)
             return _respond(start_response, '200 OK', self._layout(request, title, body), headers=headers)
         except _Missing as missing:
-            return _respond(start_response, '404 Not Found', self._layout(request, 'Not found', f'<p>{_e(missing)}</p>'))
+            return _respond(start_response, '404 Not Found',
+                            self._layout(request, 'Not found', f'<p>{_e(missing)}</p>'))
         except Exception as exc:
-            logger.exception('dashboard: %s %s failed', request.method, request.path)
+            logger.exception('dashboard: %s %s failed', request.method, _printable(request.path))
             text = mqueue._describe_error(exc, short=True) if mqueue._database_error(exc) else type(exc).__name__
             return _respond(start_response, '500 Internal Server Error',
                             self._layout(request, 'Error', f'<p class="error">{_e(text)}</p>'))
@@ -127,7 +137,8 @@ class Dashboard:
             return _respond(start_response, '403 Forbidden', b'read-only dashboard\n', 'text/plain')
         form = request.form()
         token = form.get('csrf', [''])[0]
-        if not request.csrf or not hmac.compare_digest(token.encode(), request.csrf.encode()) or not request.same_origin:
+        csrf_ok = request.csrf and hmac.compare_digest(token.encode(), request.csrf.encode())
+        if not csrf_ok or not request.same_origin:
             return _respond(start_response, '403 Forbidden', b'missing or wrong CSRF token: reload the page\n',
                             'text/plain')
         action = self.actions.get(request.segments[-1] if request.segments else '')
@@ -136,11 +147,17 @@ class Dashboard:
         with self._transaction() as conn:
             message = action(form, conn)
         back = form.get('back', [''])[0]
-        if not back.startswith('/') or back.startswith('//'):
+        if not _LOCAL_PATH.fullmatch(back):   # (a path of this dashboard: no scheme, host, control character)
             back = '/'
-        location = request.base + back + ('&' if '?' in back else '?') + urlencode({'done': message})
+        location = (quote(request.base) + back + ('&' if '?' in back else '?')
+                    + urlencode({'done': message, 'sig': self._signed(message)}))
         start_response('303 See Other', [('Location', location), ('Content-Length', '0')])
         return [b'']
+
+    def _signed(self, message: str) -> str:
+        """The signature that lets a page show an action's message (a link cannot make it say
+        anything else)."""
+        return hmac.new(self._key, message.encode(), 'sha256').hexdigest()[:32]
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
@@ -148,6 +165,15 @@ class Dashboard:
         page more than its statements: 20 ms on MariaDB); one that failed is closed."""
         with self._lock:
             conn = self._idle.pop() if self._idle else None
+        if conn is not None:
+            try:   # (a server restarted, or a connection idle past wait_timeout: one round trip tells)
+                with mqueue._cursor(conn) as cursor:
+                    cursor.execute('SELECT 1')
+                    cursor.fetchall()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                conn = None
         conn = conn if conn is not None else self.connect()
         try:
             yield conn
@@ -166,8 +192,9 @@ class Dashboard:
 
     def _csrf_cookie(self, request: _Request) -> str:
         request.csrf = secrets.token_hex(16)
-        return (f'{CSRF_COOKIE}={request.csrf}; Path={request.base or "/"}; HttpOnly; SameSite=Strict'
-                + ('; Secure' if request.environ.get('wsgi.url_scheme') == 'https' else ''))
+        https = 'https' in (request.environ.get('wsgi.url_scheme'), request.environ.get('HTTP_X_FORWARDED_PROTO'))
+        return (f'{CSRF_COOKIE}={request.csrf}; Path={quote(request.base) or "/"}; HttpOnly; SameSite=Strict'
+                + ('; Secure' if https else ''))
 
     # Pages: each returns (title, body HTML)
 
@@ -182,7 +209,8 @@ class Dashboard:
         if overdue:
             body += '<h2>Running past their timeout</h2>' + _table(
                 ['Task', 'Queue', 'Worker', 'Past by'],
-                [[_task_link(request, t.id, t.name), _e(t.queue), _e(t.worker or '-'), _age(t.overdue)] for t in overdue])
+                [[_task_link(request, t.id, t.name), _e(t.queue), _e(t.worker or '-'), _age(t.overdue)]
+                 for t in overdue])
         return 'Queues', body
 
     def dead(self, request: _Request, conn: Any) -> tuple[str, str]:
@@ -210,13 +238,11 @@ class Dashboard:
                                                                              ('delete', f'Delete all dead{what}')),
                                    {**filters, 'all': '1'})
         if more:
-            last = page[-1]
-            body += '<p>' + _link(request, '/dead?' + urlencode({**filters, 'before': f'{last.dead_at.isoformat()},{last.id}'}),
-                                  'Older →') + '</p>'
+            body += _next_page(request, '/dead', filters, 'before', page[-1].dead_at, page[-1].id, 'Older →')
         return 'Dead tasks', body
 
     def task(self, request: _Request, conn: Any) -> tuple[str, str]:
-        if len(request.segments) != 2 or not request.segments[1].isdigit():
+        if len(request.segments) != 2 or not _ID.fullmatch(request.segments[1]):
             raise _Missing('no such task')
         found = self.registry.result(conn, int(request.segments[1]))
         if found.status == 'unknown':
@@ -225,20 +251,24 @@ class Dashboard:
         facts = [('Status', found.status), ('Name', found.name or '-'), ('Attempts', str(found.attempts)),
                  ('Enqueued (UTC)', _time(found.enqueued_at)), ('Started (UTC)', _time(found.started_at)),
                  ('Finished (UTC)', _time(found.finished_at))]
-        body = '<dl>' + ''.join(f'<dt>{_e(k)}</dt><dd>{_e(v) if k != "Status" else _status(v)}</dd>' for k, v in facts) + '</dl>'
+        body = '<dl>' + ''.join(f'<dt>{_e(k)}</dt><dd>{_e(v) if k != "Status" else _status(v)}</dd>'
+                                for k, v in facts) + '</dl>'
         if found.args is not None:
-            body += f'<h2>Arguments</h2><pre>{_e(json.dumps(self._redacted(found.args), indent=2, ensure_ascii=False))}</pre>'
+            body += f'<h2>Arguments</h2><pre>{_e(_json(self._redacted(found.args)))}</pre>'
         if found.status == 'succeeded' and found.value is not None:
-            body += f'<h2>Value</h2><pre>{_e(json.dumps(self._redacted(found.value), indent=2, ensure_ascii=False))}</pre>'
+            body += f'<h2>Value</h2><pre>{_e(_json(self._redacted(found.value)))}</pre>'
         for error in reversed(found.errors):
-            body += (f'<h2>Attempt {_e(error.get("attempt"))} failed{" at " + _e(error["at"][:19]) if error.get("at") else ""}'
+            when = f' at {_e(error["at"][:19])}' if error.get('at') else ''
+            body += (f'<h2>Attempt {_e(error.get("attempt"))} failed{when}'
                      f'</h2><pre class="traceback">{_e(error.get("error", ""))}</pre>')
         if not self.read_only:
             ids, back = {'id': str(found.id)}, request.path_qs
             if found.status == 'dead':
-                body += self._form(request, '/action/retry', back, _buttons(('retry', 'Retry'), ('delete', 'Delete')), ids)
+                body += self._form(request, '/action/retry', back,
+                                   _buttons(('retry', 'Retry'), ('delete', 'Delete')), ids)
             elif found.status == 'pending':
-                body += self._form(request, '/action/run-now', back, _buttons(('run-now', 'Run now'), ('cancel', 'Cancel')), ids)
+                body += self._form(request, '/action/run-now', back,
+                                   _buttons(('run-now', 'Run now'), ('cancel', 'Cancel')), ids)
         return f'Task {found.id}', body
 
     def scheduled(self, request: _Request, conn: Any) -> tuple[str, str]:
@@ -259,17 +289,19 @@ class Dashboard:
             request, '/action/run-now', request.path_qs, table + _buttons(('run-now', 'Run selected now'),
                                                                           ('cancel', 'Cancel selected')), filters)
         if more:
-            last = page[-1]
-            body += '<p>' + _link(request, '/scheduled?' + urlencode({**filters, 'after': f'{last.eta.isoformat()},{last.id}'}),
-                                  'Later →') + '</p>'
+            body += _next_page(request, '/scheduled', filters, 'after', mqueue._utc(page[-1].key), page[-1].id,
+                               'Later →')   # (the key: the eta as the database compares it)
         return 'Scheduled tasks', body
 
     def running(self, request: _Request, conn: Any) -> tuple[str, str]:
         found = self.registry.running_tasks(conn, queue=request.arg('queue'), limit=PAGE_SIZE)
-        rows = [[_task_link(request, task.id, task.name), _e(task.queue), _age(task.running_for), _e(task.worker or '-'),
+        rows = [[_task_link(request, task.id, task.name), _e(task.queue), _age(task.running_for),
+                 _e(task.worker or '-'),
                  _num(task.attempts), _time(task.deadline) if task.deadline else '-'] for task in found]
-        return 'Running tasks', _table(['Task', 'Queue', 'Running for', 'Worker', 'Attempt', 'Times out (UTC)'], rows,
-                                       empty='No task is running.')
+        more = (f'<p class="note">The {PAGE_SIZE} longest running are shown; the Queues page counts them all.</p>'
+                if len(found) == PAGE_SIZE else '')
+        return 'Running tasks', more + _table(['Task', 'Queue', 'Running for', 'Worker', 'Attempt', 'Times out (UTC)'],
+                                              rows, empty='No task is running.')
 
     def crons(self, request: _Request, conn: Any) -> tuple[str, str]:
         rows = mqueue._CronScheduler(self.registry, None, self._transaction).listing()
@@ -278,8 +310,10 @@ class Dashboard:
             run = ('' if self.read_only or not row['expression'] else self._form(
                 request, '/action/run-cron', request.path_qs, _buttons(('run-cron', 'Run now')),
                 {'name': row['name'], 'queue': row['queue']}))
-            cells.append([_e(row['name']), _e(row['queue']), f'<code>{_e(row["expression"] or "(not declared here)")}</code>',
-                          _time(row['last']) if row['last'] else 'never', _time(row['next']) if row['next'] else '-', run])
+            schedule = row['expression'] or '(not declared here)'
+            cells.append([_e(row['name']), _e(row['queue']), f'<code>{_e(schedule)}</code>',
+                          _time(row['last']) if row['last'] else 'never', _time(row['next']) if row['next'] else '-',
+                          run])
         note = '' if self.registry.crons else ('<p class="note">No cron is declared in this process: start it with '
                                                '<code>--tasks</code> to see schedules and run crons now.</p>')
         return 'Crons', note + _table(['Cron', 'Queue', 'Schedule', 'Last fire (UTC)', 'Next fire (UTC)', ''], cells,
@@ -299,8 +333,8 @@ class Dashboard:
     def delete(self, form: dict, conn: Any) -> str:
         if form.get('all'):
             count = self.registry.purge_dead(conn, 0, queue=_one(form, 'queue'), name=_one(form, 'name'))
-        else:
-            count = sum(self.registry.cancel(conn, task_id) for task_id in _ids(form))
+        else:   # (only those still dead: one retried since the page was shown is left alone)
+            count = self.registry.delete_dead(conn, _ids(form))
         return f'{count} dead task{"" if count == 1 else "s"} deleted'
 
     def run_now(self, form: dict, conn: Any) -> str:
@@ -325,13 +359,16 @@ class Dashboard:
 
     def _redacted(self, value: Any) -> Any:
         if isinstance(value, dict):
-            return {key: '***' if str(key).lower() in self.redact else self._redacted(item) for key, item in value.items()}
+            return {key: '***' if any(word in str(key).lower() for word in self.redact) else self._redacted(item)
+                    for key, item in value.items()}
         if isinstance(value, list):
             return [self._redacted(item) for item in value]
         return value
 
     def _tick(self, task_id: int) -> str:
-        return '' if self.read_only else f'<input type="checkbox" name="id" value="{task_id}" aria-label="task {task_id}">'
+        if self.read_only:
+            return ''
+        return f'<input type="checkbox" name="id" value="{task_id}" aria-label="task {task_id}">'
 
     def _form(self, request: _Request, action: str, back: str, inner: str, hidden: dict | None = None) -> str:
         fields = {'csrf': request.csrf or '', 'back': back, **(hidden or {})}
@@ -341,9 +378,11 @@ class Dashboard:
 
     def _layout(self, request: _Request, title: str, body: str) -> bytes:
         nav = ''.join(_link(request, path, label) for path, label in (
-            ('/', 'Queues'), ('/dead', 'Dead'), ('/scheduled', 'Scheduled'), ('/running', 'Running'), ('/crons', 'Crons')))
+            ('/', 'Queues'), ('/dead', 'Dead'), ('/scheduled', 'Scheduled'), ('/running', 'Running'),
+            ('/crons', 'Crons')))
         done = request.arg('done')
-        flash = f'<p class="done" role="status">{_e(done)}</p>' if done else ''
+        signed = done and hmac.compare_digest((request.arg('sig') or '').encode(), self._signed(done).encode())
+        flash = f'<p class="done" role="status">{_e(done)}</p>' if signed else ''
         mode = ' · read-only' if self.read_only else ''
         return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -389,8 +428,8 @@ class _Request:
         self.path = environ.get('PATH_INFO', '') or '/'
         self.segments = [part for part in self.path.split('/') if part]
         self.query = parse_qs(environ.get('QUERY_STRING', ''))
-        kept = urlencode([(k, v) for k, values in self.query.items() if k != 'done' for v in values])
-        self.path_qs = self.path + ('?' + kept if kept else '')   # (where an action returns to)
+        kept = urlencode([(k, v) for k, values in self.query.items() if k not in ('done', 'sig') for v in values])
+        self.path_qs = quote(self.path) + ('?' + kept if kept else '')   # (where an action returns to)
         cookies = dict(part.strip().split('=', 1) for part in environ.get('HTTP_COOKIE', '').split(';') if '=' in part)
         self.csrf = cookies.get(CSRF_COOKIE)
 
@@ -399,16 +438,19 @@ class _Request:
 
     def form(self) -> dict:
         try:
-            length = min(int(self.environ.get('CONTENT_LENGTH') or 0), MAX_FORM_BYTES)
+            length = int(self.environ.get('CONTENT_LENGTH') or 0)
         except ValueError:
             length = 0
-        return parse_qs(self.environ['wsgi.input'].read(length).decode('utf-8', 'replace')) if length else {}
+        if not 0 < length <= MAX_FORM_BYTES:   # (none, or a body this dashboard never sends: not read)
+            return {}
+        return parse_qs(self.environ['wsgi.input'].read(length).decode('utf-8', 'replace'))
 
     @property
     def same_origin(self) -> bool:
         """No Origin header (an old browser, a script), or one naming this host."""
         origin = self.environ.get('HTTP_ORIGIN')
-        return not origin or urlsplit(origin).netloc == self.environ.get('HTTP_HOST', '')
+        hosts = {self.environ.get('HTTP_HOST'), self.environ.get('HTTP_X_FORWARDED_HOST')} - {None}
+        return not origin or urlsplit(origin).netloc in hosts   # (behind a proxy: the host the browser asked for)
 
 
 class _Missing(LookupError):
@@ -422,6 +464,10 @@ def _respond(start_response: Callable, status: str, body: bytes, content_type: s
                             ('Content-Security-Policy', "default-src 'self'; style-src 'unsafe-inline'; "
                                                         "script-src 'unsafe-inline'"), *(headers or [])])
     return [body]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 def _e(value: Any) -> str:
@@ -468,11 +514,21 @@ def _time(value: dt.datetime | None) -> str:
     return f'{value:%Y-%m-%d %H:%M:%S}' if value else '-'
 
 
+def _next_page(request: _Request, path: str, filters: dict, key: str, when: dt.datetime, task_id: int,
+               label: str) -> str:
+    """The link to the page after this one: its last row's (time, id), the keyset the next one
+    starts after."""
+    query = urlencode({**filters, key: f'{when.isoformat()},{task_id}'})
+    return f'<p>{_link(request, f"{path}?{query}", label)}</p>'
+
+
 def _cursor_of(text: str) -> tuple[dt.datetime, int]:
     """A page's keyset cursor, 'time,id' (a link of the page before)."""
     stamp, _, task_id = text.rpartition(',')
     try:
         value = dt.datetime.fromisoformat(stamp.replace(' ', '+'))   # (a '+' that a hand-made link left unquoted)
+        if not _ID.fullmatch(task_id):
+            raise ValueError(task_id)
         return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)), int(task_id)
     except ValueError:
         raise _Missing(f'no such page: {text!r} is not a time and a task id') from None
@@ -491,7 +547,12 @@ def _one(form: dict, key: str) -> str | None:
 
 
 def _ids(form: dict) -> list[int]:
-    return [int(value) for value in form.get('id', []) if value.isdigit()]
+    return [int(value) for value in form.get('id', []) if _ID.fullmatch(value)]
+
+
+def _printable(text: str) -> str:
+    """Text for a log line: control characters escaped (a URL's %0A must not start a line)."""
+    return ''.join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # Serving: mqueue web
@@ -525,9 +586,13 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
+class _ThreadingServer6(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:   # (to the mqueue logger, not stderr)
-        logger.info('dashboard: %s %s', self.address_string(), format % args)
+        logger.info('dashboard: %s %s', self.address_string(), _printable(format % args))
 
 
 def serve(dashboard: Dashboard, host: str = '127.0.0.1', port: int = 8080,
@@ -537,7 +602,8 @@ def serve(dashboard: Dashboard, host: str = '127.0.0.1', port: int = 8080,
     if not loopback(host) and dashboard.password is None and dashboard.token is None:
         raise mqueue.MQueueError(f'refusing to serve the dashboard on {host} without credentials: set '
                                  'MQUEUE_WEB_PASSWORD or MQUEUE_WEB_TOKEN, or bind to 127.0.0.1')
-    with make_server(host, port, dashboard, server_class=_ThreadingServer, handler_class=_QuietHandler) as server:
+    server_class = _ThreadingServer6 if ':' in host else _ThreadingServer   # (an IPv6 address: ::1)
+    with make_server(host, port, dashboard, server_class=server_class, handler_class=_QuietHandler) as server:
         logger.info('mqueue dashboard on http://%s:%d/ (%s%s)', host, server.server_port, dashboard.description,
                     ', read-only' if dashboard.read_only else '')
         if ready is not None:

@@ -551,8 +551,8 @@ def test_worker_options_are_checked():
 
 def test_cli_help_of_every_command_has_an_example(capsys):
     parser, subparsers = mqueue._parser()
-    assert set(subparsers) == {'worker', 'status', 'dead', 'retry', 'cancel', 'purge', 'result', 'enqueue', 'crons',
-                               'init-db', 'schema'}
+    assert set(subparsers) == {'worker', 'web', 'status', 'dead', 'retry', 'cancel', 'purge', 'result', 'enqueue',
+                               'crons', 'init-db', 'schema'}
     for name in subparsers:
         with pytest.raises(SystemExit) as exit_:
             mqueue.main([name, '--help'])
@@ -2053,6 +2053,8 @@ def test_dashboard_pages_show_the_queues_dead_scheduled_running_tasks_and_one_ta
     status, _, page = client.get(f'/task/{dead_id}')
     assert status == 200 and 'Traceback (most recent call last)' in page and 'dead0@example.invalid' in page
     assert 'hunter2' not in page and '&quot;password&quot;: &quot;***&quot;' in page   # (redacted)
+    assert client.app._redacted({'db_password': 1, 'to': [{'Access_Token': 2, 'n': 3}]}) == {
+        'db_password': '***', 'to': [{'Access_Token': '***', 'n': 3}]}
     status, _, page = client.get('/scheduled')
     assert status == 200 and f'#{later}' in page and 'hunter2' not in page
     status, _, page = client.get('/running')
@@ -2067,12 +2069,14 @@ def test_dashboard_retries_and_deletes_dead_tasks_one_selected_or_all_matching(d
     client = Browserless(mqueue_web.Dashboard(connect, reg))
     client.get('/dead')
     status, headers, _ = client.post('/action/retry', {'id': ids[:2], 'button': 'retry', 'back': '/dead?queue=mail'})
-    assert status == 303 and headers['Location'] == '/dead?queue=mail&done=2+dead+tasks+retried'
+    assert status == 303 and headers['Location'].startswith('/dead?queue=mail&done=2+dead+tasks+retried&sig=')
+    assert '2 dead tasks retried' in client.get(headers['Location'])[2]
     assert sorted(task.id for task in reg.dead_tasks(db)) == ids[2:]
-    assert client.post('/action/retry', {'id': [ids[2]], 'button': 'delete', 'back': '/dead'})[0] == 303
+    status, headers, _ = client.post('/action/retry', {'id': [ids[2], ids[0]], 'button': 'delete', 'back': '/dead'})
     assert sorted(task.id for task in reg.dead_tasks(db)) == ids[3:] and not reg.exists(db, ids[2])
-    status, _, page = client.get('/dead?done=1+dead+task+deleted')
-    assert '1 dead task deleted' in page
+    assert reg.exists(db, ids[0])   # (retried: pending, not dead, so not deleted)
+    assert '1 dead task deleted' in client.get(headers['Location'])[2]
+    assert '1 dead task deleted' not in client.get('/dead?done=1+dead+task+deleted&sig=0')[2]   # (a forged message)
     status, headers, _ = client.post('/action/retry', {'all': '1', 'queue': 'mail', 'name': 'mail.send',
                                                        'button': 'retry', 'back': '/dead'})
     assert 'done=2+dead+tasks+retried' in headers['Location'] and reg.dead_tasks(db) == []
@@ -2089,6 +2093,9 @@ def test_dashboard_run_now_makes_a_scheduled_task_due_and_cancel_removes_one(db,
     assert seconds_until_eta(db, reg, first) <= 1 and seconds_until_eta(db, reg, second) > 3500
     assert client.post('/action/run-now', {'id': [second], 'button': 'cancel', 'back': '/scheduled'})[0] == 303
     assert [row['id'] for row in tasks_in(db, reg)] == [first]
+    eta = tasks_in(db, reg)[0]['eta']
+    assert client.post('/action/run-now', {'id': [first], 'button': 'run-now', 'back': '/'})[0] == 303
+    assert tasks_in(db, reg)[0]['eta'] == eta   # (due already: it keeps its place in line)
     assert worker(reg).run(burst=True) == 1   # (the task run now: it fails, no retries, and is dead)
 
 
@@ -2102,6 +2109,14 @@ def test_dashboard_refuses_a_post_without_its_csrf_token_or_from_another_origin_
     assert client.post('/action/retry', {'id': [dead_id], 'button': 'retry', 'csrf': 'guess'}, csrf=False)[0] == 403
     assert client.post('/action/retry', {'id': [dead_id], 'button': 'retry'},
                        headers={'HTTP_ORIGIN': 'https://evil.example'})[0] == 403
+    status, headers, _ = client.post('/action/retry', {'id': [], 'button': 'retry', 'back': '/dead\r\nSet-Cookie: x=1'})
+    assert status == 303 and headers['Location'].startswith('/?done=') and 'x=1' not in str(headers)
+    for back in ('//evil.example/', '/\\evil.example', 'https://evil.example/'):
+        assert client.post('/action/retry', {'id': [], 'button': 'retry', 'back': back})[1]['Location'].startswith('/?')
+    assert client.get('/dead/%0D%0ASet-Cookie:%20x=1')[0] == 404 and client.get('/task/\u00b2')[0] == 404
+    assert client.get('/task/99999999999999999999999')[0] == 404
+    assert client.get('/dead?before=2026-01-01T00:00:00,99999999999999999999')[0] == 404
+    assert client.post('/action/retry', {'id': [dead_id], 'button': 'retry'}, headers={'CONTENT_LENGTH': '-1'})[0] == 403
     stranger = Browserless(client.app)   # (no cookie: a form posted from another site's page)
     assert stranger.post('/action/retry', {'id': [dead_id], 'button': 'retry', 'csrf': ''}, csrf=False)[0] == 403
     assert [task.id for task in reg.dead_tasks(db)] == [dead_id]
@@ -2130,6 +2145,26 @@ def test_dashboard_pages_through_dead_tasks_by_keyset(db, reg):
     assert seen == [task.id for task in reg.dead_tasks(db, limit=200)]
 
 
+def test_dashboard_pages_through_scheduled_tasks_by_keyset_whatever_the_precision_of_their_times(db, reg):
+    """Scheduled tasks at one instant, their etas written with microseconds, with milliseconds
+    (SQLite's text: as enqueue(eta=...) wrote them once, and as it writes them now) or none: each
+    is seen once, and the pages end."""
+    import mqueue_web
+    reg.task(name='later', queue='mail')(lambda: None)
+    ids = [enqueued(reg, 'later', [], queue='mail', delay=3600) for _ in range(130)]
+    if B.dialect.name == 'sqlite':
+        for n, text in enumerate(('2099-01-01 00:00:00.123456', '2099-01-01 00:00:00.123', '2099-01-01 00:00:00')):
+            query(db, f'UPDATE {reg.table} SET eta = ? WHERE id % 3 = ?', (text, n))
+    client = Browserless(mqueue_web.Dashboard(connect, reg))
+    seen, path, pages = [], '/scheduled', 0
+    while path and pages < 10:
+        page = client.get(path)[2]
+        seen += [int(n) for n in re.findall(r'name="id" value="(\d+)"', page)]
+        later = re.search(r'<a href="([^"]+)">Later', page)
+        path, pages = html.unescape(later.group(1)) if later else None, pages + 1
+    assert sorted(seen) == ids and pages == 3
+
+
 def test_dashboard_asks_for_credentials_and_is_never_served_open_beyond_loopback(reg, tmp_path):
     import base64
     import mqueue_web
@@ -2145,6 +2180,12 @@ def test_dashboard_asks_for_credentials_and_is_never_served_open_beyond_loopback
                            '--bind', '0.0.0.0:0'], capture_output=True, text=True, timeout=60, cwd=ROOT,
                           env={k: v for k, v in os.environ.items() if not k.startswith('MQUEUE_WEB_')})
     assert done.returncode == 1 and 'without credentials' in done.stderr, done.stderr
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        done = subprocess.run([sys.executable, '-m', 'mqueue', 'web', '--db', B.url, '--table', reg.table, '--bind',
+                               f'127.0.0.1:{taken.getsockname()[1]}'], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 1 and done.stderr.startswith('mqueue: cannot listen on 127.0.0.1:'), done.stderr
 
 
 def test_dashboard_mounted_under_a_prefix_links_within_it(reg):
