@@ -440,7 +440,7 @@ PRAGMA journal_mode = WAL;
 CREATE TABLE IF NOT EXISTS {task} (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a finished task's id is never reused
     args TEXT NOT NULL,                    -- JSON: a list (positional) or an object (keyword arguments)
-    eta TEXT NOT NULL,                     -- UTC, 'YYYY-MM-DD HH:MM:SS.fff': due time, or the lease's end
+    eta TEXT NOT NULL,                     -- UTC, 'YYYY-MM-DD HH:MM:SS.ffffff': due time, or the lease's end
     name TEXT NOT NULL,                    -- the registered task name, e.g. tasks.mail
     queue TEXT NOT NULL,
     retries INTEGER NOT NULL DEFAULT 0,    -- attempts begun (counted when claimed)
@@ -588,6 +588,11 @@ class Dialect:
     def stamp(self, value: dt.datetime) -> Any:
         """A naive UTC datetime as a parameter."""
         return value
+
+    def keyset(self, text: str) -> Any:
+        """A page's cursor, the text of a time as the database returned it (``str()`` of it), as a
+        parameter comparing equal to that value."""
+        return dt.datetime.fromisoformat(text)
 
     def open(self, driver: Any, options: dict) -> Any:
         """A new connection through a driver module, to connect_url's host, port, user, password
@@ -737,9 +742,9 @@ class SQLite(Dialect):
     now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
     later = "strftime('%Y-%m-%d %H:%M:%f', 'now', (%s / 1e6) || ' seconds')"
     skip_locked = for_update = ''
-    # Times are text, compared as text: an eta with microseconds (as enqueue(eta=...) wrote them
-    # until times were written in milliseconds) and a parameter in milliseconds compare unequal,
-    # and a page's keyset would show rows again; so pages compare the text as `now` writes it.
+    # Times are text, compared as text: an eta with microseconds (enqueue(eta=...)) and one in
+    # milliseconds (`now`) compare in an order a page's keyset cannot follow; so pages of
+    # scheduled tasks compare the text as `now` writes it.
     eta_key = "strftime('%Y-%m-%d %H:%M:%f', eta)"
     row_locks = False            # one lock, the database's: a dead worker is told by its process (same host)
     has_claimed_index = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ? || '_claimed'"
@@ -779,9 +784,10 @@ class SQLite(Dialect):
         pass   # outside BEGIN IMMEDIATE the connection autocommits already
 
     def stamp(self, value: dt.datetime) -> str:
-        # As `now` writes times (milliseconds): text compares equal to what the database wrote,
-        # which a page's keyset (dead_at, id) relies on.
-        return value.isoformat(' ', 'milliseconds')
+        return value.isoformat(' ', 'microseconds')
+
+    def keyset(self, text: str) -> str:
+        return text   # (times are text: compared as the database wrote them)
 
     def open(self, driver: Any, options: dict) -> Any:
         return driver.connect(options['database'], timeout=SQLITE_BUSY_TIMEOUT)
@@ -1503,13 +1509,14 @@ class Registry:
         _whole_number('limit', limit, 1)
         dialect = self.dialect_of(conn)
         statement, params = _filtered(SQL_DEAD_TASKS, queue=queue, name=name)
-        if before is not None:
-            stamp = dialect.stamp(before.dead_at.astimezone(dt.timezone.utc).replace(tzinfo=None))
-            statement, params = statement + SQL_DEAD_BEFORE, [*params, stamp, stamp, before.id]
+        if before is not None:   # (its key as the database gave it, where the caller kept it)
+            key = before.key if before.key is not None else dialect.stamp(
+                before.dead_at.astimezone(dt.timezone.utc).replace(tzinfo=None))
+            statement, params = statement + SQL_DEAD_BEFORE, [*params, key, key, before.id]
         with _cursor(conn) as cursor:
             cursor.execute(self.sql(statement + SQL_DEAD_TASKS_ORDER, dialect), [*params, limit])
             rows = cursor.fetchall()
-        return [DeadTask(task_id, queue_, name_, args, attempts, _utc(dead_at), last_error or '')
+        return [DeadTask(task_id, queue_, name_, args, attempts, _utc(dead_at), last_error or '', dead_at)
                 for task_id, queue_, name_, args, attempts, dead_at, last_error in rows]
 
     def scheduled_tasks(self, conn: Any, *, queue: str | None = None, name: str | None = None,
@@ -1873,6 +1880,7 @@ class DeadTask(NamedTuple):
     attempts: int
     dead_at: dt.datetime    # UTC
     error: str              # the last failure: type, message, traceback
+    key: Any = None         # dead_at as the database gave it (a page after this one starts after it)
 
 
 class ScheduledTask(NamedTuple):

@@ -217,8 +217,8 @@ class Dashboard:
         queue, name = request.arg('queue'), request.arg('name')
         before = None
         if request.arg('before'):
-            dead_at, task_id = _cursor_of(request.arg('before'))
-            before = mqueue.DeadTask(task_id, '', '', '', 0, dead_at, '')
+            when, key, task_id = _cursor_of(request.arg('before'), self.registry.dialect_of(conn))
+            before = mqueue.DeadTask(task_id, '', '', '', 0, when, '', key)
         found = self.registry.dead_tasks(conn, queue=queue, name=name, limit=PAGE_SIZE + 1, before=before)
         page, more = found[:PAGE_SIZE], len(found) > PAGE_SIZE
         rows = [[self._tick(task.id), _task_link(request, task.id, task.name), _e(task.queue), _num(task.attempts),
@@ -238,7 +238,7 @@ class Dashboard:
                                                                              ('delete', f'Delete all dead{what}')),
                                    {**filters, 'all': '1'})
         if more:
-            body += _next_page(request, '/dead', filters, 'before', page[-1].dead_at, page[-1].id, 'Older →')
+            body += _next_page(request, '/dead', filters, 'before', page[-1].key, page[-1].id, 'Older →')
         return 'Dead tasks', body
 
     def task(self, request: _Request, conn: Any) -> tuple[str, str]:
@@ -275,8 +275,8 @@ class Dashboard:
         queue, name = request.arg('queue'), request.arg('name')
         after = None
         if request.arg('after'):
-            eta, task_id = _cursor_of(request.arg('after'))
-            after = mqueue.ScheduledTask(task_id, '', '', '', 0, eta, None)
+            when, key, task_id = _cursor_of(request.arg('after'), self.registry.dialect_of(conn))
+            after = mqueue.ScheduledTask(task_id, '', '', '', 0, when, None, key)
         found = self.registry.scheduled_tasks(conn, queue=queue, name=name, limit=PAGE_SIZE + 1, after=after)
         page, more = found[:PAGE_SIZE], len(found) > PAGE_SIZE
         rows = [[self._tick(task.id), _task_link(request, task.id, task.name), _e(task.queue), _time(task.eta),
@@ -289,8 +289,7 @@ class Dashboard:
             request, '/action/run-now', request.path_qs, table + _buttons(('run-now', 'Run selected now'),
                                                                           ('cancel', 'Cancel selected')), filters)
         if more:
-            body += _next_page(request, '/scheduled', filters, 'after', mqueue._utc(page[-1].key), page[-1].id,
-                               'Later →')   # (the key: the eta as the database compares it)
+            body += _next_page(request, '/scheduled', filters, 'after', page[-1].key, page[-1].id, 'Later →')
         return 'Scheduled tasks', body
 
     def running(self, request: _Request, conn: Any) -> tuple[str, str]:
@@ -514,22 +513,21 @@ def _time(value: dt.datetime | None) -> str:
     return f'{value:%Y-%m-%d %H:%M:%S}' if value else '-'
 
 
-def _next_page(request: _Request, path: str, filters: dict, key: str, when: dt.datetime, task_id: int,
-               label: str) -> str:
+def _next_page(request: _Request, path: str, filters: dict, name: str, key: Any, task_id: int, label: str) -> str:
     """The link to the page after this one: its last row's (time, id), the keyset the next one
-    starts after."""
-    query = urlencode({**filters, key: f'{when.isoformat()},{task_id}'})
+    starts after, the time as the database gave it (its text: SQLite compares text)."""
+    query = urlencode({**filters, name: f'{key},{task_id}'})
     return f'<p>{_link(request, f"{path}?{query}", label)}</p>'
 
 
-def _cursor_of(text: str) -> tuple[dt.datetime, int]:
-    """A page's keyset cursor, 'time,id' (a link of the page before)."""
+def _cursor_of(text: str, dialect: mqueue.Dialect) -> tuple[dt.datetime, Any, int]:
+    """A page's keyset cursor, 'time,id' (a link of the page before): the time, it as a
+    parameter, and the id."""
     stamp, _, task_id = text.rpartition(',')
     try:
-        value = dt.datetime.fromisoformat(stamp.replace(' ', '+'))   # (a '+' that a hand-made link left unquoted)
         if not _ID.fullmatch(task_id):
             raise ValueError(task_id)
-        return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)), int(task_id)
+        return mqueue._utc(stamp), dialect.keyset(stamp), int(task_id)
     except ValueError:
         raise _Missing(f'no such page: {text!r} is not a time and a task id') from None
 
