@@ -2018,6 +2018,11 @@ def running_tasks(conn: Any, **filters) -> list[RunningTask]:
     return default_registry.running_tasks(conn, **filters)
 
 
+def delete_dead(conn: Any, ids: Iterable[int]) -> int:
+    """``Registry.delete_dead`` of the default registry."""
+    return default_registry.delete_dead(conn, ids)
+
+
 def run_now(conn: Any, ids: Iterable[int]) -> int:
     """``Registry.run_now`` of the default registry."""
     return default_registry.run_now(conn, ids)
