@@ -58,9 +58,10 @@ from urllib.parse import unquote, urlsplit
 __version__ = '0.4.0'
 __all__ = ['task', 'cron', 'init', 'enqueue', 'enqueue_many', 'aenqueue', 'aenqueue_many', 'current', 'Worker',
            'connect_url', 'default_registry',
-           'queue_stats', 'past_timeout', 'dead_tasks', 'retry_dead', 'cancel', 'purge_dead', 'result', 'wait_for_result',
-           'purge_results', 'Registry', 'Task', 'TaskContext', 'QueueStats', 'DeadTask', 'Result', 'Enqueued',
-           'PastTimeout', 'MQueueError', 'NoConnectionError', 'NotInTaskError', 'TaskTimeout']
+           'queue_stats', 'past_timeout', 'dead_tasks', 'scheduled_tasks', 'running_tasks', 'retry_dead',
+           'delete_dead', 'run_now', 'cancel', 'purge_dead', 'result', 'wait_for_result',
+           'purge_results', 'Registry', 'Task', 'TaskContext', 'QueueStats', 'DeadTask', 'ScheduledTask', 'RunningTask',
+           'Result', 'Enqueued', 'PastTimeout', 'MQueueError', 'NoConnectionError', 'NotInTaskError', 'TaskTimeout']
 
 logger = logging.getLogger('mqueue')
 
