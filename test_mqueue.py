@@ -2244,11 +2244,12 @@ def test_the_database_password_appears_on_no_page_and_in_no_log(db, reg, caplog)
         create = [f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'",
                   f"GRANT ALL ON test.* TO '{user}'@'127.0.0.1'"]
         drop = [f"DROP USER '{user}'@'127.0.0.1'"]
-    else:
-        create = [f"CREATE USER {user} PASSWORD '{password}'", f'GRANT ALL ON ALL TABLES IN SCHEMA public TO {user}',
-                  f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {user}']
-        drop = [f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {user}',
-                f'REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {user}', f'DROP USER {user}']
+    else:   # (the test's own tables only: GRANT ON ALL TABLES would race the other tests' DDL and autovacuum)
+        tables = f'{reg.table}, {reg.result_table}, {reg.cron_table}'
+        create = [f"CREATE USER {user} PASSWORD '{password}'", f'GRANT ALL ON {tables} TO {user}',
+                  f'GRANT ALL ON SEQUENCE {reg.table}_id_seq TO {user}']
+        drop = [f'REVOKE ALL ON {tables} FROM {user}', f'REVOKE ALL ON SEQUENCE {reg.table}_id_seq FROM {user}',
+                f'DROP USER {user}']
     for statement in create:
         query(db, statement)
     try:
