@@ -1557,13 +1557,13 @@ class Registry:
     def delete_dead(self, conn: Any, ids: Iterable[int]) -> int:
         """Delete these tasks if they are dead (one retried meanwhile is left alone); never waits
         on a worker. Returns how many."""
-        return self._dead_by_ids(conn, SQL_PURGE_DEAD, [int(task_id) for task_id in ids])
+        return self._locked_by_ids(conn, SQL_PURGE_DEAD, [int(task_id) for task_id in ids])
 
     def run_now(self, conn: Any, ids: Iterable[int]) -> int:
         """Make these waiting tasks (delayed, or waiting to retry) due at once, their attempts
         kept; a task a worker holds, or no longer waiting (due already: it keeps its place), is
         left alone: never waits on a worker. Returns how many."""
-        return self._dead_by_ids(conn, SQL_RUN_NOW, [int(task_id) for task_id in ids], lock=SQL_LOCK_WAITING)
+        return self._locked_by_ids(conn, SQL_RUN_NOW, [int(task_id) for task_id in ids], lock=SQL_LOCK_WAITING)
 
     def retry_dead(self, conn: Any, ids: Iterable[int] | None = None, *, queue: str | None = None,
                    name: str | None = None) -> int:
@@ -1579,7 +1579,7 @@ class Registry:
         if ids is None or queue is not None or name is not None:
             found = self._find(conn, *_filtered(SQL_FIND_DEAD, queue=queue, name=name))
             ids = found if ids is None else sorted(set(found) & {int(i) for i in ids})
-        return self._dead_by_ids(conn, SQL_RETRY_DEAD, [int(i) for i in ids], SQL_DELETE_RESULTS)
+        return self._locked_by_ids(conn, SQL_RETRY_DEAD, [int(i) for i in ids], SQL_DELETE_RESULTS)
 
     def cancel(self, conn: Any, task_id: int) -> bool:
         """Delete a task that no worker is running: pending (due, scheduled, waiting to retry) or
@@ -1605,7 +1605,7 @@ class Registry:
         """
         age = int(_seconds('older_than', older_than) * 1e6)
         statement, params = _filtered(SQL_FIND_DEAD_BEFORE, queue=queue, name=name)
-        return self._dead_by_ids(conn, SQL_PURGE_DEAD, self._find(conn, statement, [-age, *params]))
+        return self._locked_by_ids(conn, SQL_PURGE_DEAD, self._find(conn, statement, [-age, *params]))
 
     def result(self, conn: Any, task_id: int) -> Result:
         """What became of a task, read in the caller's transaction: ``pending`` (waiting, or
@@ -1691,11 +1691,11 @@ class Registry:
             cursor.execute(self.sql(statement, self.dialect_of(conn)), params)
             return [row[0] for row in cursor.fetchall()]
 
-    def _dead_by_ids(self, conn: Any, statement: str, ids: list[int], then: str | None = None,
+    def _locked_by_ids(self, conn: Any, statement: str, ids: list[int], then: str | None = None,
                      lock: str = SQL_LOCK_DEAD) -> int:
-        """Lock the dead tasks among ids (or those ``lock`` finds; skipping rows a worker holds),
-        run a statement on them (and ``then`` another), IDS_PER_STATEMENT at a time; the rows the
-        first changed."""
+        """Lock the tasks among ids that ``lock`` finds (the dead, or the waiting; skipping rows a
+        worker holds), run a statement on them (and ``then`` another), IDS_PER_STATEMENT at a
+        time; the rows the first changed."""
         dialect, count = self.dialect_of(conn), 0
         with _cursor(conn) as cursor:
             for start in range(0, len(ids), IDS_PER_STATEMENT):

@@ -405,7 +405,7 @@ def test_sigterm_lets_the_running_task_finish_and_commit_a_second_abandons_it(pr
         wait_for(lambda: 'finishing the running tasks' in worker.output(), what='the first signal to be handled')
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(60) == 128 + signal.SIGTERM, worker.output()
-    assert project.sql('SELECT COUNT(*) FROM shop_receipt') == [[1]], output
+    assert project.sql('SELECT COUNT(*) FROM shop_receipt') == [[1]], worker.output()
     assert project.sql('SELECT COUNT(*) FROM mqueue_task WHERE dead_at IS NULL') == [[1]]   # (back in the queue)
 
 

@@ -62,7 +62,7 @@ DEFAULT_OPTIONS = {
     'CRONS': {},                        # task module path -> cron expression (croniter's syntax, UTC)
 }
 
-# Django's priorities run higher first (-100..100); mqueue's run smaller first.
+# mqueue's states of a task as Django's Tasks framework names them (an unknown task: none).
 STATUSES = {'pending': TaskResultStatus.READY, 'running': TaskResultStatus.RUNNING,
             'succeeded': TaskResultStatus.SUCCESSFUL, 'dead': TaskResultStatus.FAILED}
 
