@@ -3502,6 +3502,32 @@ def test_a_claim_from_more_than_max_priorities_sends_one_statement_more(db, reg,
     assert crowded[0].count(w._sql(mqueue.SQL_DUE_PAIRS)) == len(w._priorities) == 40   # every pair, one statement
 
 
+def test_a_priority_found_empty_waits_behind_the_others_only_while_they_fill_the_batch(db, reg, monkeypatch):
+    """A (queue, priority) range a claim found empty is tried after the others for
+    EMPTY_RANGE_WAIT (here an hour: the test says when it ends), and only if they leave the batch
+    short: a task enqueued there meanwhile runs after a batch of the busy priority, never later
+    than the next batch those cannot fill."""
+    monkeypatch.setattr(mqueue, 'EMPTY_RANGE_WAIT', 3600.0)
+    order = []
+    reg.task(name='record')(lambda name: order.append(name))
+    with committed() as conn:
+        reg.enqueue(conn, 'record', ['a'], priority=0)
+        reg.enqueue_many(conn, 'record', [[f'b{n}'] for n in range(1, 5)], priority=1)
+    w = worker(reg, batch=2, crons=False)
+    try:
+        assert w.run_once() == 2 and order == ['a', 'b1']   # priority 0 ran dry: found empty
+        enqueued(reg, 'record', ['c'], priority=0)
+        assert w.run_once() == 2 and order[2:] == ['b2', 'b3']   # priority 1 fills the batch; c waits
+        assert w.run_once() == 2 and order[4:] == ['b4', 'c']    # priority 1 leaves it short: c comes in
+        enqueued(reg, 'record', ['d'], priority=1)
+        enqueued(reg, 'record', ['e'], priority=0)
+        monkeypatch.setattr(mqueue, 'EMPTY_RANGE_WAIT', 0.0)    # the wait over: priority order again
+        assert w.run_once() == 2 and order[6:] == ['e', 'd']
+    finally:
+        w._discard_connection()
+    assert tasks_in(db, reg) == []
+
+
 @pytest.mark.parametrize('blocks, statements', [(mqueue.PROBE_BLOCKS, 1), (7, 6)])
 def test_the_idle_probe_reads_probe_blocks_pairs_per_statement(db, reg, monkeypatch, blocks, statements):
     """One statement up to PROBE_BLOCKS (queue, priority) pairs (40 here); past that (7), one per
