@@ -41,6 +41,7 @@ import mqueue
 logger = logging.getLogger('mqueue')
 
 PAGE_SIZE = 50                  # rows per page (keyset pagination: each page reads at most this many)
+COUNT_CAP = 10_000              # the queues page counts up to this many of each kind (see queue_stats's cap)
 REFRESH_SECONDS = 5             # pages refresh on their own this often (not while a box is ticked)
 CSRF_COOKIE = 'mqueue_csrf'
 DEFAULT_REDACT = ('password', 'passwd', 'secret', 'token', 'api_key', 'apikey', 'authorization')   # (in key names)
@@ -199,10 +200,10 @@ class Dashboard:
     # Pages: each returns (title, body HTML)
 
     def overview(self, request: _Request, conn: Any) -> tuple[str, str]:
-        stats = self.registry.queue_stats(conn)
+        stats = self.registry.queue_stats(conn, cap=COUNT_CAP)
         overdue = self.registry.past_timeout(conn, limit=20)
         rows = [[_link(request, f'/dead?queue={quote(row.queue)}', row.queue) if row.dead else _e(row.queue),
-                 _num(row.ready), _num(row.scheduled), _num(row.running), _num(row.dead),
+                 _count(row.ready), _count(row.scheduled), _count(row.running), _count(row.dead),
                  _age(row.latency) if row.ready else '-'] for row in stats]
         body = _table(['Queue', 'Ready', 'Scheduled', 'Running', 'Dead', 'Oldest ready'], rows,
                       empty=f'No tasks in {_e(self.registry.table)}.')
@@ -507,6 +508,11 @@ def _status(status: str) -> str:
 
 def _num(n: int) -> str:
     return f'{n:,}'
+
+
+def _count(n: int) -> str:
+    """A count of the queues page: at the cap, at least that many."""
+    return f'{COUNT_CAP:,}+' if n >= COUNT_CAP else f'{n:,}'
 
 
 def _time(value: dt.datetime | None) -> str:

@@ -2799,10 +2799,14 @@ def test_status_lists_the_running_tasks_past_their_timeout(db, reg, ledger, tmp_
         assert (overdue.id, overdue.queue, overdue.name) == (task_id, 'default', 'slow')
         assert f':{child.pid}:' in overdue.worker and overdue.overdue > 0
         assert 0.9 <= (overdue.deadline - overdue.claimed_at).total_seconds() <= 1.1   # alone: its timeout from its claim
-        status, out, _ = cli('status', '--db', B.url, '--table', reg.table, capsys=capsys)
-        assert status == 0 and '1 running task past the timeout' in out
+        # (both table names: on SQLite a command first creates those of its tables that are missing, and
+        # that write would wait for the paused worker's transaction)
+        status, out, err = cli('status', '--db', B.url, '--table', reg.table, '--cron-table', reg.cron_table,
+                               capsys=capsys)
+        assert status == 0 and '1 running task past the timeout' in out, (out, err)
         assert re.search(rf'^ *{task_id} +default +slow +\S+:{child.pid}:\S+ +\d{{4}}-', out, re.M), out
-        status, out, _ = cli('status', '--db', B.url, '--table', reg.table, '--json', capsys=capsys)
+        status, out, _ = cli('status', '--db', B.url, '--table', reg.table, '--cron-table', reg.cron_table, '--json',
+                             capsys=capsys)
         (queue,) = json.loads(out)
         assert [task['id'] for task in queue['past_timeout']] == [task_id] and queue['running'] == 1
         assert reg.past_timeout(db, queue='other') == []
@@ -4014,11 +4018,19 @@ def test_queue_stats_count_ready_scheduled_running_dead_and_the_oldest_wait(db, 
     assert reg.queue_stats(conn, 'nothing-here') == []
     with a_running_task(reg) as reader:                        # 'hold', in queue default
         stats = {row.queue: row for row in reg.queue_stats(reader)}
+        ranged = {row.queue: row for row in reg.queue_stats(reader, cap=1000)}   # from index ranges, under the cap
+        capped = {row.queue: row[1:5] for row in reg.queue_stats(reader, cap=1)}
         reader.rollback()
     conn.close()
     assert {queue: row[1:5] for queue, row in stats.items()} == {
         'a': (2, 1, 0, 0), 'default': (0, 0, 1, 0), 'mail': (0, 1, 0, 1)}
     assert 29 < stats['a'].latency < 40 and stats['mail'].latency == stats['default'].latency == 0.0
+    assert {queue: row[1:5] for queue, row in ranged.items()} == {queue: row[1:5] for queue, row in stats.items()}
+    assert abs(ranged['a'].latency - stats['a'].latency) < 5 and ranged['mail'].latency == 0.0
+    assert capped == ({'a': (1, 1, 0, 0), 'default': (0, 0, 1, 0), 'mail': (0, 1, 0, 1)} if B.dialect.counts_by_range
+                      else {queue: row[1:5] for queue, row in stats.items()})   # (PostgreSQL: exact, one scan)
+    with pytest.raises(ValueError, match='cap'):
+        reg.queue_stats(db, cap=0)
     assert [row.queue for row in reg.queue_stats(db, 'mail')] == ['mail']
     assert mqueue.QueueStats._fields == ('queue', 'ready', 'scheduled', 'running', 'dead', 'latency')
     assert 'default' not in {row.queue for row in reg.queue_stats(db)}   # 'hold' completed: its row is gone
