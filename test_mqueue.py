@@ -2145,6 +2145,37 @@ def test_dashboard_pages_through_dead_tasks_by_keyset(db, reg):
     assert seen == [task.id for task in reg.dead_tasks(db, limit=200)]
 
 
+@pytest.mark.parametrize('blocks', [mqueue.PROBE_BLOCKS, 1])
+def test_scheduled_tasks_are_merged_across_queues_and_priorities_soonest_first(db, reg, monkeypatch, blocks):
+    """The scheduled list reads a range per (queue, priority) and merges them (past PROBE_BLOCKS
+    pairs, here 1, one statement sorts them all): either way every waiting task once, soonest
+    first across queues and priorities, page after page; due and running tasks are not listed."""
+    monkeypatch.setattr(mqueue, 'PROBE_BLOCKS', blocks)
+    expected = []
+    with committed() as conn:
+        for n in range(18):   # each queue and priority holds some; their etas interleave
+            queue, priority = ('a', 'b')[n % 2], (n % 3) - 1
+            task_id = reg.enqueue(conn, 'x', [n], queue=queue, priority=priority, delay=3600 + 60 * (17 - n))
+            expected.append((3600 + 60 * (17 - n), task_id))
+        reg.enqueue(conn, 'x', [], queue='a')                  # due: not scheduled
+    expected = [task_id for _, task_id in sorted(expected)]
+    with a_running_task(reg) as reader:                        # claimed, its eta the lease's end: not listed
+        pages, after = [], None
+        while len(pages) < 10:
+            page = reg.scheduled_tasks(reader, limit=4, after=after)
+            if not page:
+                break
+            pages.append(page)
+            after = page[-1]
+        only_b = reg.scheduled_tasks(reader, queue='b', limit=100)
+        reader.rollback()
+    listed = [task.id for page in pages for task in page]
+    assert listed == expected and len(pages) == 5
+    assert [task.id for task in only_b] == [task_id for task_id in expected
+                                            if task_id in {t.id for page in pages for t in page if t.queue == 'b'}]
+    assert len(only_b) == 9 and all(task.queue == 'b' for task in only_b)
+
+
 def test_dashboard_pages_through_scheduled_tasks_by_keyset_whatever_the_precision_of_their_times(db, reg):
     """Scheduled tasks at one instant, their etas written with microseconds, with milliseconds
     (SQLite's text: as enqueue(eta=...) wrote them once, and as it writes them now) or none: each
