@@ -58,10 +58,10 @@ from urllib.parse import unquote, urlsplit
 __version__ = '0.4.0'
 __all__ = ['task', 'cron', 'init', 'enqueue', 'enqueue_many', 'aenqueue', 'aenqueue_many', 'current', 'Worker',
            'connect_url', 'default_registry',
-           'queue_stats', 'past_timeout', 'dead_tasks', 'scheduled_tasks', 'running_tasks', 'retry_dead',
+           'queue_stats', 'throughput', 'past_timeout', 'dead_tasks', 'scheduled_tasks', 'running_tasks', 'retry_dead',
            'delete_dead', 'run_now', 'cancel', 'purge_dead', 'result', 'wait_for_result',
            'purge_results', 'Registry', 'Task', 'TaskContext', 'QueueStats', 'DeadTask', 'ScheduledTask', 'RunningTask',
-           'Result', 'Enqueued', 'PastTimeout', 'MQueueError', 'NoConnectionError', 'NotInTaskError', 'TaskTimeout']
+           'Result', 'Enqueued', 'PastTimeout', 'Throughput', 'MQueueError', 'NoConnectionError', 'NotInTaskError', 'TaskTimeout']
 
 logger = logging.getLogger('mqueue')
 
@@ -94,6 +94,9 @@ BATCH_SECONDS = 1.0             # seconds after which a batch starts no new task
 PRIORITY_REFRESH = 1.0          # seconds between looks for priorities in use while busy (x5 while idle)
 MAX_PRIORITIES = 32             # priorities in use in a queue up to which a claim tries each in turn; past
                                 # that, a read first finds those with a due task (one statement more)
+COUNTS_EVERY = 5.0              # seconds between a worker thread's writes of its throughput counts
+COUNTS_KEPT = 7200              # seconds of throughput counts kept (the dashboard shows the last hour)
+ENDINGS_COUNTED = ('task_succeeded', 'task_failed', 'task_dead')   # the events the counts count: done, failed
 EMPTY_RANGE_WAIT = 0.1          # seconds a (queue, priority) range a claim found empty is tried after the
                                 # others, only if they leave the batch short
 ERROR_BACKOFF_MIN = 0.25        # seconds: first wait after a database error; doubles per error
@@ -105,6 +108,7 @@ ARGS_MAX_BYTES = 16_777_215     # bytes in task.args, a MEDIUMTEXT
 ERROR_MAX = 8000                # characters of an error (type, message, traceback) kept in last_error
 ERRORS_KEPT = 10                # failed attempts whose errors a task keeps (in task.errors): the last ones
 RESULT_SUFFIX = '_result'       # the results table is the task table's name with this after it
+COUNTS_SUFFIX = '_counts'       # and the throughput counts' table's, with this
 DEFAULT_RESULT_KEEP = 86400.0   # seconds a result is kept with @task(result=True)
 RESULTS_PURGE_EVERY = 60.0      # seconds between a worker's deletions of expired results...
 RESULTS_PURGE_MAX = 500         # ...of at most this many (mqueue purge --results deletes them all)
@@ -316,6 +320,15 @@ SQL_COUNT_QUEUE = ('SELECT (SELECT COUNT(*) FROM (SELECT 1 AS one FROM {task}{cl
 SQL_PAST_TIMEOUT = ('SELECT id, queue, name, worker, claimed_at, deadline FROM {task}{claimed_index} '
                     'WHERE claimed_at IS NOT NULL AND {not_dead} AND deadline < %s')
 SQL_PAST_TIMEOUT_ORDER = ' ORDER BY deadline LIMIT %s'
+# Throughput: a worker thread adds the tasks it saw end in a minute of a queue (in a claim's
+# transaction, every COUNTS_EVERY seconds: the primary key's row, or a new one), and deletes the
+# minutes past COUNTS_KEPT (a few rows a queue and minute: a scan of a small table)...
+SQL_COUNT_ENDED = ('INSERT INTO {counts}{counts_alias} (queue, minute, done, failed) VALUES (%s, %s, %s, %s)'
+                   '{counts_upsert}')
+SQL_PURGE_COUNTS = 'DELETE FROM {counts} WHERE minute < %s'
+# ...and the dashboard reads the minutes since a given one.
+SQL_THROUGHPUT = 'SELECT minute, SUM(done), SUM(failed) FROM {counts} WHERE minute >= %s'
+SQL_THROUGHPUT_GROUP = ' GROUP BY minute'
 # Cancel a task no worker is running (pending or dead): look (a plain read), lock its row unless a
 # worker holds it, delete it. (A plain DELETE would wait for a running task to commit; and the look
 # first keeps a claimed row from being locked, and kept locked, by a cancel that declines it.)
@@ -414,6 +427,16 @@ CREATE TABLE IF NOT EXISTS {result} (
     PRIMARY KEY (id),
     KEY expires (expires_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Tasks ended per queue and minute, as the workers count them (the dashboard's throughput picture):
+-- each worker thread adds what it counted every few seconds; rows older than two hours are deleted.
+CREATE TABLE IF NOT EXISTS {counts} (
+    queue VARCHAR(32) NOT NULL,
+    minute DATETIME(6) NOT NULL,           -- UTC: the minute's start
+    done INT NOT NULL DEFAULT 0,           -- tasks that succeeded
+    failed INT NOT NULL DEFAULT 0,         -- attempts that failed (to be retried, or dead)
+    PRIMARY KEY (queue, minute)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 """
 
 SCHEMA_POSTGRESQL = """\
@@ -467,6 +490,16 @@ CREATE TABLE IF NOT EXISTS {result} (
     expires_at TIMESTAMP(6) NOT NULL       -- UTC: deleted after
 );
 CREATE INDEX IF NOT EXISTS {result}_expires ON {result} (expires_at);
+
+-- Tasks ended per queue and minute, as the workers count them (the dashboard's throughput picture):
+-- each worker thread adds what it counted every few seconds; rows older than two hours are deleted.
+CREATE TABLE IF NOT EXISTS {counts} (
+    queue VARCHAR(32) NOT NULL,
+    minute TIMESTAMP(6) NOT NULL,          -- UTC: the minute's start
+    done INTEGER NOT NULL DEFAULT 0,       -- tasks that succeeded
+    failed INTEGER NOT NULL DEFAULT 0,     -- attempts that failed (to be retried, or dead)
+    PRIMARY KEY (queue, minute)
+);
 """
 
 SCHEMA_SQLITE = """\
@@ -519,6 +552,16 @@ CREATE TABLE IF NOT EXISTS {result} (
     expires_at TEXT NOT NULL               -- UTC: deleted after
 );
 CREATE INDEX IF NOT EXISTS {result}_expires ON {result} (expires_at);
+
+-- Tasks ended per queue and minute, as the workers count them (the dashboard's throughput picture):
+-- each worker thread adds what it counted every few seconds; rows older than two hours are deleted.
+CREATE TABLE IF NOT EXISTS {counts} (
+    queue TEXT NOT NULL,
+    minute TEXT NOT NULL,                  -- UTC: the minute's start
+    done INTEGER NOT NULL DEFAULT 0,       -- tasks that succeeded
+    failed INTEGER NOT NULL DEFAULT 0,     -- attempts that failed (to be retried, or dead)
+    PRIMARY KEY (queue, minute)
+);
 """
 
 
@@ -579,9 +622,13 @@ class Dialect:
     counts_by_range = True          # queue_stats(cap=...) counts index ranges (else: one scan, exact)
     list_queues = SQL_QUEUES_STEPPED   # the queues with rows: queue_stats(cap=...), the scheduled list
     not_dead = 'dead_at IS NULL'    # in the statements that read the claimed index (see SQLite's)
+    counts_alias = ' AS counted'    # SQL_COUNT_ENDED's upsert: adds to the row a minute already has
+    counts_upsert = (' ON CONFLICT (queue, minute) DO UPDATE SET done = counted.done + excluded.done, '
+                     'failed = counted.failed + excluded.failed')
+    has_table = ''                  # whether a table (the parameter) exists
     FRAGMENTS = ('now', 'later', 'claim_index', 'claimed_index', 'skip_locked', 'for_update', 'insert_ignore',
                  'on_conflict_ignore', 'enqueue_head', 'enqueue_tail', 'result_into', 'result_head', 'result_tail',
-                 'kept_join', 'primary_index', 'share_lock', 'not_dead')
+                 'kept_join', 'primary_index', 'share_lock', 'not_dead', 'counts_alias', 'counts_upsert')
     # Its errors, by the code error_code() reads from a driver's exception: those that mean "try
     # again" rather than "this task is broken" (the server gave up on a statement over a lock; the
     # connection is gone), and those that mean mqueue's tables are missing or out of date.
@@ -599,7 +646,7 @@ class Dialect:
         values['rows'] = ', '.join([SQL_ENQUEUE_ROW] * lists.get('rows', 0)).format(later=self.later, now=self.now)
         values['kept'] = SQL_KEPT_FIRST + SQL_KEPT_NEXT * (lists.get('kept', 1) - 1)
         values['kept_expiry'] = self.later.replace('%s', 'kept.keep')   # now plus each row's keep
-        text = statement.format(task=task, cron=cron, result=task + RESULT_SUFFIX,
+        text = statement.format(task=task, cron=cron, result=task + RESULT_SUFFIX, counts=task + COUNTS_SUFFIX,
                                 id_limit=self.id_limit.format(n=lists.get('ids', 0)), **values)
         return text if self.param == '%s' else text.replace('%s', self.param)
 
@@ -655,6 +702,9 @@ class MySQL(Dialect):
     union_member = '({})'
     claimed_index = ' FORCE INDEX (claimed)'
     list_queues = SQL_QUEUES_DISTINCT   # (a loose index scan)
+    counts_alias, counts_upsert = '', ' ON DUPLICATE KEY UPDATE done = done + VALUES(done), failed = failed + VALUES(failed)'
+    has_table = ('SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() '
+                 'AND table_name = %s')
     has_claimed_index = ("SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE() "
                          "AND table_name = %s AND index_name = 'claimed'")
     locking_reads_at = ('SERIALIZABLE',)   # InnoDB reads with shared locks there
@@ -744,6 +794,7 @@ class PostgreSQL(Dialect):
     list_queues = SQL_WAITING_QUEUES_STEPPED
     lazy_commit = 'SET LOCAL synchronous_commit = off'
     has_claimed_index = "SELECT COUNT(to_regclass(%s || '_claimed'))"
+    has_table = 'SELECT COUNT(to_regclass(%s))'
     isolation = 'SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {level}'
     kill = 'SELECT pg_terminate_backend(%s)'
     session_exists = 'SELECT COUNT(*) FROM pg_stat_activity WHERE pid = %s'
@@ -792,6 +843,7 @@ class SQLite(Dialect):
     not_dead = 'likelihood(dead_at IS NULL, 0.9)'
     row_locks = False            # one lock, the database's: a dead worker is told by its process (same host)
     has_claimed_index = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ? || '_claimed'"
+    has_table = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
     begin = 'BEGIN IMMEDIATE'
     # In WAL mode a commit at level NORMAL (1) does not wait for the disk, and the WAL is one file
     # written in order, so the next commit at FULL (2) makes the earlier one durable too. Outside
@@ -1571,6 +1623,26 @@ class Registry:
                 return found
             found.append(priority)
 
+    def throughput(self, conn: Any, *, queue: str | None = None, minutes: int = 60) -> list[Throughput]:
+        """Tasks ended per minute (of this queue), the last ``minutes`` of them by the database's
+        clock, oldest first, every minute listed: as the workers count them, in a table of their
+        own, every few seconds (COUNTS_EVERY), so the current minute may lack the last seconds.
+        Empty if the table is missing (tables made before it existed: ``mqueue init-db`` adds it)."""
+        _whole_number('minutes', minutes, 1, COUNTS_KEPT // 60)
+        dialect = self.dialect_of(conn)
+        with _cursor(conn) as cursor:
+            cursor.execute(dialect.has_table, (self.counts_table,))
+            if not cursor.fetchone()[0]:
+                return []
+            cursor.execute(self.sql(SQL_NOW, dialect))
+            first = _utc(cursor.fetchone()[0]).replace(second=0, microsecond=0) - dt.timedelta(minutes=minutes - 1)
+            statement, params = _filtered(SQL_THROUGHPUT, queue=queue)
+            cursor.execute(self.sql(statement + SQL_THROUGHPUT_GROUP, dialect),
+                           [dialect.stamp(first.replace(tzinfo=None)), *params])
+            counted = {_utc(minute): (int(done), int(failed)) for minute, done, failed in cursor.fetchall()}
+        return [Throughput(minute, *counted.get(minute, (0, 0)))
+                for minute in (first + dt.timedelta(minutes=n) for n in range(minutes))]
+
     def past_timeout(self, conn: Any, queue: str | None = None, limit: int = 100) -> list[PastTimeout]:
         """The running tasks past their timeout (of this queue), the longest overdue first: those
         their worker could not end (it hangs, is paused, or died and a rescue has yet to bring its
@@ -1812,10 +1884,16 @@ class Registry:
     def result_table(self) -> str:
         return self.table + RESULT_SUFFIX
 
+    @property
+    def counts_table(self) -> str:
+        """The throughput counts' table: the task table's name plus ``_counts``."""
+        return self.table + COUNTS_SUFFIX
+
     def schema(self, dialect: str = 'mysql') -> str:
         """The CREATE TABLE statements for this registry's table names, for 'mysql', 'postgresql'
         or 'sqlite'."""
-        return _dialect_named(dialect).schema.format(task=self.table, cron=self.cron_table, result=self.result_table)
+        return _dialect_named(dialect).schema.format(task=self.table, cron=self.cron_table, result=self.result_table,
+                                                     counts=self.counts_table)
 
     def create_tables(self, conn: Any) -> None:
         """Run ``schema()`` for the connection's database on it (IF NOT EXISTS: safe to repeat).
@@ -1960,6 +2038,13 @@ class QueueStats(NamedTuple):
     latency: float          # seconds the oldest ready task has been due; 0.0 when none is ready
 
 
+class Throughput(NamedTuple):
+    """One minute of ``throughput``."""
+    minute: dt.datetime     # its start (UTC)
+    done: int               # tasks that succeeded
+    failed: int             # attempts that failed (to be retried, or dead)
+
+
 class PastTimeout(NamedTuple):
     """A running task past its timeout, as ``past_timeout`` lists it."""
     id: int
@@ -2096,6 +2181,11 @@ async def aenqueue_many(conn: Any, name: str, calls: Iterable[Sequence | Mapping
 def queue_stats(conn: Any, queue: str | None = None, *, cap: int | None = None) -> list[QueueStats]:
     """Ready, scheduled, running and dead tasks per queue, and latency (see ``Registry.queue_stats``)."""
     return default_registry.queue_stats(conn, queue, cap=cap)
+
+
+def throughput(conn: Any, *, queue: str | None = None, minutes: int = 60) -> list[Throughput]:
+    """Tasks ended per minute (see ``Registry.throughput``)."""
+    return default_registry.throughput(conn, queue=queue, minutes=minutes)
 
 
 def past_timeout(conn: Any, queue: str | None = None, limit: int = 100) -> list[PastTimeout]:
@@ -2648,6 +2738,7 @@ class Worker:
         self._priorities_at = -math.inf                # ...as of this time.monotonic()
         self._rescue_at = -math.inf                    # the next look for a dead worker's tasks (monotonic)
         self._rescue_possible: bool | None = None      # see _can_rescue; None: not yet known
+        self._counts_possible: bool | None = None      # see _write_counts; None: not yet known
         self._purge_at = time.monotonic() + RESULTS_PURGE_EVERY   # the next deletion of expired results
         self._watchdog = _Watchdog(self)               # times out the tasks that have a timeout
         self._given_up: str | None = None              # why a task that never returned stopped the worker...
@@ -2719,6 +2810,9 @@ class Worker:
         if time.monotonic() >= self._purge_at:
             self._purge_results()
         if getattr(self._local, 'idle', False) and not self._probe():
+            if self._counts_due(time.monotonic()):   # (no claim comes to carry them)
+                self._write_counts_alone(time.monotonic())
+                self._go_idle()
             return 0
         claimed, outcomes = self._claim()   # and the rows it rescued or buried
         buried = sum(outcome.event == 'task_dead' for outcome in outcomes)
@@ -2774,8 +2868,18 @@ class Worker:
         finally:   # (an async task's loop, however this ends)
             self._close_event_loop()
         self._inflight.pop(threading.get_ident(), None)
+        self._write_last_counts()
         self._discard_connection()
         return processed
+
+    def _write_last_counts(self) -> None:
+        """As the thread stops: what it counted since its last write."""
+        if getattr(self._local, 'counts', None):
+            try:
+                self._write_counts_alone(math.inf)
+            except Exception as exc:
+                logger.info('the throughput counts of the last seconds were not written (%s)',
+                            _describe_error(exc, short=True))
 
     def _run_threads(self, burst: bool) -> int:
         counts = [0] * self.concurrency
@@ -2848,6 +2952,7 @@ class Worker:
             return self._claim_rows(cursor)
 
     def _claim_rows(self, cursor: Any) -> tuple[list[_Claim], list[_Outcome]]:
+        self._write_counts(cursor, time.monotonic())
         pairs = self._pairs(cursor)
         runnable, outcomes = [], self._rescue(cursor) if self._rescuing(cursor) else []
         for task_id, name, args, attempts, queue, eta, _, errors in self._claim_due(cursor, pairs):
@@ -3510,10 +3615,51 @@ class Worker:
             self._report(outcomes.pop(0))
 
     def _report(self, outcome: _Outcome) -> None:
-        """Log an attempt's outcome and emit its event; called once the outcome has committed."""
+        """Log an attempt's outcome, count it, and emit its event; called once the outcome has
+        committed."""
         logger.log(outcome.level, outcome.message, *outcome.args)
+        if outcome.event in ENDINGS_COUNTED:
+            minute = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, second=0, microsecond=0)
+            counts = self._local.__dict__.setdefault('counts', {})
+            done, failed = counts.get((outcome.context.queue, minute), (0, 0))
+            succeeded = outcome.event == 'task_succeeded'
+            counts[outcome.context.queue, minute] = (done + succeeded, failed + (not succeeded))
         if outcome.event:
             self._emit(outcome.event, outcome.context, outcome.info)
+
+    def _counts_due(self, now: float) -> bool:
+        return bool(getattr(self._local, 'counts', None)) and now - getattr(self._local, 'counts_at', -math.inf) >= COUNTS_EVERY
+
+    def _write_counts_alone(self, now: float) -> None:
+        """_write_counts in a transaction of its own."""
+        with self._transaction() as conn, _cursor(conn) as cursor:
+            self._write_counts(cursor, now)
+
+    def _write_counts(self, cursor: Any, now: float) -> None:
+        """Add the tasks this thread saw end to the counts table (the throughput), at most every
+        COUNTS_EVERY seconds, and delete what is older than COUNTS_KEPT about once a minute: in
+        the claim's transaction, or while idle one of its own, never a batch's (a write that
+        conflicts costs a claim, never a batch's tasks; and a batch commits no later for it).
+        Counts are lost with a claim that does not commit: they draw a picture, not a ledger. A
+        table without it (made before it existed) is told once, and nothing is counted."""
+        if not self._counts_due(now):
+            return
+        counts = self._local.counts
+        if self._counts_possible is None:
+            cursor.execute(self.dialect.has_table, (self.registry.counts_table,))
+            self._counts_possible = bool(cursor.fetchone()[0])
+            if not self._counts_possible:
+                logger.warning('no throughput counts: table %s is missing (`mqueue init-db` adds it)',
+                               self.registry.counts_table)
+        self._local.counts, self._local.counts_at = {}, now
+        if not self._counts_possible:
+            return
+        for (queue, minute), (done, failed) in sorted(counts.items()):
+            cursor.execute(self._sql(SQL_COUNT_ENDED), (queue, self.dialect.stamp(minute), done, failed))
+        if now - getattr(self._local, 'counts_purged', -math.inf) >= 60:
+            self._local.counts_purged = now
+            oldest = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=COUNTS_KEPT)
+            cursor.execute(self._sql(SQL_PURGE_COUNTS), (self.dialect.stamp(oldest),))
 
     def _emit(self, event: str, context: TaskContext, info: dict) -> None:
         hook = self.hooks.get(event)

@@ -202,11 +202,12 @@ class Dashboard:
     def overview(self, request: _Request, conn: Any) -> tuple[str, str]:
         stats = self.registry.queue_stats(conn, cap=COUNT_CAP)
         overdue = self.registry.past_timeout(conn, limit=20)
+        minutes = self.registry.throughput(conn, minutes=60)
         rows = [[_link(request, f'/dead?queue={quote(row.queue)}', row.queue) if row.dead else _e(row.queue),
                  _count(row.ready), _count(row.scheduled), _count(row.running), _count(row.dead),
                  _age(row.latency) if row.ready else '-'] for row in stats]
         body = _table(['Queue', 'Ready', 'Scheduled', 'Running', 'Dead', 'Oldest ready'], rows,
-                      empty=f'No tasks in {_e(self.registry.table)}.')
+                      empty=f'No tasks in {_e(self.registry.table)}.') + _throughput(minutes)
         if overdue:
             body += '<h2>Running past their timeout</h2>' + _table(
                 ['Task', 'Queue', 'Worker', 'Past by'],
@@ -412,6 +413,8 @@ white-space:pre-wrap;overflow-wrap:anywhere}
 button{margin:.5em .5em 0 0;padding:.35em .8em}.done{background:#e6f4e6;padding:.4em .6em}
 .error{color:#a00}.dead{color:#a00}.note{color:#666}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}
 dd{margin:0}form.filter input{width:10em}
+svg.chart{width:100%;max-width:40em;height:5em;background:#fff;border:1px solid #ddd}
+.chart .ok{fill:#3a7}.chart .bad{fill:#c33}.chart .none{fill:#ccc}
 @media (max-width:600px){table,tbody,tr,td{display:block;width:auto}thead{display:none}
 tr{border-bottom:2px solid #ccc;padding:.3em 0}td{border:0;padding:.1em .5em;overflow-wrap:anywhere}
 td[data-label]:before{content:attr(data-label) ": ";color:#666}}
@@ -504,6 +507,35 @@ def _buttons(*buttons: tuple[str, str]) -> str:
 
 def _status(status: str) -> str:
     return f'<span class="{_e(status)}">{_e(status)}</span>'
+
+
+def _throughput(minutes: list[mqueue.Throughput]) -> str:
+    """The last hour's tasks ended per minute, as the workers count them: a bar a minute, its
+    failed attempts on top of its successes (an inline SVG, scaled to the busiest minute); a note
+    where the counts' table is missing."""
+    if not minutes:
+        return ('<h2>Last hour</h2><p class="note">No throughput counts: the table for them is missing '
+                '(<code>mqueue init-db</code> adds it).</p>')
+    done, failed = sum(m.done for m in minutes), sum(m.failed for m in minutes)
+    busiest = max(m.done + m.failed for m in minutes)
+    height, bar = 60, 6
+    bars = []
+    for n, m in enumerate(minutes):
+        tip = f'<title>{m.minute:%H:%M} UTC: {m.done:,} done, {m.failed:,} failed</title>'
+        top = height
+        for count, kind in ((m.done, 'ok'), (m.failed, 'bad')):
+            if count:
+                size = max(1.0, count / busiest * height)
+                top -= size
+                bars.append(f'<rect class="{kind}" x="{n * bar}" y="{top:.1f}" width="{bar - 1}" '
+                            f'height="{size:.1f}">{tip}</rect>')
+        if not (m.done or m.failed):
+            bars.append(f'<rect class="none" x="{n * bar}" y="{height - 1}" width="{bar - 1}" height="1">{tip}</rect>')
+    summary = (f'{done:,} done, {failed:,} failed in the last hour'
+               + (f'; the busiest minute {busiest:,}' if busiest else ''))
+    return (f'<h2>Last hour</h2><p class="note">{summary} (UTC, a bar a minute; failed attempts in red)</p>'
+            f'<svg class="chart" viewBox="0 0 {len(minutes) * bar} {height}" role="img" '
+            f'aria-label="{_e(summary)}">{"".join(bars)}</svg>')
 
 
 def _num(n: int) -> str:

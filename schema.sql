@@ -47,3 +47,13 @@ CREATE TABLE IF NOT EXISTS task_result (
     PRIMARY KEY (id),
     KEY expires (expires_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Tasks ended per queue and minute, as the workers count them (the dashboard's throughput picture):
+-- each worker thread adds what it counted every few seconds; rows older than two hours are deleted.
+CREATE TABLE IF NOT EXISTS task_counts (
+    queue VARCHAR(32) NOT NULL,
+    minute DATETIME(6) NOT NULL,           -- UTC: the minute's start
+    done INT NOT NULL DEFAULT 0,           -- tasks that succeeded
+    failed INT NOT NULL DEFAULT 0,         -- attempts that failed (to be retried, or dead)
+    PRIMARY KEY (queue, minute)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

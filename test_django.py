@@ -515,7 +515,7 @@ def test_migrate_makes_the_tables_mqueue_schema_makes(project):
             return [repr(columns).replace(prefix, 'T'), repr(sorted(constraints.items()))]
         print(json.dumps([described(mine, mine.split('_r')[0]) + described(theirs, theirs.split('_r')[0])
                           for mine, theirs in (('mqueue_task', 'ref_task'), ('mqueue_task_result', 'ref_task_result'),
-                                               ('mqueue_cron', 'ref_cron'))]))
+                                               ('mqueue_cron', 'ref_cron'), ('mqueue_task_counts', 'ref_task_counts'))]))
     ''')
     for mine_columns, mine_indexes, reference_columns, reference_indexes in described:
         assert mine_columns == reference_columns

@@ -224,7 +224,7 @@ def reg(db):
     registry = mqueue.Registry(table=f't_task_{suffix}', cron_table=f't_cron_{suffix}')
     registry.create_tables(db)
     yield registry
-    drop_tables(registry.table, registry.cron_table, registry.result_table)
+    drop_tables(registry.table, registry.cron_table, registry.result_table, registry.counts_table)
 
 
 @pytest.fixture
@@ -403,7 +403,7 @@ def test_schema_file_is_the_modules_schema():
     for dialect in ('mysql', 'postgresql', 'sqlite'):
         assert mqueue.main(['schema', '--dialect', dialect]) == 0
         assert mqueue.Registry(table='jobs').schema(dialect) == \
-            mqueue.DIALECTS[dialect].schema.format(task='jobs', cron='cron', result='jobs_result')
+            mqueue.DIALECTS[dialect].schema.format(task='jobs', cron='cron', result='jobs_result', counts='jobs_counts')
     with pytest.raises(ValueError, match='unknown dialect'):
         mqueue.Registry().schema('oracle')
 
@@ -821,7 +821,7 @@ def the_original_packages_tables(db, *rows):
         yield old
     finally:
         with cursor_of(db) as cursor:
-            cursor.execute(f'DROP TABLE IF EXISTS {old.table}, {old.cron_table}, {old.result_table}')
+            cursor.execute(f'DROP TABLE IF EXISTS {old.table}, {old.cron_table}, {old.result_table}, {old.counts_table}')
 
 
 @only('mariadb-pymysql')
@@ -958,7 +958,7 @@ def test_readme_upgrade_turns_a_0_3_table_into_the_current_one(db, reg):
         assert mqueue.Worker(connect, registry=old, poll_interval=0.01).run(burst=True) == 2 and sorted(ran) == [1, 2]
         assert query(db, f'SELECT COUNT(*) FROM {old.table}') == ((0,),)
     finally:
-        drop_tables(old.table, old.cron_table, old.result_table)
+        drop_tables(old.table, old.cron_table, old.result_table, old.counts_table)
 
 
 # mqueue 0.2's PostgreSQL schema, as it created the tables: the claim index that 0.3 replaced.
@@ -1013,12 +1013,13 @@ def test_readme_upgrade_turns_a_0_2_mysql_table_into_the_current_one(db, reg, ca
         enqueued(old, 't', [])
         assert w.run(burst=True) == 1 and w._can_rescue()
     finally:
-        drop_tables(old.table, old.cron_table, old.result_table)
+        drop_tables(old.table, old.cron_table, old.result_table, old.counts_table)
 
 
 def create_tables_from(db, schema, registry):
     """An older version's tables, from its schema text, for a registry."""
-    for statement in schema.format(task=registry.table, cron=registry.cron_table, result=registry.result_table).split(';\n'):
+    for statement in schema.format(task=registry.table, cron=registry.cron_table, result=registry.result_table,
+                                        counts=registry.counts_table).split(';\n'):
         if statement.strip():
             query(db, statement)
 
@@ -1056,7 +1057,7 @@ def test_readme_upgrade_turns_a_0_2_table_into_the_current_one(db, reg):
         assert postgresql_table_definition(db, old.cron_table) == postgresql_table_definition(db, reg.cron_table)
         assert mqueue.Worker(connect, registry=old, poll_interval=0.01).run(burst=True) == 1
     finally:
-        drop_tables(old.table, old.cron_table, old.result_table)
+        drop_tables(old.table, old.cron_table, old.result_table, old.counts_table)
 
 
 # Errors ##########################################################################################
@@ -1700,7 +1701,8 @@ def test_bench_reduced_run_drains_every_task_exactly_once(db):
                  bench.mqueue_enqueue_many(database, 2000)]
         assert all(rate > 0 for rate in rates)
     finally:
-        drop_tables(database.table, database.table + '_cron', database.registry.result_table)
+        drop_tables(database.table, database.table + '_cron', database.registry.result_table,
+                    database.registry.counts_table)
 
 
 def test_a_task_row_tells_when_it_was_enqueued_and_started_who_runs_it_and_its_failed_attempts(
@@ -4067,6 +4069,65 @@ def test_queue_stats_count_ready_scheduled_running_dead_and_the_oldest_wait(db, 
     assert 'default' not in {row.queue for row in reg.queue_stats(db)}   # 'hold' completed: its row is gone
 
 
+def test_workers_count_the_tasks_that_end_per_minute_and_the_dashboard_draws_them(db, reg, monkeypatch):
+    """The throughput picture's counts: each success is done, each failed attempt (retried or dead)
+    failed; written while the worker runs (every COUNTS_EVERY seconds, in a claim's transaction:
+    here 0.1) and as it stops; minutes older than COUNTS_KEPT deleted; every minute of the window
+    listed, oldest first; the queues page draws them."""
+    import mqueue_web
+    monkeypatch.setattr(mqueue, 'COUNTS_EVERY', 0.1)
+    reg.task(name='ok', queue='mail')(lambda: None)
+
+    @reg.task(name='bad', retries=1, backoff=0)
+    def bad():
+        raise ValueError('no')
+    old = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, second=0, microsecond=0) - dt.timedelta(hours=3)
+    query(db, f'INSERT INTO {reg.counts_table} (queue, minute, done, failed) VALUES (%s, %s, 7, 0)',
+          ('mail', B.dialect.stamp(old)))
+    db.commit()
+    w = worker(reg, queues=['mail', 'default'], crons=False)
+    thread = run_in_thread(w)
+    try:
+        with committed() as conn:
+            reg.enqueue_many(conn, 'ok', [[]] * 3)
+            reg.enqueue(conn, 'bad', [])
+
+        def ended():
+            minutes = reg.throughput(db)
+            db.rollback()
+            return (sum(m.done for m in minutes), sum(m.failed for m in minutes)) == (3, 2) and minutes
+        minutes = wait_for(ended, timeout=15)   # written while it runs
+    finally:
+        w.stop()
+        thread.join(10)
+    assert len(minutes) == 60 and all(b.minute - a.minute == dt.timedelta(minutes=1) for a, b in zip(minutes, minutes[1:]))
+    assert minutes[-1].minute <= dt.datetime.now(dt.timezone.utc) < minutes[-1].minute + dt.timedelta(minutes=1, seconds=5)
+    mail = reg.throughput(db, queue='mail', minutes=5)
+    assert len(mail) == 5 and (sum(m.done for m in mail), sum(m.failed for m in mail)) == (3, 0)
+    assert query(db, f'SELECT COUNT(*) FROM {reg.counts_table} WHERE done = 7') == ((0,),)   # 3 hours old: gone
+    page = Browserless(mqueue_web.Dashboard(connect, reg)).get('/')[2]
+    assert '<svg class="chart"' in page and '3 done, 2 failed in the last hour' in page
+    assert page.count('<rect class="ok"') >= 1 and page.count('<rect class="bad"') >= 1
+    with pytest.raises(ValueError, match='minutes'):
+        reg.throughput(db, minutes=0)
+
+
+def test_a_worker_on_tables_without_the_counts_table_runs_and_says_so_once(db, reg, caplog):
+    """Tables made before the counts' table existed: tasks run as before, one warning says what
+    adds it, throughput is empty and the dashboard says why."""
+    import mqueue_web
+    drop_tables(reg.counts_table)
+    reg.task(name='ok')(lambda: None)
+    with committed() as conn:
+        reg.enqueue_many(conn, 'ok', [[]] * 3)
+    with caplog.at_level(logging.WARNING, logger='mqueue'):
+        assert worker(reg, crons=False).run(burst=True) == 3
+    assert caplog.text.count(f'no throughput counts: table {reg.counts_table} is missing') == 1
+    assert reg.throughput(db) == [] and tasks_in(db, reg) == []
+    db.rollback()
+    assert 'No throughput counts' in Browserless(mqueue_web.Dashboard(connect, reg)).get('/')[2]
+
+
 def test_dead_tasks_are_listed_newest_first_with_their_last_error(db, reg):
     old = make_dead(db, reg, 'a', days_ago=2, error='KeyError: first\nTraceback (most recent call last): ...')
     new = make_dead(db, reg, 'b', queue='mail', days_ago=1)
@@ -4279,7 +4340,7 @@ def test_a_worker_without_its_tables_stops_with_advice(db, reg):
         assert mqueue.Worker(connect, registry=old, poll_interval=0.01).run(burst=True) == 1
         assert query(db, f'SELECT COUNT(*) FROM {old.table}') == ((0,),)
     finally:
-        drop_tables(old.table, old.result_table)
+        drop_tables(old.table, old.result_table, old.counts_table)
 
 
 def upgrade_from_0_1_sql():
@@ -4880,18 +4941,19 @@ def test_any_json_args_round_trip_through_enqueue_and_a_worker(db, reg):
 
 
 @only('mariadb-pymysql')
-def test_a_worker_needs_only_row_privileges_on_the_three_tables(db, reg, tmp_path, capsys):
-    """docs/databases.md's CREATE USER and GRANTs: SELECT, INSERT, UPDATE, DELETE on the task, cron
-    and results tables, nothing else."""
+def test_a_worker_needs_only_row_privileges_on_the_four_tables(db, reg, tmp_path, capsys):
+    """docs/databases.md's CREATE USER and GRANTs: SELECT, INSERT, UPDATE, DELETE on the task, cron,
+    results and counts tables, nothing else."""
     import pymysql
     user, password = f'mq_{uuid.uuid4().hex[:8]}', 'pw-' + uuid.uuid4().hex[:8]
     statements = [statement.strip() for statement in readme_block('grants', 'sql').split(';') if statement.strip()]
-    assert [statement.split()[0] for statement in statements] == ['CREATE', 'GRANT', 'GRANT', 'GRANT'], statements
+    assert [statement.split()[0] for statement in statements] == ['CREATE'] + ['GRANT'] * 4, statements
     conn = None
     try:
         for statement in statements:   # (the user's host is 127.0.0.1: the test connects from there)
             statement = statement.replace("'mqueue_worker'@'%'", f"'{user}'@'127.0.0.1'").replace("'...'", f"'{password}'")
             statement = statement.replace('app.task_result', f"{DB['database']}.{reg.result_table}")
+            statement = statement.replace('app.task_counts', f"{DB['database']}.{reg.counts_table}")
             statement = statement.replace('app.task ', f"{DB['database']}.{reg.table} ")
             query(db, statement.replace('app.cron', f"{DB['database']}.{reg.cron_table}"))
         ran = []
@@ -4905,6 +4967,7 @@ def test_a_worker_needs_only_row_privileges_on_the_three_tables(db, reg, tmp_pat
         conn.close()
         assert mqueue.Worker(as_user, registry=reg, poll_interval=0.01).run(burst=True) == 1 and ran == [1]
         assert query(db, f'SELECT status FROM {reg.result_table}') == (('succeeded',),)
+        assert query(db, f'SELECT SUM(done) FROM {reg.counts_table}') == ((1,),)   # written as it stopped
         listing = mqueue._CronScheduler(reg, None, functools.partial(mqueue._transaction, as_user)).listing()
         assert [row['name'] for row in listing] == ['c']   # what `mqueue crons` reads
         conn = as_user()   # and what status, dead, retry, cancel and purge do

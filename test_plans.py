@@ -118,7 +118,7 @@ def drop(backend, registry):
     conn = backend.connect(autocommit=True)
     try:
         cursor = conn.cursor()
-        for table in (registry.table, registry.cron_table, registry.result_table):
+        for table in (registry.table, registry.cron_table, registry.result_table, registry.counts_table):
             cursor.execute(f'DROP TABLE IF EXISTS {table}')
         cursor.close()
     finally:

@@ -49,7 +49,7 @@ def queue(request):
     with contextlib.suppress(Exception):
         conn.rollback()
     cursor = conn.cursor()
-    for table in (registry.table, registry.cron_table, registry.result_table):
+    for table in (registry.table, registry.cron_table, registry.result_table, registry.counts_table):
         cursor.execute(f'DROP TABLE IF EXISTS {table}')
     conn.commit()
     conn.close()

@@ -114,6 +114,7 @@ class Database:
         cursor.execute(f'DROP TABLE IF EXISTS {self.table}')
         cursor.execute(f'DROP TABLE IF EXISTS {self.table}_cron')
         cursor.execute(f'DROP TABLE IF EXISTS {self.registry.result_table}')
+        cursor.execute(f'DROP TABLE IF EXISTS {self.registry.counts_table}')
         conn.commit()
         conn.close()
 

@@ -104,7 +104,7 @@ def measure(dialect: str, rows: int, repeat: int) -> list[tuple[str, float, floa
         return results
     finally:
         cursor = conn.cursor()
-        for table in (registry.table, registry.cron_table, registry.result_table):
+        for table in (registry.table, registry.cron_table, registry.result_table, registry.counts_table):
             cursor.execute(f'DROP TABLE IF EXISTS {table}')
         conn.commit()
         conn.close()

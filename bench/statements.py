@@ -140,6 +140,7 @@ def drain(database, url, n, batch, profile):
     cursor.execute(f'DROP TABLE {table}')
     cursor.execute(f'DROP TABLE {table}_cron')
     cursor.execute(f'DROP TABLE {registry.result_table}')
+    cursor.execute(f'DROP TABLE IF EXISTS {registry.counts_table}')
     conn.commit()
     conn.close()
     if done != n or left:
