@@ -94,8 +94,9 @@ BATCH_SECONDS = 1.0             # seconds after which a batch starts no new task
 PRIORITY_REFRESH = 1.0          # seconds between looks for priorities in use while busy (x5 while idle)
 MAX_PRIORITIES = 32             # priorities in use in a queue up to which a claim tries each in turn; past
                                 # that, a read first finds those with a due task (one statement more)
-COUNTS_EVERY = 5.0              # seconds between a worker thread's writes of its throughput counts
+COUNTS_EVERY = 5.0              # seconds between a worker's writes of its throughput counts
 COUNTS_KEPT = 7200              # seconds of throughput counts kept (the dashboard shows the last hour)
+COUNTS_LOOK_AGAIN = 300.0       # seconds after which a worker looks again for a counts' table it lacked
 ENDINGS_COUNTED = ('task_succeeded', 'task_failed', 'task_dead')   # the events the counts count: done, failed
 EMPTY_RANGE_WAIT = 0.1          # seconds a (queue, priority) range a claim found empty is tried after the
                                 # others, only if they leave the batch short
@@ -292,14 +293,14 @@ SQL_QUEUE_STATS_GROUP = ' GROUP BY queue ORDER BY queue'
 # with rows, one index dive each: a loose scan of the claim index, MySQL's own (DISTINCT on an
 # index's first column), elsewhere step by step; PostgreSQL's claim index holds the rows not dead
 # only, whose queues are all the scheduled list needs (its queue_stats counts in one scan)...
-SQL_QUEUES_DISTINCT = 'SELECT DISTINCT queue FROM {task}{claim_index}'
+SQL_QUEUES_DISTINCT = 'SELECT DISTINCT queue FROM {task}{claim_index} ORDER BY queue'
 SQL_QUEUES_STEPPED = ('WITH RECURSIVE queues (queue) AS (SELECT MIN(queue) FROM {task}{claim_index} UNION ALL '
                       'SELECT (SELECT MIN(queue) FROM {task}{claim_index} WHERE queue > queues.queue) FROM queues '
-                      'WHERE queues.queue IS NOT NULL) SELECT queue FROM queues WHERE queue IS NOT NULL')
+                      'WHERE queues.queue IS NOT NULL) SELECT queue FROM queues WHERE queue IS NOT NULL ORDER BY queue')
 SQL_WAITING_QUEUES_STEPPED = ('WITH RECURSIVE queues (queue) AS (SELECT MIN(queue) FROM {task} WHERE dead_at IS NULL '
                               'UNION ALL SELECT (SELECT MIN(queue) FROM {task} WHERE dead_at IS NULL AND '
                               'queue > queues.queue) FROM queues WHERE queues.queue IS NOT NULL) '
-                              'SELECT queue FROM queues WHERE queue IS NOT NULL')
+                              'SELECT queue FROM queues WHERE queue IS NOT NULL ORDER BY queue')
 # ...per queue and priority in use (SQL_NEXT_PRIORITY), the ready and the scheduled, up to the cap
 # each (claimed rows, read past: their lease is in eta), and the oldest ready, from the claim index's
 # range of the pair, in eta order ("now" passed in)...
@@ -320,9 +321,9 @@ SQL_COUNT_QUEUE = ('SELECT (SELECT COUNT(*) FROM (SELECT 1 AS one FROM {task}{cl
 SQL_PAST_TIMEOUT = ('SELECT id, queue, name, worker, claimed_at, deadline FROM {task}{claimed_index} '
                     'WHERE claimed_at IS NOT NULL AND {not_dead} AND deadline < %s')
 SQL_PAST_TIMEOUT_ORDER = ' ORDER BY deadline LIMIT %s'
-# Throughput: a worker thread adds the tasks it saw end in a minute of a queue (in a claim's
-# transaction, every COUNTS_EVERY seconds: the primary key's row, or a new one), and deletes the
-# minutes past COUNTS_KEPT (a few rows a queue and minute: a scan of a small table)...
+# Throughput: a worker adds the tasks it saw end in a minute of a queue (every COUNTS_EVERY seconds,
+# in a transaction of its own: the primary key's row, or a new one), and deletes the minutes past
+# COUNTS_KEPT (a row a queue and minute: a scan of a small table)...
 SQL_COUNT_ENDED = ('INSERT INTO {counts}{counts_alias} (queue, minute, done, failed) VALUES (%s, %s, %s, %s)'
                    '{counts_upsert}')
 SQL_PURGE_COUNTS = 'DELETE FROM {counts} WHERE minute < %s'
@@ -2738,7 +2739,12 @@ class Worker:
         self._priorities_at = -math.inf                # ...as of this time.monotonic()
         self._rescue_at = -math.inf                    # the next look for a dead worker's tasks (monotonic)
         self._rescue_possible: bool | None = None      # see _can_rescue; None: not yet known
-        self._counts_possible: bool | None = None      # see _write_counts; None: not yet known
+        self._counts: dict[tuple[str, dt.datetime], tuple[int, int]] = {}   # (queue, minute) -> (done, failed)
+        self._counts_lock = threading.Lock()
+        self._counts_at = 0.0           # when they are next written (monotonic; see _report)
+        self._counts_purge_at = 0.0     # when minutes past COUNTS_KEPT are next deleted
+        self._counts_table: bool | None = None   # whether the counts' table is there (None: not looked yet)...
+        self._counts_look_at = 0.0      # ...and, if not, when to look again
         self._purge_at = time.monotonic() + RESULTS_PURGE_EVERY   # the next deletion of expired results
         self._watchdog = _Watchdog(self)               # times out the tasks that have a timeout
         self._given_up: str | None = None              # why a task that never returned stopped the worker...
@@ -2809,10 +2815,12 @@ class Worker:
             self.scheduler.run_due()
         if time.monotonic() >= self._purge_at:
             self._purge_results()
-        if getattr(self._local, 'idle', False) and not self._probe():
-            if self._counts_due(time.monotonic()):   # (no claim comes to carry them)
-                self._write_counts_alone(time.monotonic())
+        if time.monotonic() >= self._counts_at and self._counts:
+            idle = getattr(self._local, 'idle', False)
+            self._write_counts()
+            if idle:
                 self._go_idle()
+        if getattr(self._local, 'idle', False) and not self._probe():
             return 0
         claimed, outcomes = self._claim()   # and the rows it rescued or buried
         buried = sum(outcome.event == 'task_dead' for outcome in outcomes)
@@ -2868,18 +2876,9 @@ class Worker:
         finally:   # (an async task's loop, however this ends)
             self._close_event_loop()
         self._inflight.pop(threading.get_ident(), None)
-        self._write_last_counts()
+        self._write_counts(last=True)
         self._discard_connection()
         return processed
-
-    def _write_last_counts(self) -> None:
-        """As the thread stops: what it counted since its last write."""
-        if getattr(self._local, 'counts', None):
-            try:
-                self._write_counts_alone(math.inf)
-            except Exception as exc:
-                logger.info('the throughput counts of the last seconds were not written (%s)',
-                            _describe_error(exc, short=True))
 
     def _run_threads(self, burst: bool) -> int:
         counts = [0] * self.concurrency
@@ -2952,7 +2951,6 @@ class Worker:
             return self._claim_rows(cursor)
 
     def _claim_rows(self, cursor: Any) -> tuple[list[_Claim], list[_Outcome]]:
-        self._write_counts(cursor, time.monotonic())
         pairs = self._pairs(cursor)
         runnable, outcomes = [], self._rescue(cursor) if self._rescuing(cursor) else []
         for task_id, name, args, attempts, queue, eta, _, errors in self._claim_due(cursor, pairs):
@@ -3620,46 +3618,61 @@ class Worker:
         logger.log(outcome.level, outcome.message, *outcome.args)
         if outcome.event in ENDINGS_COUNTED:
             minute = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, second=0, microsecond=0)
-            counts = self._local.__dict__.setdefault('counts', {})
-            done, failed = counts.get((outcome.context.queue, minute), (0, 0))
             succeeded = outcome.event == 'task_succeeded'
-            counts[outcome.context.queue, minute] = (done + succeeded, failed + (not succeeded))
+            with self._counts_lock:
+                if not self._counts:   # (written COUNTS_EVERY seconds after the first task they count, at most)
+                    self._counts_at = max(self._counts_at, time.monotonic() + COUNTS_EVERY)
+                done, failed = self._counts.get((outcome.context.queue, minute), (0, 0))
+                self._counts[outcome.context.queue, minute] = (done + succeeded, failed + (not succeeded))
         if outcome.event:
             self._emit(outcome.event, outcome.context, outcome.info)
 
-    def _counts_due(self, now: float) -> bool:
-        return bool(getattr(self._local, 'counts', None)) and now - getattr(self._local, 'counts_at', -math.inf) >= COUNTS_EVERY
+    def _write_counts(self, last: bool = False) -> None:
+        """Add the tasks the worker saw end to the counts' table (the throughput), at most every
+        COUNTS_EVERY seconds (``last``: now, as a thread stops), and delete the minutes past
+        COUNTS_KEPT about once a minute: in a short transaction of their own, never a claim's or a
+        batch's, so counting neither delays nor rolls back a task, and a write that fails costs
+        nothing but its counts (kept for the next write if the failure is transient). A table
+        without it (made before it existed), or out of reach, is said once and looked at again
+        every COUNTS_LOOK_AGAIN seconds, meanwhile nothing is counted. Minutes are the worker's
+        clock's."""
+        now = time.monotonic()
+        with self._counts_lock:
+            if not self._counts or (now < self._counts_at and not last):
+                return
+            counts, self._counts, self._counts_at = self._counts, {}, now + COUNTS_EVERY
+            if self._counts_table is False and now < self._counts_look_at:
+                return   # (dropped: nowhere to write them)
+        try:   # (its commit need not wait for the disk: they draw a picture, not a ledger)
+            with self._transaction(lazy=True) as conn, _cursor(conn) as cursor:
+                if self.dialect.lazy_commit:
+                    cursor.execute(self.dialect.lazy_commit)
+                if not self._counts_table:
+                    cursor.execute(self.dialect.has_table, (self.registry.counts_table,))
+                    self._counted_table_is(bool(cursor.fetchone()[0]), now, 'is missing (`mqueue init-db` adds it)')
+                    if not self._counts_table:
+                        return
+                for (queue, minute), (done, failed) in sorted(counts.items()):   # (in key order: no deadlock)
+                    cursor.execute(self._sql(SQL_COUNT_ENDED), (queue, self.dialect.stamp(minute), done, failed))
+                if now >= self._counts_purge_at:
+                    self._counts_purge_at = now + 60
+                    oldest = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=COUNTS_KEPT)
+                    cursor.execute(self._sql(SQL_PURGE_COUNTS), (self.dialect.stamp(oldest),))
+        except Exception as exc:
+            if _retryable(exc):
+                with self._counts_lock:
+                    for key, (done, failed) in counts.items():
+                        before = self._counts.get(key, (0, 0))
+                        self._counts[key] = (before[0] + done, before[1] + failed)
+                logger.info('throughput counts not written (%s); trying again', _describe_error(exc, short=True))
+            else:
+                self._counted_table_is(False, now, f'cannot be written ({_describe_error(exc, short=True)})')
 
-    def _write_counts_alone(self, now: float) -> None:
-        """_write_counts in a transaction of its own."""
-        with self._transaction() as conn, _cursor(conn) as cursor:
-            self._write_counts(cursor, now)
-
-    def _write_counts(self, cursor: Any, now: float) -> None:
-        """Add the tasks this thread saw end to the counts table (the throughput), at most every
-        COUNTS_EVERY seconds, and delete what is older than COUNTS_KEPT about once a minute: in
-        the claim's transaction, or while idle one of its own, never a batch's (a write that
-        conflicts costs a claim, never a batch's tasks; and a batch commits no later for it).
-        Counts are lost with a claim that does not commit: they draw a picture, not a ledger. A
-        table without it (made before it existed) is told once, and nothing is counted."""
-        if not self._counts_due(now):
-            return
-        counts = self._local.counts
-        if self._counts_possible is None:
-            cursor.execute(self.dialect.has_table, (self.registry.counts_table,))
-            self._counts_possible = bool(cursor.fetchone()[0])
-            if not self._counts_possible:
-                logger.warning('no throughput counts: table %s is missing (`mqueue init-db` adds it)',
-                               self.registry.counts_table)
-        self._local.counts, self._local.counts_at = {}, now
-        if not self._counts_possible:
-            return
-        for (queue, minute), (done, failed) in sorted(counts.items()):
-            cursor.execute(self._sql(SQL_COUNT_ENDED), (queue, self.dialect.stamp(minute), done, failed))
-        if now - getattr(self._local, 'counts_purged', -math.inf) >= 60:
-            self._local.counts_purged = now
-            oldest = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=COUNTS_KEPT)
-            cursor.execute(self._sql(SQL_PURGE_COUNTS), (self.dialect.stamp(oldest),))
+    def _counted_table_is(self, there: bool, now: float, why: str) -> None:
+        if not there and self._counts_table is not False:
+            logger.warning('no throughput counts: table %s %s; looked at again every %gs',
+                           self.registry.counts_table, why, COUNTS_LOOK_AGAIN)
+        self._counts_table, self._counts_look_at = there, now + COUNTS_LOOK_AGAIN
 
     def _emit(self, event: str, context: TaskContext, info: dict) -> None:
         hook = self.hooks.get(event)

@@ -41,6 +41,8 @@ KINDS = [
     ('next priority', r'SELECT MIN\(priority\)'), ('probe', r'\(?SELECT 1 AS due'),
     ('due pairs', r'(SELECT \* FROM )?\(?SELECT (%s|\?) AS pair'),   # (a queue with over MAX_PRIORITIES in use)
     ('rescue look', r'SELECT id FROM \w+( FORCE INDEX \(claimed\))? WHERE claimed_at'),
+    ('counts', r'(INSERT INTO|DELETE FROM) \w+_counts |SELECT COUNT\((\*\) FROM (information_schema.tables|sqlite_master '
+               r"WHERE type = 'table')|to_regclass\(%s\)\))"),   # (the throughput's, every 5 s and as a worker stops)
     ('claimed index lookup', r'SELECT COUNT\((\*\) FROM (information_schema|sqlite_master)|to_regclass)'),
     ('rescue lock', r'SELECT id, name, queue, retries, eta, claimed_at, worker, '),
     ('rescue', r'UPDATE \w+ SET eta = .*, claimed_at = NULL, worker = NULL WHERE id IN'),
