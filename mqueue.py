@@ -2745,6 +2745,7 @@ class Worker:
         self._counts_purge_at = 0.0     # when minutes past COUNTS_KEPT are next deleted
         self._counts_table: bool | None = None   # whether the counts' table is there (None: not looked yet)...
         self._counts_look_at = 0.0      # ...and, if not, when to look again
+        self._counts_warned = False     # whether the log has said so since the last write that succeeded
         self._purge_at = time.monotonic() + RESULTS_PURGE_EVERY   # the next deletion of expired results
         self._watchdog = _Watchdog(self)               # times out the tasks that have a timeout
         self._given_up: str | None = None              # why a task that never returned stopped the worker...
@@ -2876,7 +2877,9 @@ class Worker:
         finally:   # (an async task's loop, however this ends)
             self._close_event_loop()
         self._inflight.pop(threading.get_ident(), None)
-        self._write_counts(last=True)
+        if self._abandon_signal is None and (getattr(self._local, 'connection', None) is not None
+                                             or 'transaction' in self.hooks):
+            self._write_counts(last=True)   # (not after an error took the connection, nor on a cold shutdown)
         self._discard_connection()
         return processed
 
@@ -3633,9 +3636,11 @@ class Worker:
         COUNTS_KEPT about once a minute: in a short transaction of their own, never a claim's or a
         batch's, so counting neither delays nor rolls back a task, and a write that fails costs
         nothing but its counts (kept for the next write if the failure is transient). A table
-        without it (made before it existed), or out of reach, is said once and looked at again
-        every COUNTS_LOOK_AGAIN seconds, meanwhile nothing is counted. Minutes are the worker's
-        clock's."""
+        without it (made before it existed), out of reach, or failing otherwise, is said once
+        (until a write succeeds) and looked at again COUNTS_LOOK_AGAIN seconds later, when there
+        are counts to write; meanwhile nothing is counted. Minutes are the worker's clock's.
+        (The purge first: its scan locks every row of the table on MySQL, and a transaction
+        that held some of them already could deadlock with another's purge.)"""
         now = time.monotonic()
         with self._counts_lock:
             if not self._counts or (now < self._counts_at and not last):
@@ -3649,30 +3654,37 @@ class Worker:
                     cursor.execute(self.dialect.lazy_commit)
                 if not self._counts_table:
                     cursor.execute(self.dialect.has_table, (self.registry.counts_table,))
-                    self._counted_table_is(bool(cursor.fetchone()[0]), now, 'is missing (`mqueue init-db` adds it)')
-                    if not self._counts_table:
+                    if not cursor.fetchone()[0]:
+                        self._counts_fail(now, 'is missing, or this account cannot see it (`mqueue init-db` adds it; '
+                                               'a worker account needs row privileges on it)')
                         return
-                for (queue, minute), (done, failed) in sorted(counts.items()):   # (in key order: no deadlock)
-                    cursor.execute(self._sql(SQL_COUNT_ENDED), (queue, self.dialect.stamp(minute), done, failed))
+                    self._counts_table = True
                 if now >= self._counts_purge_at:
                     self._counts_purge_at = now + 60
                     oldest = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=COUNTS_KEPT)
                     cursor.execute(self._sql(SQL_PURGE_COUNTS), (self.dialect.stamp(oldest),))
+                for (queue, minute), (done, failed) in sorted(counts.items()):   # (in key order: no deadlock)
+                    cursor.execute(self._sql(SQL_COUNT_ENDED), (queue, self.dialect.stamp(minute), done, failed))
+            self._counts_warned = False
         except Exception as exc:
-            if _retryable(exc):
+            if _retryable(exc) and not last:
                 with self._counts_lock:
                     for key, (done, failed) in counts.items():
                         before = self._counts.get(key, (0, 0))
                         self._counts[key] = (before[0] + done, before[1] + failed)
                 logger.info('throughput counts not written (%s); trying again', _describe_error(exc, short=True))
+            elif _retryable(exc):
+                logger.info('the last throughput counts were not written (%s)', _describe_error(exc, short=True))
             else:
-                self._counted_table_is(False, now, f'cannot be written ({_describe_error(exc, short=True)})')
+                self._counts_fail(now, f'cannot be written ({_describe_error(exc, short=True)})')
 
-    def _counted_table_is(self, there: bool, now: float, why: str) -> None:
-        if not there and self._counts_table is not False:
-            logger.warning('no throughput counts: table %s %s; looked at again every %gs',
+    def _counts_fail(self, now: float, why: str) -> None:
+        """The counts' table cannot be used: said once until a write succeeds; looked at again later."""
+        if not self._counts_warned:
+            self._counts_warned = True
+            logger.warning('no throughput counts: table %s %s; looked at again in %gs',
                            self.registry.counts_table, why, COUNTS_LOOK_AGAIN)
-        self._counts_table, self._counts_look_at = there, now + COUNTS_LOOK_AGAIN
+        self._counts_table, self._counts_look_at = False, now + COUNTS_LOOK_AGAIN
 
     def _emit(self, event: str, context: TaskContext, info: dict) -> None:
         hook = self.hooks.get(event)
