@@ -1,0 +1,257 @@
+"""A MariaDB Galera cluster of three nodes on this machine, for issue 18's scenarios: started, and
+always stopped, by a context manager.
+
+    python bench/galera.py          # starts it, prints the nodes' URLs, stops it on Enter (or Ctrl-C)
+    python bench/galera.py --drain 20000 --workers 6    # a first look: mqueue's workers on every node
+
+    with galera.Cluster() as cluster:
+        cluster.urls                # mysql://root@127.0.0.1:23307/test, ...:23308, ...:23309
+        cluster.kill(1)             # SIGKILL node 1 (0-based); cluster.start(1) brings it back
+
+Each node is the machine's own mariadbd (Debian's galera-4 provides the provider library) with
+its own data directory under a temporary folder, its own ports, socket and pid file, started with
+--no-defaults: nothing is read from, or written to, the main server's files. Nodes are found, and
+stopped, by their pid files only, never by the binary's name, which the main server shares: a
+cluster never touches the main server, and one left over by a killed run is stopped by the next
+(its folder is the same). Joiners get their state by rsync (SST) from the first node.
+"""
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MARIADBD = '/usr/sbin/mariadbd'
+PROVIDER = next((path for path in ('/usr/lib/galera/libgalera_smm.so', '/usr/lib/libgalera_smm.so')
+                 if os.path.exists(path)), '/usr/lib/galera/libgalera_smm.so')
+ROOT = Path(tempfile.gettempdir()) / 'mqueue-galera'
+USER = 'mysql' if os.geteuid() == 0 else os.environ.get('USER', 'mysql')   # whom the nodes run as
+SQL_PORT, GROUP_PORT = 23307, 24567   # node n: SQL_PORT + n; group, IST and SST ports GROUP_PORT + 10 n (+1, +2)
+
+
+class Cluster:
+    """Three (or `nodes`) Galera nodes on 127.0.0.1; a context manager that stops them all."""
+
+    def __init__(self, nodes=3, root=ROOT, name='mqueue-test'):
+        self.nodes, self.root, self.name = nodes, Path(root), name
+        self.urls = [f'mysql://root@127.0.0.1:{SQL_PORT + n}/test' for n in range(nodes)]
+        self._processes = {}   # node -> its Popen (reaped when it ends)
+
+    def __enter__(self):
+        self.stop_all()   # (a cluster a killed run left behind)
+        for n in range(self.nodes):
+            self._install(n)
+        try:
+            for n in range(self.nodes):
+                self.start(n, bootstrap=(n == 0))
+            self.wait_synced(range(self.nodes))
+            self.sql(0, 'CREATE DATABASE IF NOT EXISTS test')
+        except BaseException:
+            self.stop_all()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_all()
+
+    # one node
+
+    def datadir(self, n):
+        return self.root / f'node{n}'
+
+    def pid_file(self, n):
+        return self.datadir(n) / 'mariadbd.pid'
+
+    def _install(self, n):
+        datadir = self.datadir(n)
+        if datadir.exists():
+            subprocess.run(['rm', '-rf', str(datadir)], check=True)
+        datadir.mkdir(parents=True)
+        subprocess.run(['mariadb-install-db', '--no-defaults', f'--datadir={datadir}', f'--user={USER}',
+                        '--auth-root-authentication-method=normal', '--skip-test-db'],
+                       check=True, capture_output=True, text=True)
+        if os.geteuid() == 0:   # (the nodes run as USER: the rsync daemon of a joiner's state transfer
+            subprocess.run(['chown', '-R', f'{USER}:{USER}', str(self.root)], check=True)   # run by root drops to nobody)
+
+    def argv(self, n, bootstrap=False):
+        datadir, group = self.datadir(n), [GROUP_PORT + 10 * m for m in range(self.nodes)]
+        return [MARIADBD, '--no-defaults', f'--datadir={datadir}', f'--socket={datadir}/mariadbd.sock',
+                f'--pid-file={self.pid_file(n)}', f'--port={SQL_PORT + n}', '--bind-address=127.0.0.1',
+                f'--user={USER}', f'--log-error={datadir}/error.log', '--binlog-format=ROW',
+                '--default-storage-engine=InnoDB', '--innodb-autoinc-lock-mode=2', '--innodb-buffer-pool-size=64M',
+                '--wsrep-on=ON', f'--wsrep-provider={PROVIDER}', f'--wsrep-cluster-name={self.name}',
+                '--wsrep-cluster-address=gcomm://' + ','.join(f'127.0.0.1:{port}' for port in group),
+                f'--wsrep-node-address=127.0.0.1:{group[n]}', f'--wsrep-node-name=node{n}',
+                f'--wsrep-provider-options=gmcast.listen_addr=tcp://127.0.0.1:{group[n]};'
+                f'ist.recv_addr=127.0.0.1:{group[n] + 1}',
+                '--wsrep-sst-method=rsync', f'--wsrep-sst-receive-address=127.0.0.1:{group[n] + 2}',
+                *(['--wsrep-new-cluster'] if bootstrap else [])]
+
+    def start(self, n, bootstrap=False, timeout=120):
+        """Start node n (the first of a new cluster if `bootstrap`) and wait until it takes connections."""
+        log = open(self.datadir(n) / 'stdout.log', 'ab')
+        self._processes[n] = subprocess.Popen(self.argv(n, bootstrap), stdout=log, stderr=subprocess.STDOUT,
+                                              start_new_session=True)   # (its own process group: its SST scripts too)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if self.status(n, 'wsrep_ready') == 'ON':
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f'galera node {n} did not come up in {timeout}s: see {self.datadir(n)}/error.log')
+
+    def pid(self, n):
+        try:
+            return int(self.pid_file(n).read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def kill(self, n, sig=signal.SIGKILL, timeout=60):
+        """Signal node n (SIGKILL: a crash; SIGTERM: a clean stop) and wait for its process to end."""
+        pid = self.pid(n)
+        if pid is not None and _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + timeout
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                while _alive(pid):
+                    time.sleep(0.05)
+        process = self._processes.pop(n, None)
+        if process is not None:   # its group: a state transfer's scripts and rsync left behind
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        with contextlib.suppress(FileNotFoundError):
+            self.pid_file(n).unlink()
+
+    def stop_all(self):
+        for n in range(self.nodes):
+            self.kill(n, signal.SIGTERM, timeout=30)
+
+    # the cluster
+
+    def connect(self, n, database='mysql'):
+        import pymysql
+        return pymysql.connect(host='127.0.0.1', port=SQL_PORT + n, user='root', database=database,
+                               autocommit=True, connect_timeout=2)
+
+    def sql(self, n, statement):
+        conn = self.connect(n)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(statement)
+                return cursor.fetchall()
+        finally:
+            conn.close()
+
+    def status(self, n, variable):
+        rows = self.sql(n, f"SHOW STATUS LIKE '{variable}'")
+        return rows[0][1] if rows else None
+
+    def wait_synced(self, nodes, timeout=120):
+        """Wait until every node of `nodes` is synced in a cluster of all of them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if all(self.status(n, 'wsrep_local_state_comment') == 'Synced'
+                       and int(self.status(n, 'wsrep_cluster_size')) == self.nodes for n in nodes):
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f'galera nodes {list(nodes)} not synced in a cluster of {self.nodes} within {timeout}s')
+
+
+def _alive(pid):
+    """Whether a process is alive (a zombie is not)."""
+    try:
+        with open(f'/proc/{pid}/stat') as file:
+            return file.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def drain(cluster, tasks, workers, batch=20):
+    """A first look at mqueue on the cluster (issue 18 has the full scenarios): `tasks` tasks, each
+    inserting a ledger row in its own transaction, drained by `workers` processes spread over the
+    nodes; returns the duplicate effects, losses and Python re-runs, and the conflicts the workers
+    retried (certification failures are deadlock errors at commit)."""
+    import collections
+    import multiprocessing
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import mqueue
+    registry = mqueue.Registry(table='galera_task', cron_table='galera_cron')
+    runs = Path(tempfile.mkdtemp(prefix='mqueue-galera-runs-'))
+
+    @registry.task(name='ledger')
+    def ledger():
+        context = mqueue.current()
+        context.connection.cursor().execute('INSERT INTO galera_ledger (task_id) VALUES (%s)', (context.id,))
+        with open(runs / str(os.getpid()), 'a') as file:   # (the Python runs, committed or not)
+            file.write(f'{context.id}\n')
+
+    def work(url, conflicts):
+        worker = mqueue.Worker(mqueue.connect_url(url), registry=registry, batch=batch, crons=False,
+                               poll_interval=0.05)
+        worker.run(burst=True)
+        conflicts.put(worker.stats['lock_conflicts'])
+
+    conn = mqueue.connect_url(cluster.urls[0])()
+    cursor = conn.cursor()
+    registry.create_tables(conn)
+    cursor.execute('CREATE TABLE IF NOT EXISTS galera_ledger (id BIGINT AUTO_INCREMENT PRIMARY KEY, '
+                   'task_id BIGINT NOT NULL) ENGINE=InnoDB')
+    for start in range(0, tasks, 1000):
+        registry.enqueue_many(conn, 'ledger', [[]] * min(1000, tasks - start))
+    conn.commit()
+    fork = multiprocessing.get_context('fork')
+    conflicts = fork.Queue()
+    processes = [fork.Process(target=work, args=(cluster.urls[n % cluster.nodes], conflicts)) for n in range(workers)]
+    began = time.monotonic()
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    seconds = time.monotonic() - began
+    cursor.execute('SELECT COUNT(*), COUNT(DISTINCT task_id) FROM galera_ledger')
+    effects, distinct = cursor.fetchone()
+    cursor.execute('SELECT COUNT(*) FROM galera_task')
+    left = cursor.fetchone()[0]
+    for table in ('galera_ledger', registry.table, registry.cron_table, registry.result_table, registry.counts_table):
+        cursor.execute(f'DROP TABLE IF EXISTS {table}')
+    conn.commit()
+    conn.close()
+    ran = collections.Counter(int(line) for path in runs.iterdir() for line in path.read_text().split())
+    subprocess.run(['rm', '-rf', str(runs)], check=True)
+    return {'tasks': tasks, 'workers': workers, 'tasks_per_second': round(tasks / seconds),
+            'duplicate_effects': effects - distinct, 'lost': tasks - distinct - left, 'left': left,
+            'python_reruns': sum(n - 1 for n in ran.values()), 'conflicts_retried': sum(conflicts.get() for _ in processes)}
+
+
+def main():
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--drain', type=int, metavar='TASKS', help='drain this many tasks, report, and stop')
+    parser.add_argument('--workers', type=int, default=3, help='worker processes over the nodes (default 3)')
+    args = parser.parse_args()
+    began = time.monotonic()
+    with Cluster() as cluster:
+        print(f'galera: {cluster.nodes} nodes synced in {time.monotonic() - began:.1f} s:', *cluster.urls, sep='\n  ')
+        if args.drain:
+            report = drain(cluster, args.drain, args.workers)
+            print('galera:', ', '.join(f'{key} {value}' for key, value in report.items()))
+            return 1 if report['duplicate_effects'] or report['lost'] else 0
+        with contextlib.suppress(KeyboardInterrupt, EOFError):
+            input('Enter stops them. ')
+    print('galera: stopped')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
