@@ -327,7 +327,7 @@ SQL_PAST_TIMEOUT_ORDER = ' ORDER BY deadline LIMIT %s'
 SQL_COUNT_ENDED = ('INSERT INTO {counts}{counts_alias} (queue, minute, done, failed) VALUES (%s, %s, %s, %s)'
                    '{counts_upsert}')
 SQL_PURGE_COUNTS = 'DELETE FROM {counts} WHERE minute < %s'
-# ...and the dashboard reads the minutes since a given one.
+# ...and the dashboard reads the minutes since a given one (a scan of that small table).
 SQL_THROUGHPUT = 'SELECT minute, SUM(done), SUM(failed) FROM {counts} WHERE minute >= %s'
 SQL_THROUGHPUT_GROUP = ' GROUP BY minute'
 # Cancel a task no worker is running (pending or dead): look (a plain read), lock its row unless a
@@ -430,7 +430,7 @@ CREATE TABLE IF NOT EXISTS {result} (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- Tasks ended per queue and minute, as the workers count them (the dashboard's throughput picture):
--- each worker thread adds what it counted every few seconds; rows older than two hours are deleted.
+-- each worker adds what it counted every few seconds; rows older than two hours are deleted.
 CREATE TABLE IF NOT EXISTS {counts} (
     queue VARCHAR(32) NOT NULL,
     minute DATETIME(6) NOT NULL,           -- UTC: the minute's start
@@ -493,7 +493,7 @@ CREATE TABLE IF NOT EXISTS {result} (
 CREATE INDEX IF NOT EXISTS {result}_expires ON {result} (expires_at);
 
 -- Tasks ended per queue and minute, as the workers count them (the dashboard's throughput picture):
--- each worker thread adds what it counted every few seconds; rows older than two hours are deleted.
+-- each worker adds what it counted every few seconds; rows older than two hours are deleted.
 CREATE TABLE IF NOT EXISTS {counts} (
     queue VARCHAR(32) NOT NULL,
     minute TIMESTAMP(6) NOT NULL,          -- UTC: the minute's start
@@ -555,7 +555,7 @@ CREATE TABLE IF NOT EXISTS {result} (
 CREATE INDEX IF NOT EXISTS {result}_expires ON {result} (expires_at);
 
 -- Tasks ended per queue and minute, as the workers count them (the dashboard's throughput picture):
--- each worker thread adds what it counted every few seconds; rows older than two hours are deleted.
+-- each worker adds what it counted every few seconds; rows older than two hours are deleted.
 CREATE TABLE IF NOT EXISTS {counts} (
     queue TEXT NOT NULL,
     minute TEXT NOT NULL,                  -- UTC: the minute's start

@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS task_result (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- Tasks ended per queue and minute, as the workers count them (the dashboard's throughput picture):
--- each worker thread adds what it counted every few seconds; rows older than two hours are deleted.
+-- each worker adds what it counted every few seconds; rows older than two hours are deleted.
 CREATE TABLE IF NOT EXISTS task_counts (
     queue VARCHAR(32) NOT NULL,
     minute DATETIME(6) NOT NULL,           -- UTC: the minute's start
