@@ -1594,13 +1594,8 @@ class Registry:
     def _capped_stats(self, cursor: Any, dialect: Dialect, now: Any, queue: str | None, cap: int) -> list[tuple]:
         """queue_stats's rows from index ranges: a statement per queue and priority in use, and
         one more per queue; each count stops at cap."""
-        if queue is None:
-            cursor.execute(self.sql(dialect.list_queues, dialect))
-            queues = [row[0] for row in cursor.fetchall()]
-        else:
-            queues = [queue]
         rows = []
-        for name in queues:
+        for name in self._queues(cursor, dialect, queue):
             ready, scheduled, oldest = 0, 0, None
             for priority in self._priorities_in_use(cursor, dialect, name):
                 cursor.execute(self.sql(SQL_COUNT_PAIR, dialect), (name, priority, now, cap) * 2 + (name, priority, now))
@@ -1613,6 +1608,13 @@ class Registry:
             if ready or scheduled or running or dead:
                 rows.append((name, ready, scheduled, running, dead, oldest))
         return rows
+
+    def _queues(self, cursor: Any, dialect: Dialect, queue: str | None) -> list[str]:
+        """Just ``queue`` if given, else the queues with rows (Dialect.list_queues), in order."""
+        if queue is not None:
+            return [queue]
+        cursor.execute(self.sql(dialect.list_queues, dialect))
+        return [row[0] for row in cursor.fetchall()]
 
     def _priorities_in_use(self, cursor: Any, dialect: Dialect, queue: str) -> list[int]:
         """The priorities of a queue's rows that are not dead, smallest first: one index dive each."""
@@ -1687,12 +1689,8 @@ class Registry:
         with _cursor(conn) as cursor:
             cursor.execute(self.sql(SQL_NOW, dialect))
             now = cursor.fetchone()[0]
-            if queue is None:
-                cursor.execute(self.sql(dialect.list_queues, dialect))
-                queues = [row[0] for row in cursor.fetchall()]
-            else:
-                queues = [queue]
-            pairs = [(q, priority) for q in queues for priority in self._priorities_in_use(cursor, dialect, q)]
+            pairs = [(q, priority) for q in self._queues(cursor, dialect, queue)
+                     for priority in self._priorities_in_use(cursor, dialect, q)]
             after_sql, after_params = '', []
             if after is not None:   # (its key as the database gave it, where the caller kept it)
                 key = after.key if after.key is not None else dialect.stamp(
@@ -2816,11 +2814,9 @@ class Worker:
             self.scheduler.run_due()
         if time.monotonic() >= self._purge_at:
             self._purge_results()
-        if time.monotonic() >= self._counts_at and self._counts:
-            idle = getattr(self._local, 'idle', False)
-            self._write_counts()
-            if idle:
-                self._go_idle()
+        idle = getattr(self._local, 'idle', False)
+        if self._write_counts() and idle:   # (its transaction took the connection out of idle mode)
+            self._go_idle()
         if getattr(self._local, 'idle', False) and not self._probe():
             return 0
         claimed, outcomes = self._claim()   # and the rows it rescued or buried
@@ -3104,11 +3100,12 @@ class Worker:
                     empty: dict[tuple[str, int], float]) -> None:
         """Add a claim statement's rows; fewer than it asked for means its pairs have no more."""
         rows += fetched
+        found_empty = time.monotonic() if len(fetched) < wanted else None
         for pair in pairs:
-            if len(fetched) < wanted:
-                empty[pair] = time.monotonic()
-            else:
+            if found_empty is None:
                 empty.pop(pair, None)
+            else:
+                empty[pair] = found_empty
 
     def _probe(self) -> bool:
         """Whether a task is due, or a dead worker's is to be rescued (asked while idle, in
@@ -3630,7 +3627,7 @@ class Worker:
         if outcome.event:
             self._emit(outcome.event, outcome.context, outcome.info)
 
-    def _write_counts(self, last: bool = False) -> None:
+    def _write_counts(self, last: bool = False) -> bool:
         """Add the tasks the worker saw end to the counts' table (the throughput), at most every
         COUNTS_EVERY seconds (``last``: now, as a thread stops), and delete the minutes past
         COUNTS_KEPT about once a minute: in a short transaction of their own, never a claim's or a
@@ -3640,14 +3637,15 @@ class Worker:
         (until a write succeeds) and looked at again COUNTS_LOOK_AGAIN seconds later, when there
         are counts to write; meanwhile nothing is counted. Minutes are the worker's clock's.
         (The purge first: its scan locks every row of the table on MySQL, and a transaction
-        that held some of them already could deadlock with another's purge.)"""
+        that held some of them already could deadlock with another's purge.) Returns whether it
+        used a transaction."""
         now = time.monotonic()
         with self._counts_lock:
             if not self._counts or (now < self._counts_at and not last):
-                return
+                return False
             counts, self._counts, self._counts_at = self._counts, {}, now + COUNTS_EVERY
             if self._counts_table is False and now < self._counts_look_at:
-                return   # (dropped: nowhere to write them)
+                return False   # (dropped: nowhere to write them)
         try:   # (its commit need not wait for the disk: they draw a picture, not a ledger)
             with self._transaction(lazy=True) as conn, _cursor(conn) as cursor:
                 if self.dialect.lazy_commit:
@@ -3657,7 +3655,7 @@ class Worker:
                     if not cursor.fetchone()[0]:
                         self._counts_fail(now, 'is missing, or this account cannot see it (`mqueue init-db` adds it; '
                                                'a worker account needs row privileges on it)')
-                        return
+                        return True
                     self._counts_table = True
                 if now >= self._counts_purge_at:
                     self._counts_purge_at = now + 60
@@ -3677,6 +3675,7 @@ class Worker:
                 logger.info('the last throughput counts were not written (%s)', _describe_error(exc, short=True))
             else:
                 self._counts_fail(now, f'cannot be written ({_describe_error(exc, short=True)})')
+        return True
 
     def _counts_fail(self, now: float, why: str) -> None:
         """The counts' table cannot be used: said once until a write succeeds; looked at again later."""
