@@ -2659,6 +2659,8 @@ class Worker:
     Args:
         connect: a zero-argument callable returning a new DB-API connection (one per thread), or
             one open connection for a one-thread worker. May be None with a ``transaction`` hook.
+            A list of callables, one per database: each thread serves them in rotation, a batch
+            from each in turn, each with its own connection (docs/scaling.md).
         queues: the queues to serve; default ``registry.queues()``.
         registry: default the module's registry. tasks: a package (or list) whose modules are
             all imported first, so their tasks register.
@@ -2692,7 +2694,7 @@ class Worker:
             task_started/task_succeeded/task_failed/task_dead(context, **info): events.
     """
 
-    def __init__(self, connect: Callable[[], Any] | Any | None, queues: Sequence[str] | None = None, *,
+    def __init__(self, connect: Callable[[], Any] | Sequence[Callable[[], Any]] | Any | None, queues: Sequence[str] | None = None, *,
                  registry: Registry | None = None, tasks: str | Sequence[str] | None = None,
                  concurrency: int = 1, batch: int = DEFAULT_BATCH, lease: float = DEFAULT_LEASE,
                  rescue_after: float | None = DEFAULT_RESCUE_AFTER,
@@ -2705,6 +2707,16 @@ class Worker:
         if unknown:
             raise ValueError(f'unknown hooks {sorted(unknown)}; the hooks are {", ".join(HOOKS)}')
         self.hooks = dict(hooks or {})
+        databases = list(connect) if isinstance(connect, (list, tuple)) else [connect]
+        if not databases:
+            raise ValueError('Worker needs a connection factory: an empty list was given')
+        if len(databases) > 1:
+            if 'transaction' in self.hooks:
+                raise ValueError('a transaction hook serves one database: give one connect, or no hook')
+            if any(hasattr(each, 'cursor') or not callable(each) for each in databases):
+                raise ValueError('several databases are served from the worker\'s own threads: give a connection '
+                                 'factory for each (e.g. mqueue.connect_url(url)), not open connections')
+        connect = databases[0]
         if connect is None and 'transaction' not in self.hooks:
             raise ValueError('Worker needs connect, or a transaction hook')
         if connect is not None and (hasattr(connect, 'cursor') or not callable(connect)):   # a connection
@@ -2749,6 +2761,16 @@ class Worker:
         self._given_up: str | None = None              # why a task that never returned stopped the worker...
         self._lost_threads: set[threading.Thread] = set()   # ...the threads it holds, not waited for...
         self._recording: list[threading.Thread] = []   # ...and the threads recording their batches
+        # Several databases: a worker of each, run in rotation by this one's threads (_rotate),
+        # sharing its stop and its stats; everything else (connections, rescue, crons, counts) is
+        # each database's own.
+        self._databases = [Worker(each, queues, registry=self.registry, concurrency=concurrency, batch=batch,
+                                  lease=lease, rescue_after=rescue_after, poll_interval=poll_interval, timeout=timeout,
+                                  isolation=isolation, crons=crons, hooks=hooks)
+                           for each in databases] if len(databases) > 1 else []
+        self._rotated = False   # whether this is one of them (its log lines then name its database)
+        for worker in self._databases:
+            worker._stopping, worker.stats, worker._rotated = self._stopping, self.stats, True
 
     # The loop
 
@@ -2761,19 +2783,25 @@ class Worker:
         """
         if not self.registry.tasks:
             raise MQueueError('no tasks are registered: import your tasks, or pass tasks="package"')
-        self._refuse_unenforceable_timeouts()
-        if any(thread.is_alive() for thread in self._lost_threads):
-            raise MQueueError(f'{self._given_up}; its task still runs, so this worker cannot run again: start a new '
-                              'process')
+        involved = [self, *self._databases]
+        for worker in involved:
+            worker._refuse_unenforceable_timeouts()
+            if any(thread.is_alive() for thread in worker._lost_threads):
+                raise MQueueError(f'{worker._given_up}; its task still runs, so this worker cannot run again: start a '
+                                  'new process')
         self._stopping.clear()
-        self._signals, self._abandon_signal = 0, None
-        self._given_up, self._lost_threads, self._recording = None, set(), []
+        self._signals = 0
+        for worker in involved:
+            worker._abandon_signal = None
+            worker._given_up, worker._lost_threads, worker._recording = None, set(), []
         # The handlers first: a deploy may stop a worker that has just started (systemd and
         # Kubernetes send SIGTERM at any moment), and until they are in, SIGTERM kills the process.
         with self._signal_handlers():
             queues = self._served_queues()
+            named = [worker.connect.description for worker in self._databases or [self]
+                     if hasattr(worker.connect, 'description')]
             logger.info('mqueue %s worker starting: %squeues %s, concurrency %d, batch %d, tasks %d', __version__,
-                        f'database {self.connect.description}, ' if hasattr(self.connect, 'description') else '',
+                        f'database{"s" if len(named) > 1 else ""} {", ".join(named)}, ' if named else '',
                         ', '.join(queues), self.concurrency, self.batch, len(self.registry.tasks))
             if self.scheduler:
                 self.scheduler.report_unserved(queues)
@@ -2782,16 +2810,17 @@ class Worker:
             # returns, this thread can still stop the worker (not with one connection given: the
             # caller's thread owns it); so does every task where this thread's event loop runs.
             in_thread = self._has_timeouts() and not isinstance(self.connect, _SharedConnection)
-            if self.concurrency == 1 and not in_thread and asyncio._get_running_loop() is None:
+            if self.concurrency == 1 and not in_thread and not self._databases and asyncio._get_running_loop() is None:
                 processed = self._loop(burst)
             else:
                 processed = self._run_threads(burst)
             if self._abandon_signal is not None:
                 raise _ColdShutdown(self._abandon_signal)
-            if self._given_up:
-                for recording in self._recording:   # the given-up task's batch, recorded before the process exits
-                    recording.join(SQLITE_BUSY_TIMEOUT)
-                raise MQueueError(self._given_up)
+            for worker in involved:
+                if worker._given_up:
+                    for recording in worker._recording:   # the given-up task's batch, recorded before the process exits
+                        recording.join(SQLITE_BUSY_TIMEOUT)
+                    raise MQueueError(worker._given_up)
         logger.info('mqueue worker stopped after %d tasks', processed)
         return processed
 
@@ -2801,7 +2830,9 @@ class Worker:
 
     def run_once(self) -> int:
         """Enqueue the crons that are due, then claim one batch of due tasks and process it.
-        Returns how many tasks were processed."""
+        Returns how many tasks were processed (with several databases: a batch from each)."""
+        if self._databases:
+            return sum(worker._step() for worker in self._databases)
         return self._step()
 
     def _step(self) -> int:
@@ -2840,52 +2871,93 @@ class Worker:
         return len(claimed) + buried
 
     def _loop(self, burst: bool) -> int:
-        processed, errors = 0, 0
+        processed = 0
         try:
             while not self._stopping.is_set():
-                try:
-                    done = self._step()
-                except Exception as exc:
-                    if _lock_conflict(exc):   # InnoDB rolled the transaction back; the connection is fine
-                        self.stats['lock_conflicts'] += 1
-                        logger.info('lock conflict (%s); retrying', _describe_error(exc, short=True))
-                        self._stopping.wait(random.uniform(0, 0.01))
-                        continue
-                    problem = _schema_problem(exc)
-                    if problem:   # no table, or an older one: waiting will not create it
-                        raise MQueueError(problem) from exc
-                    if isinstance(exc, MQueueError) or (burst and not _retryable(exc)):
-                        raise   # a server or setup mqueue cannot work with: retrying will not help
-                    errors += 1
-                    wait = _jittered(min(ERROR_BACKOFF_MAX, ERROR_BACKOFF_MIN * 2 ** (errors - 1)))
-                    logger.warning('worker error (%s); retrying in %.2fs', _describe_error(exc, short=True), wait,
-                                   exc_info=not _retryable(exc))
-                    self._inflight.pop(threading.get_ident(), None)
-                    self._discard_connection()
+                done, wait = self._turn(burst)
+                if done is None:   # an error, or a lock conflict: the same step again after the wait
                     self._stopping.wait(wait)
                     continue
-                errors = 0
                 processed += done
                 if not done:
                     if burst:
                         break
                     self._wait_idle(self._idle_wait())
-        finally:   # (an async task's loop, however this ends)
-            self._close_event_loop()
+        finally:
+            self._end_thread()
+        return processed
+
+    def _turn(self, burst: bool) -> tuple[int | None, float]:
+        """One step, with the loop's handling of its errors: (tasks processed, 0.0), or (None,
+        seconds to wait) after an error that a later step may not meet. Raises the others."""
+        try:
+            done = self._step()
+        except Exception as exc:
+            if _lock_conflict(exc):   # InnoDB rolled the transaction back; the connection is fine
+                self.stats['lock_conflicts'] += 1
+                logger.info('lock conflict (%s); retrying', _describe_error(exc, short=True))
+                return None, random.uniform(0, 0.01)
+            problem = _schema_problem(exc)
+            if problem:   # no table, or an older one: waiting will not create it
+                raise MQueueError(problem) from exc
+            if isinstance(exc, MQueueError) or (burst and not _retryable(exc)):
+                raise   # a server or setup mqueue cannot work with: retrying will not help
+            self._local.errors = errors = getattr(self._local, 'errors', 0) + 1
+            wait = _jittered(min(ERROR_BACKOFF_MAX, ERROR_BACKOFF_MIN * 2 ** (errors - 1)))
+            logger.warning('worker error (%s%s); retrying in %.2fs', _describe_error(exc, short=True),
+                           f' on {self.connect.description}' if self._rotated else '', wait,
+                           exc_info=not _retryable(exc))
+            self._inflight.pop(threading.get_ident(), None)
+            self._discard_connection()
+            return None, wait
+        self._local.errors = 0
+        return done, 0.0
+
+    def _end_thread(self) -> None:
+        """A worker thread's last words on this database: its counts, and its connection closed."""
+        self._close_event_loop()   # (an async task's loop, however the thread ends)
         self._inflight.pop(threading.get_ident(), None)
         if self._abandon_signal is None and (getattr(self._local, 'connection', None) is not None
                                              or 'transaction' in self.hooks):
             self._write_counts(last=True)   # (not after an error took the connection, nor on a cold shutdown)
         self._discard_connection()
+
+    def _rotate(self, burst: bool) -> int:
+        """A thread's loop over several databases: a step (a batch) from each in turn. A database
+        found idle is polled again after its poll interval, one whose step failed after its
+        backoff; meanwhile the others go on, so a database that is down delays them by no more
+        than a failed connection attempt. The thread sleeps only when every database waits. (No
+        PostgreSQL NOTIFY wait here: it would hold the thread on one database.)"""
+        workers = self._databases
+        processed, ready_at, emptied = 0, [0.0] * len(workers), [False] * len(workers)
+        try:
+            while not self._stopping.is_set():
+                for slot, worker in enumerate(workers):
+                    if self._stopping.is_set() or time.monotonic() < ready_at[slot]:
+                        continue
+                    done, wait = worker._turn(burst)
+                    processed += done or 0
+                    emptied[slot] = done == 0
+                    if done is None:
+                        ready_at[slot] = time.monotonic() + wait
+                    elif not done:
+                        ready_at[slot] = time.monotonic() + (0.0 if burst else worker._idle_wait())
+                if burst and all(emptied):
+                    break
+                self._stopping.wait(max(0.0, min(ready_at) - time.monotonic()))
+        finally:
+            for worker in workers:
+                worker._end_thread()
         return processed
 
     def _run_threads(self, burst: bool) -> int:
         counts = [0] * self.concurrency
+        involved = [self, *self._databases]
         failures: list[BaseException] = []
 
         def serve(slot: int) -> None:
             try:
-                counts[slot] = self._loop(burst)
+                counts[slot] = self._rotate(burst) if self._databases else self._loop(burst)
             except BaseException as exc:   # burst mode re-raises; hand it to run()
                 failures.append(exc)
                 self._stopping.set()
@@ -2894,10 +2966,11 @@ class Worker:
         for thread in threads:
             thread.start()
         for thread in threads:
-            while thread.is_alive() and thread not in self._lost_threads:
+            while thread.is_alive() and not any(thread in worker._lost_threads for worker in involved):
                 thread.join(0.05)   # a short join keeps the main thread responsive to signals
                 if self._abandon_signal is not None:
-                    self._abandon_threads()
+                    for worker in self._databases or [self]:
+                        worker._abandon_threads()
                     raise _ColdShutdown(self._abandon_signal)
         if failures:
             raise failures[0]
@@ -3818,7 +3891,8 @@ class Worker:
             logger.warning('%s: finishing the running tasks, then stopping (send it again to abandon them)', name)
             return
         logger.warning('%s again: abandoning the running tasks; they return to the queue', name)
-        self._abandon_signal = signum
+        for worker in (self, *self._databases):
+            worker._abandon_signal = signum
         if getattr(self._local, 'in_task', False):
             raise _ColdShutdown(signum)
 
@@ -4041,6 +4115,13 @@ def main(argv: Sequence[str] | None = None, *,
     parser, subparsers = _parser(own_database=database is None)
     args = parser.parse_args(argv)
     args.database = database
+    if hasattr(args, 'dbs'):   # (not where main()'s database is given, nor for schema)
+        args.dbs = args.dbs or [os.environ.get('MQUEUE_DATABASE_URL') or DEFAULT_DATABASE_URL]
+        args.db = args.dbs[0]
+        if len(args.dbs) > 1 and args.command not in _ON_EACH_DATABASE:
+            subparsers[args.command].error(f'{args.command} works on one database: give one --db')
+        if len(args.dbs) > 1 and getattr(args, 'ids', None):
+            subparsers[args.command].error('task ids are numbered per database: give one --db with ids')
     if args.command == 'retry' and not (args.ids or args.queue or args.name or args.all):
         subparsers['retry'].error('give task ids, --queue and/or --name, or --all')
     if args.command == 'purge' and (args.older_than is None) == (not args.results):
@@ -4048,15 +4129,49 @@ def main(argv: Sequence[str] | None = None, *,
     if args.command == 'purge' and args.results and (args.queue or args.name):
         subparsers['purge'].error('--queue and --name choose dead tasks; --results deletes every expired result')
     try:
+        if len(getattr(args, 'dbs', ())) > 1 and args.command != 'worker':
+            return _on_each_database(args)
         return _COMMANDS[args.command](args)
     except _ColdShutdown as exc:
         return 128 + exc.args[0]
     except Exception as exc:
-        database = _database_error(exc)
-        if not database and not isinstance(exc, (MQueueError, ValueError, ImportError)):
-            raise   # a bug, not a situation: keep its traceback
-        _fail(args, _schema_problem(exc) or (_describe_error(exc, short=True) if database else str(exc)))
+        _fail(args, _failure(exc))
         return 1
+
+
+def _failure(exc: Exception) -> str:
+    """What a command that failed says, in one line; a bug (not a situation) is raised again."""
+    database = _database_error(exc)
+    if not database and not isinstance(exc, (MQueueError, ValueError, ImportError)):
+        raise exc   # keep its traceback
+    return _schema_problem(exc) or (_describe_error(exc, short=True) if database else str(exc))
+
+
+# The commands an operator may run on several databases at once (repeated --db): each runs on
+# every database in turn, under a heading naming it (with --json: one list, an entry each), and
+# one database that fails does not stop the others. Task ids are numbered per database, so a
+# command given ids takes one --db.
+_ON_EACH_DATABASE = ('worker', 'status', 'dead', 'retry', 'purge', 'crons', 'init-db')
+
+
+def _on_each_database(args: argparse.Namespace) -> int:
+    status, entries = 0, []
+    for url in args.dbs:
+        one = argparse.Namespace(**{**vars(args), 'db': url, 'collected': [] if args.json else None})
+        name = connect_url(url).description
+        if not args.json:
+            print(f'== {name} ==' if url == args.dbs[0] else f'\n== {name} ==', flush=True)
+        try:
+            status = max(status, _COMMANDS[args.command](one))
+            entries.append({'database': name, 'result': one.collected[0] if one.collected else None})
+        except Exception as exc:
+            message = _failure(exc)
+            _fail(one, message)
+            entries.append({'database': name, 'error': message})
+            status = 1
+    if args.json:
+        _print_json(args, entries)
+    return status
 
 
 def _parser(own_database: bool = True) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -4077,10 +4192,12 @@ def _parser(own_database: bool = True) -> tuple[argparse.ArgumentParser, dict[st
             name, help=summary, description=summary + '.', epilog='examples:\n' + examples,
             formatter_class=argparse.RawDescriptionHelpFormatter)
         if database and own_database:
-            sub.add_argument('--db', metavar='URL', default=os.environ.get('MQUEUE_DATABASE_URL') or DEFAULT_DATABASE_URL,
+            several = name in _ON_EACH_DATABASE
+            sub.add_argument('--db', metavar='URL', action='append', dest='dbs',
                              help='database URL: sqlite:///path.db, postgresql://user:password@host/db or '
                                   'mysql://user:password@host/db (default: $MQUEUE_DATABASE_URL, else '
-                                  f'{DEFAULT_DATABASE_URL}, whose tables are created if missing)')
+                                  f'{DEFAULT_DATABASE_URL}, whose tables are created if missing)'
+                                  + ('; repeat it for several databases' if several else ''))
         if own_database:
             sub.add_argument('--table', metavar='NAME', default=DEFAULT_TABLE, help='task table name (default task)')
             sub.add_argument('--cron-table', metavar='NAME', default=DEFAULT_CRON_TABLE,
@@ -4209,6 +4326,8 @@ def _run_worker(args: argparse.Namespace) -> int:
                 if threading.current_thread() is threading.main_thread() else {})
     try:
         registry, connect = _open_database(args, tasks=True)
+        if len(getattr(args, 'dbs', ())) > 1:   # one worker serving them all, in rotation
+            connect = [connect, *(_connect_to(args, registry, url) for url in args.dbs[1:])]
         logging.basicConfig(level=getattr(logging, args.log_level),
                             format='%(asctime)s %(levelname)s %(name)s: %(message)s')
         Worker(connect, args.queues, registry=registry, concurrency=args.concurrency, crons=not args.no_crons,
@@ -4229,7 +4348,7 @@ def _show_status(args: argparse.Namespace) -> int:
         stats = registry.queue_stats(conn, args.queue)
         overdue = registry.past_timeout(conn, args.queue)
     if args.json:   # (each queue with its tasks past their timeout)
-        _print_json([{**row._asdict(), 'past_timeout': [task._asdict() for task in overdue if task.queue == row.queue]}
+        _print_json(args, [{**row._asdict(), 'past_timeout': [task._asdict() for task in overdue if task.queue == row.queue]}
                      for row in stats])
     elif not stats:
         print(f'no tasks{f" in queue {args.queue}" if args.queue else ""} ({registry.table} in {connect.description})')
@@ -4250,7 +4369,7 @@ def _show_dead(args: argparse.Namespace) -> int:
     with _transaction(connect) as conn:
         dead = registry.dead_tasks(conn, queue=args.queue, name=args.name, limit=args.limit)
     if args.json:
-        _print_json([row._asdict() for row in dead])
+        _print_json(args, [row._asdict() for row in dead])
     elif not dead:
         print('no dead tasks')
     elif args.full:
@@ -4268,7 +4387,7 @@ def _retry(args: argparse.Namespace) -> int:
     registry, connect = _open_database(args)
     with _transaction(connect) as conn:
         count = registry.retry_dead(conn, args.ids or None, queue=args.queue, name=args.name)
-    _print_json({'retried': count}) if args.json else print(f'{_count(count, "dead task")} brought back')
+    _print_json(args, {'retried': count}) if args.json else print(f'{_count(count, "dead task")} brought back')
     return 0
 
 
@@ -4283,7 +4402,7 @@ def _cancel(args: argparse.Namespace) -> int:
                 refused[task_id] = ('a worker is running it' if registry.exists(conn, task_id)
                                     else 'no such task (finished, or never enqueued)')
     if args.json:
-        _print_json({'cancelled': cancelled, 'not_cancelled': [{'id': i, 'reason': r} for i, r in refused.items()]})
+        _print_json(args, {'cancelled': cancelled, 'not_cancelled': [{'id': i, 'reason': r} for i, r in refused.items()]})
     elif cancelled:
         print(f'cancelled {", ".join(map(str, cancelled))}')
     if refused:
@@ -4298,7 +4417,7 @@ def _purge(args: argparse.Namespace) -> int:
             count, noun = registry.purge_results(conn), 'expired result'
         else:
             count, noun = registry.purge_dead(conn, args.older_than, queue=args.queue, name=args.name), 'dead task'
-    _print_json({'purged': count}) if args.json else print(f'{_count(count, noun)} purged')
+    _print_json(args, {'purged': count}) if args.json else print(f'{_count(count, noun)} purged')
     return 0
 
 
@@ -4307,7 +4426,7 @@ def _show_result(args: argparse.Namespace) -> int:
     with _transaction(connect) as conn:
         found = registry.result(conn, args.id)
     if args.json:
-        _print_json({**found._asdict(), 'error': found.error})
+        _print_json(args, {**found._asdict(), 'error': found.error})
         return 0
     times = ', '.join(f'{label} {when:%Y-%m-%d %H:%M:%S} UTC' for label, when in (
         ('enqueued', found.enqueued_at), ('started', found.started_at), ('finished', found.finished_at)) if when)
@@ -4336,7 +4455,7 @@ def _enqueue(args: argparse.Namespace) -> int:
                                    unique=args.unique)
     created = getattr(task_id, 'created', True)
     if args.json:
-        _print_json({'id': int(task_id), 'name': args.name, 'queue': queue, 'created': created})
+        _print_json(args, {'id': int(task_id), 'name': args.name, 'queue': queue, 'created': created})
     elif created:
         print(f'enqueued task {task_id} {args.name} (queue {queue})')
     else:
@@ -4349,7 +4468,7 @@ def _list_crons(args: argparse.Namespace) -> int:
     registry, connect = _open_database(args, tasks=True)
     rows = _CronScheduler(registry, None, functools.partial(_transaction, connect)).listing()
     if args.json:
-        _print_json(rows)
+        _print_json(args, rows)
     else:
         _print_table(('NAME', 'QUEUE', 'EXPRESSION', 'ZONE', 'LAST FIRE (UTC)', 'NEXT FIRE (UTC)'),
                      [(row['name'], row['queue'], row['expression'] or '(not declared)', row['zone'] or '',
@@ -4407,18 +4526,27 @@ def _open_database(args: argparse.Namespace, tasks: bool = False) -> tuple[Regis
     given = args.database is not None
     if given:
         registry, connect = args.database
+        if args.command == 'init-db':
+            with _transaction(connect) as conn:
+                registry.create_tables(conn)
     else:
         registry = default_registry if tasks else Registry()
         registry.init(table=args.table, cron_table=args.cron_table)
-        connect = connect_url(args.db)
-    if args.command == 'init-db' or (not given and args.db.startswith('sqlite:')):
-        with _transaction(connect) as conn:
-            registry.create_tables(conn)
+        connect = _connect_to(args, registry, args.db)
     if tasks and not given:
         sys.path.insert(0, os.getcwd())   # `--tasks tasks` finds ./tasks, as `python -m` would
         for package in args.tasks:
             _import_tree(package)
     return registry, connect
+
+
+def _connect_to(args: argparse.Namespace, registry: Registry, url: str) -> Callable[[], Any]:
+    """A --db URL's connect callable, its tables created first on SQLite and for init-db."""
+    connect = connect_url(url)
+    if args.command == 'init-db' or url.startswith('sqlite:'):
+        with _transaction(connect) as conn:
+            registry.create_tables(conn)
+    return connect
 
 
 @contextlib.contextmanager
@@ -4451,15 +4579,20 @@ def _print_table(header: Sequence[str], rows: list[Sequence]) -> None:
                         for cell, width, right in zip(row, widths, numeric)).rstrip())
 
 
-def _print_json(value: Any) -> None:
+def _print_json(args: argparse.Namespace, value: Any) -> None:
+    """Print a command's JSON, or keep it for _on_each_database to print with the others'."""
+    if getattr(args, 'collected', None) is not None:
+        args.collected.append(value)
+        return
     print(json.dumps(value, indent=2, default=lambda v: v.isoformat() if isinstance(v, dt.datetime) else str(v)))
 
 
 def _fail(args: argparse.Namespace, message: str) -> None:
     """An error as one line on stderr, never with the URL's password (drivers leave it out of
     their messages; make sure)."""
-    for secret in _passwords_in(getattr(args, 'db', None)):
-        message = message.replace(secret, '***')
+    for url in getattr(args, 'dbs', None) or [getattr(args, 'db', None)]:
+        for secret in _passwords_in(url):
+            message = message.replace(secret, '***')
     print(f'mqueue: {" ".join(message.split())}', file=sys.stderr)
 
 

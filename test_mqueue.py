@@ -5029,3 +5029,249 @@ def test_a_soak_under_faults_loses_nothing_and_runs_nothing_twice(server):
     assert report['drained'] and report['left in table'] == 0, report
     assert report['duplicates'] == 0 and report['losses'] == 0, report
     assert report['faults']['worker SIGKILL'] >= 1 and report['faults']['connection KILL'] >= 1, report
+
+
+# Several databases: one worker serving them in rotation (issue 18) ###########################
+
+OTHER_MARIADB = 'mqueue_test_other'   # a second MariaDB database on the test server, created if missing
+POSTGRESQL_URL = BACKENDS['postgresql-psycopg'].url
+
+
+@pytest.fixture
+def several(db, reg, tmp_path):
+    """Two MariaDB databases, a PostgreSQL one and an SQLite file, each with the registry's
+    tables (the first MariaDB one's are reg's own): label -> URL. Dropped after."""
+    query(db, f'CREATE DATABASE IF NOT EXISTS {OTHER_MARIADB}')
+    urls = {'mariadb': B.url, 'mariadb-other': f'mysql+pymysql://root@{MYSQL_HOST}:{MYSQL_PORT}/{OTHER_MARIADB}',
+            'postgresql': POSTGRESQL_URL, 'sqlite': f'sqlite:///{tmp_path / "several.db"}'}
+    made = []
+    try:
+        for label in ('mariadb-other', 'postgresql', 'sqlite'):
+            conn = mqueue.connect_url(urls[label])()
+            made.append(urls[label])
+            reg.create_tables(conn)
+            conn.commit()
+            conn.close()
+        yield urls
+    finally:
+        for url in made:
+            conn = mqueue.connect_url(url)()
+            with cursor_of(conn) as cursor:
+                for table in (reg.table, reg.cron_table, reg.result_table, reg.counts_table):
+                    cursor.execute(f'DROP TABLE IF EXISTS {table}')
+            conn.commit()
+            conn.close()
+
+
+def enqueue_into(url, reg, name, calls):
+    """Enqueue one task per call (its args) into the database at url, committed; the ids."""
+    conn = mqueue.connect_url(url)()
+    try:
+        ids = [reg.enqueue(conn, name, args) for args in calls]
+        conn.commit()
+        return ids
+    finally:
+        conn.close()
+
+
+def tasks_left(url, reg):
+    conn = mqueue.connect_url(url)()
+    try:
+        with cursor_of(conn) as cursor:
+            cursor.execute(f'SELECT COUNT(*) FROM {reg.table}')
+            return cursor.fetchone()[0]
+    finally:
+        conn.close()
+
+
+@only('mariadb-pymysql')   # (and PostgreSQL and SQLite, through the several fixture)
+def test_one_worker_serves_several_databases_a_batch_from_each_in_turn(reg, several):
+    ran = []
+    reg.task(name='where')(lambda label, n: ran.append((label, n)))
+    for label, url in several.items():
+        enqueue_into(url, reg, 'where', [[label, n] for n in range(6)])
+    connects = [mqueue.connect_url(url) for url in several.values()]
+    assert mqueue.Worker(connects, registry=reg, batch=2, poll_interval=0.01).run(burst=True) == 24
+    batches = [ran[i:i + 2] for i in range(0, len(ran), 2)]
+    assert [{label for label, _ in batch} for batch in batches] == [{label} for label in several] * 3   # in rotation
+    assert sorted(ran) == sorted((label, n) for label in several for n in range(6))
+
+    # Threads: each serves every database; every task runs once, and every table is emptied.
+    ran.clear()
+    for label, url in several.items():
+        enqueue_into(url, reg, 'where', [[label, n] for n in range(60)])
+    worker_ = mqueue.Worker(connects, registry=reg, batch=5, concurrency=3, poll_interval=0.01)
+    assert worker_.run(burst=True) == 240
+    assert sorted(ran) == sorted((label, n) for label in several for n in range(60))   # none twice, none lost
+    assert [tasks_left(url, reg) for url in several.values()] == [0, 0, 0, 0]
+
+
+class TcpProxy:
+    """A TCP forwarder in front of a server, for a test to take the server "down" (every
+    connection through it cut, new ones refused) and bring it back on the same port, while the
+    real server goes on serving the other tests."""
+
+    def __init__(self, host, port):
+        self.target, self.port, self._sockets, self._lock = (host, port), 0, [], threading.Lock()
+        self.up()
+
+    def up(self):
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(('127.0.0.1', self.port))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def down(self):
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)   # (wakes the accept)
+        self.listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._sockets.clear()
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+                server = socket.create_connection(self.target)
+            except OSError:
+                return
+            with self._lock:
+                self._sockets += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink):
+        with contextlib.suppress(OSError):
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+@only('mariadb-pymysql')
+def test_a_database_that_is_down_delays_the_others_by_at_most_a_poll_interval(reg, several, caplog):
+    proxy = TcpProxy(MYSQL_HOST, MYSQL_PORT)   # the other MariaDB database, reached through it
+    proxied = f'mysql+pymysql://root@127.0.0.1:{proxy.port}/{OTHER_MARIADB}'
+    started = {}
+    reg.task(name='note')(lambda label, n: started.setdefault((label, n), time.monotonic()))
+    poll = 0.3
+    urls = [several['mariadb'], proxied, several['postgresql'], several['sqlite']]
+    worker_ = mqueue.Worker([mqueue.connect_url(url) for url in urls], registry=reg, poll_interval=poll)
+    thread = threading.Thread(target=worker_.run, daemon=True)
+    caplog.set_level(logging.INFO, logger='mqueue')
+    thread.start()
+    try:
+        enqueue_into(several['mariadb-other'], reg, 'note', [['other', 0]])
+        wait_for(lambda: ('other', 0) in started)   # connected to every database
+
+        def latencies(rounds):
+            """Tasks enqueued one at a time into the first MariaDB database and PostgreSQL: seconds
+            from each commit to its start."""
+            seconds = []
+            for n in range(rounds):
+                for label in ('mariadb', 'postgresql'):
+                    key = (label, len(started))
+                    enqueue_into(several[label], reg, 'note', [list(key)])
+                    committed_at = time.monotonic()
+                    wait_for(lambda: key in started, timeout=10)
+                    seconds.append(started[key] - committed_at)
+            return seconds
+        up = latencies(5)
+        proxy.down()
+        enqueue_into(several['mariadb-other'], reg, 'note', [['other', 1]])   # (straight in, not through the proxy)
+        down = latencies(12)   # over about three seconds: several failed reconnections, backing off
+        assert ('other', 1) not in started
+        # An idle database is polled every poll interval (±10%); a database that is down adds no
+        # more than a failed connection attempt to that, and never a wait of its own.
+        assert max(down) < poll * 1.1 * 2, (up, down)
+        failures = [r.getMessage() for r in caplog.records if 'worker error' in r.getMessage()]
+        assert len(failures) >= 2 and all(f'127.0.0.1:{proxy.port}/{OTHER_MARIADB}' in f for f in failures), failures
+        proxy.up()
+        wait_for(lambda: ('other', 1) in started, timeout=mqueue.ERROR_BACKOFF_MIN * 2 ** len(failures) * 1.1 + 5)
+    finally:
+        worker_.stop()
+        thread.join(30)
+        proxy.down()
+    assert not thread.is_alive()
+    assert [tasks_left(url, reg) for url in several.values()] == [0, 0, 0, 0]
+
+
+@only('mariadb-pymysql')
+def test_cli_commands_on_several_databases(db, reg, several, tmp_path, capsys):
+    package = f'tasks_{uuid.uuid4().hex[:8]}'
+    make_tasks_package(tmp_path, package)
+    urls = [several['mariadb'], several['postgresql'], several['sqlite']]
+    for n, url in enumerate(urls):
+        enqueue_into(url, reg, 'deep', [[str(tmp_path / f'out{n}')]])
+    dbs = [option for url in urls for option in ('--db', url)]
+    tables = ['--table', reg.table, '--cron-table', reg.cron_table]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, '-m', 'mqueue', 'worker', *dbs, '--tasks', package, *tables, '--burst'],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert [(tmp_path / f'out{n}').read_text() for n in range(3)] == ['ran'] * 3
+    assert 'databases mysql://root@' in done.stderr   # the start line names them all
+
+    for url in urls:
+        make_dead_in(url, reg)
+    assert mqueue.main(['dead', *dbs, *tables, '--json']) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [entry['database'] for entry in listed] == [mqueue.connect_url(url).description for url in urls]
+    assert [[task['name'] for task in entry['result']] for entry in listed] == [['gone']] * 3
+    assert mqueue.main(['retry', '--all', *dbs, *tables]) == 0
+    out = capsys.readouterr().out
+    assert out.count('1 dead task brought back') == 3 and out.index(mqueue.connect_url(urls[1]).description) > 0
+    assert mqueue.main(['status', *dbs, *tables]) == 0
+    assert capsys.readouterr().out.count('default') == 3
+
+    # A database that cannot be reached: the others are shown, it is named, and the exit is 1.
+    unreachable = f'mysql+pymysql://root:hush@127.0.0.1:{free_port()}/test'
+    assert mqueue.main(['status', '--db', urls[0], '--db', unreachable, *tables]) == 1
+    out, err = capsys.readouterr()
+    assert out.count('default') == 1 and 'cannot connect to mysql://root@127.0.0.1' in err and 'hush' not in err
+    for ids_command in (['cancel', '1'], ['retry', '1'], ['result', '1']):   # task ids are per database
+        with pytest.raises(SystemExit) as exit_:
+            mqueue.main([*ids_command, *dbs, *tables])
+        assert exit_.value.code == 2
+        assert 'give one --db' in capsys.readouterr().err
+
+
+def make_dead_in(url, reg):
+    conn = mqueue.connect_url(url)()
+    try:
+        task_id = reg.enqueue(conn, 'gone', [])
+        with cursor_of(conn) as cursor:
+            cursor.execute(mqueue._dialect_of(conn).render(
+                'UPDATE {task} SET dead_at = {now}, retries = 4, last_error = %s WHERE id = %s', reg.table,
+                reg.cron_table, {}), ('ValueError: boom', task_id))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def test_a_worker_over_several_databases_takes_connection_factories_only(tmp_path):
+    factories = [mqueue.connect_url(f'sqlite:///{tmp_path / name}') for name in ('a.db', 'b.db')]
+    with pytest.raises(ValueError, match='empty list'):
+        mqueue.Worker([])
+    with pytest.raises(ValueError, match='connection factory for each'):
+        mqueue.Worker([factory() for factory in factories])
+    with pytest.raises(ValueError, match='a transaction hook serves one database'):
+        mqueue.Worker(factories, hooks={'transaction': contextlib.nullcontext})
+    assert len(mqueue.Worker(factories, concurrency=2)._databases) == 2
+    assert mqueue.Worker(factories[:1])._databases == []   # (a list of one is that one)
