@@ -596,7 +596,8 @@ class Dialect:
     on_conflict_ignore = ' ON CONFLICT DO NOTHING'
     enqueue_head = ''
     enqueue_tail = ''            # after the VALUES: returns the new id where lastrowid does not
-    notify = False               # enqueue notifies NOTIFY_CHANNEL (its last parameter: the payload)
+    notify = False               # enqueue notifies NOTIFY_CHANNEL (its last parameter: the payload)...
+    listen: str | None = None    # ...which a worker's connection listens to
     enqueue_array = False        # enqueue_many sends its args as one array (SQL_ENQUEUE_ARRAY)
     begin = None                 # starts a worker's transaction; None: the driver's implicit BEGIN
     lazy_commit = None           # lets the running transaction's commit return before it is on disk
@@ -732,7 +733,10 @@ class MySQL(Dialect):
     lock_conflicts = {1205: 'lock wait timeout', 1213: 'deadlock'}
     lost_connection = {1053: 'server shutdown', 1927: 'connection killed', 2002: 'cannot connect',
                        2003: 'cannot connect', 2006: 'server has gone away', 2013: 'lost connection',
-                       2055: 'lost connection', 4031: 'disconnected for inactivity'}
+                       2055: 'lost connection', 4031: 'disconnected for inactivity',
+                       # A Galera node out of its cluster's primary component, or not synced yet:
+                       # its sessions are refused until it is (measured: a node killed and rejoining)
+                       1047: 'cluster node not ready', 1180: 'commit failed: no primary component'}
     missing_table = {1146: 'no such table'}
     missing_column = {1054: 'unknown column'}
 
@@ -782,6 +786,7 @@ class PostgreSQL(Dialect):
     enqueue_head = 'WITH new AS ('
     enqueue_tail = f" RETURNING id) SELECT MIN(id), pg_notify('{NOTIFY_CHANNEL}', %s) FROM new"
     notify = True
+    listen = f'LISTEN {NOTIFY_CHANNEL}'
     enqueue_array = True
     result_into, result_head = 'INSERT INTO', 'WITH written AS ('
     result_tail = (' ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, value = EXCLUDED.value, '
@@ -814,7 +819,7 @@ class PostgreSQL(Dialect):
     missing_column = {'42703': 'undefined column'}
 
     def setup(self, version: str) -> list[str]:
-        statements = ['SET idle_in_transaction_session_timeout = 0', f'LISTEN {NOTIFY_CHANNEL}']
+        statements = ['SET idle_in_transaction_session_timeout = 0']
         match = re.search(r'PostgreSQL (\d+)', version)
         if match and int(match.group(1)) >= 14:
             statements.append('SET idle_session_timeout = 0')
@@ -2904,9 +2909,9 @@ class Worker:
                 raise   # a server or setup mqueue cannot work with: retrying will not help
             self._local.errors = errors = getattr(self._local, 'errors', 0) + 1
             wait = _jittered(min(ERROR_BACKOFF_MAX, ERROR_BACKOFF_MIN * 2 ** (errors - 1)))
+            where = getattr(self.connect, 'description', None) if self._rotated else None
             logger.warning('worker error (%s%s); retrying in %.2fs', _describe_error(exc, short=True),
-                           f' on {self.connect.description}' if self._rotated else '', wait,
-                           exc_info=not _retryable(exc))
+                           f' on {where}' if where else '', wait, exc_info=not _retryable(exc))
             self._inflight.pop(threading.get_ident(), None)
             self._discard_connection()
             return None, wait
@@ -2917,6 +2922,7 @@ class Worker:
         """A worker thread's last words on this database: its counts, and its connection closed."""
         self._close_event_loop()   # (an async task's loop, however the thread ends)
         self._inflight.pop(threading.get_ident(), None)
+        self._local.errors = 0
         if self._abandon_signal is None and (getattr(self._local, 'connection', None) is not None
                                              or 'transaction' in self.hooks):
             self._write_counts(last=True)   # (not after an error took the connection, nor on a cold shutdown)
@@ -2944,7 +2950,9 @@ class Worker:
                         ready_at[slot] = time.monotonic() + (0.0 if burst else worker._idle_wait())
                 if burst and all(emptied):
                     break
-                self._stopping.wait(max(0.0, min(ready_at) - time.monotonic()))
+                # (in burst mode a database found empty is done with, not waited for)
+                waiting = [at for at, empty in zip(ready_at, emptied) if not (burst and empty)]
+                self._stopping.wait(max(0.0, min(waiting) - time.monotonic()))
         finally:
             for worker in workers:
                 worker._end_thread()
@@ -3838,6 +3846,8 @@ class Worker:
                     raise MQueueError(problem)
                 for statement in dialect.setup(str(version)):
                     cursor.execute(statement)
+                if dialect.listen and not self._rotated:   # (a rotation never waits on one database's
+                    cursor.execute(dialect.listen)          # notifications: they would pile up unread)
                 cursor.execute(dialect.whereabouts)
                 where = cursor.fetchone()[0]
                 if dialect.synchronous:
@@ -4156,10 +4166,14 @@ _ON_EACH_DATABASE = ('worker', 'status', 'dead', 'retry', 'purge', 'crons', 'ini
 
 def _on_each_database(args: argparse.Namespace) -> int:
     status, entries = 0, []
+    json_output = getattr(args, 'json', False)
     for url in args.dbs:
-        one = argparse.Namespace(**{**vars(args), 'db': url, 'collected': [] if args.json else None})
-        name = connect_url(url).description
-        if not args.json:
+        one = argparse.Namespace(**{**vars(args), 'db': url, 'collected': [] if json_output else None})
+        try:
+            name = connect_url(url).description
+        except ValueError:   # (the command says what is wrong with it, below)
+            name = _passwords_hidden(args, url)
+        if not json_output:
             print(f'== {name} ==' if url == args.dbs[0] else f'\n== {name} ==', flush=True)
         try:
             status = max(status, _COMMANDS[args.command](one))
@@ -4169,7 +4183,7 @@ def _on_each_database(args: argparse.Namespace) -> int:
             _fail(one, message)
             entries.append({'database': name, 'error': message})
             status = 1
-    if args.json:
+    if json_output:
         _print_json(args, entries)
     return status
 
@@ -4590,10 +4604,14 @@ def _print_json(args: argparse.Namespace, value: Any) -> None:
 def _fail(args: argparse.Namespace, message: str) -> None:
     """An error as one line on stderr, never with the URL's password (drivers leave it out of
     their messages; make sure)."""
+    print(f'mqueue: {" ".join(_passwords_hidden(args, message).split())}', file=sys.stderr)
+
+
+def _passwords_hidden(args: argparse.Namespace, text: str) -> str:
     for url in getattr(args, 'dbs', None) or [getattr(args, 'db', None)]:
         for secret in _passwords_in(url):
-            message = message.replace(secret, '***')
-    print(f'mqueue: {" ".join(message.split())}', file=sys.stderr)
+            text = text.replace(secret, '***')
+    return text
 
 
 def _passwords_in(url: str | None) -> list[str]:

@@ -5100,6 +5100,8 @@ def test_one_worker_serves_several_databases_a_batch_from_each_in_turn(reg, seve
     ran.clear()
     for label, url in several.items():
         enqueue_into(url, reg, 'where', [[label, n] for n in range(60)])
+    # (plain callables too, which have no description for the log to name them by)
+    connects = [functools.partial(connect_) for connect_ in connects]
     worker_ = mqueue.Worker(connects, registry=reg, batch=5, concurrency=3, poll_interval=0.01)
     assert worker_.run(burst=True) == 240
     assert sorted(ran) == sorted((label, n) for label in several for n in range(60))   # none twice, none lost
@@ -5234,7 +5236,15 @@ def test_cli_commands_on_several_databases(db, reg, several, tmp_path, capsys):
     assert mqueue.main(['status', *dbs, *tables]) == 0
     assert capsys.readouterr().out.count('default') == 3
 
-    # A database that cannot be reached: the others are shown, it is named, and the exit is 1.
+    assert mqueue.main(['init-db', *dbs, *tables]) == 0
+    assert capsys.readouterr().out.count('are ready in') == 3
+
+    # A database that cannot be reached, or a URL that cannot be read: the others are shown, it is
+    # named, and the exit is 1.
+    assert mqueue.main(['status', '--db', 'mysql://[x/db', '--db', urls[2], '--json', *tables]) == 1
+    out, err = capsys.readouterr()
+    assert [sorted(entry) for entry in json.loads(out)] == [['database', 'error'], ['database', 'result']]
+    assert 'bad database URL' in err
     unreachable = f'mysql+pymysql://root:hush@127.0.0.1:{free_port()}/test'
     assert mqueue.main(['status', '--db', urls[0], '--db', unreachable, *tables]) == 1
     out, err = capsys.readouterr()

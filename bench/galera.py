@@ -2,7 +2,8 @@
 always stopped, by a context manager.
 
     python bench/galera.py          # starts it, prints the nodes' URLs, stops it on Enter (or Ctrl-C)
-    python bench/galera.py --drain 20000 --workers 6    # a first look: mqueue's workers on every node
+    python bench/galera.py --scenario   # issue 18's scenario: workers on every node, a node killed
+    python bench/galera.py --drain 20000 --workers 6    # throughput: mqueue's workers on every node
 
     with galera.Cluster() as cluster:
         cluster.urls                # mysql://root@127.0.0.1:23307/test, ...:23308, ...:23309
@@ -16,6 +17,7 @@ cluster never touches the main server, and one left over by a killed run is stop
 (its folder is the same). Joiners get their state by rsync (SST) from the first node.
 """
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -29,6 +31,9 @@ PROVIDER = next((path for path in ('/usr/lib/galera/libgalera_smm.so', '/usr/lib
                  if os.path.exists(path)), '/usr/lib/galera/libgalera_smm.so')
 ROOT = Path(tempfile.gettempdir()) / 'mqueue-galera'
 USER = 'mysql' if os.geteuid() == 0 else os.environ.get('USER', 'mysql')   # whom the nodes run as
+# A killed node is seen gone within 5 s (defaults: suspected after 5 s, evicted after 15 s),
+# so that it can rejoin as soon as it is started again: one loopback host, no network to wait for.
+FAST_FAILURE_DETECTION = 'evs.suspect_timeout=PT3S;evs.inactive_timeout=PT5S'
 SQL_PORT, GROUP_PORT = 23307, 24567   # node n: SQL_PORT + n; group, IST and SST ports GROUP_PORT + 10 n (+1, +2)
 
 
@@ -86,7 +91,7 @@ class Cluster:
                 '--wsrep-cluster-address=gcomm://' + ','.join(f'127.0.0.1:{port}' for port in group),
                 f'--wsrep-node-address=127.0.0.1:{group[n]}', f'--wsrep-node-name=node{n}',
                 f'--wsrep-provider-options=gmcast.listen_addr=tcp://127.0.0.1:{group[n]};'
-                f'ist.recv_addr=127.0.0.1:{group[n] + 1}',
+                f'ist.recv_addr=127.0.0.1:{group[n] + 1};' + FAST_FAILURE_DETECTION,
                 '--wsrep-sst-method=rsync', f'--wsrep-sst-receive-address=127.0.0.1:{group[n] + 2}',
                 *(['--wsrep-new-cluster'] if bootstrap else [])]
 
@@ -234,11 +239,150 @@ def drain(cluster, tasks, workers, batch=20):
             'python_reruns': sum(n - 1 for n in ran.values()), 'conflicts_retried': sum(conflicts.get() for _ in processes)}
 
 
+def scenario(cluster, tasks=6000, workers_per_node=2, kill=1, lease=5.0, batch=20, deadline=120.0):
+    """Issue 18's Galera scenario: mqueue with workers on every node under faults. Tasks are
+    enqueued from every node in the caller's transaction (and a few rolled back there), each
+    inserting a ledger row through its own transaction; a cron fires every second with a
+    scheduler in every worker; `kill` (a node's index, or None) is SIGKILLed once a third of the
+    tasks are done and started again 2 s later. Workers run with rescue_after=None (the lease is
+    the fence between nodes) and stop once every task is done and the restarted node's workers
+    have run tasks again. Returns the report: duplicate effects and losses (both must be 0),
+    Python re-runs, conflicts retried, task failures, the cron's fires and duplicates."""
+    import collections
+    import multiprocessing
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import mqueue
+    registry = mqueue.Registry(table='galera_task', cron_table='galera_cron')
+    runs = Path(tempfile.mkdtemp(prefix='mqueue-galera-runs-'))
+
+    def record(key):
+        """The task's effect, in its transaction: a ledger row naming the node that ran it."""
+        context = mqueue.current()
+        with context.connection.cursor() as cursor:
+            cursor.execute('INSERT INTO galera_ledger (kind, task_key, node) VALUES (%s, %s, @@wsrep_node_name)',
+                           ('cron' if key is None else 'task', key or context.eta.isoformat()))
+        with open(runs / str(os.getpid()), 'a') as file:   # (the Python runs, committed or not)
+            file.write(f'{key or "cron:" + context.eta.isoformat()}\n')
+
+    registry.task(name='ledger')(lambda key: (time.sleep(0.002), record(key)))
+    registry.cron('* * * * * *', name='tick', overlap=True)(lambda: record(None))
+
+    def work(url, report):
+        failures = collections.Counter()
+        worker = mqueue.Worker(mqueue.connect_url(url), registry=registry, batch=batch, lease=lease,
+                               rescue_after=None, poll_interval=0.05,
+                               hooks={'task_failed': lambda context, **info: failures.update([info['error'][:80]])})
+        worker.run()   # until SIGTERM
+        report.put({'conflicts': worker.stats['lock_conflicts'], 'failures': dict(failures)})
+
+    conn = cluster.connect(0, 'test')
+    cursor = conn.cursor()
+    for table in ('galera_ledger', registry.table, registry.cron_table, registry.result_table, registry.counts_table):
+        cursor.execute(f'DROP TABLE IF EXISTS {table}')
+    registry.create_tables(conn)
+    cursor.execute('CREATE TABLE galera_ledger (id BIGINT AUTO_INCREMENT PRIMARY KEY, kind VARCHAR(8) NOT NULL, '
+                   'task_key VARCHAR(64) NOT NULL, node VARCHAR(16) NOT NULL, '
+                   'at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB')
+    conn.close()
+    keys = []
+    for n in range(cluster.nodes):   # the caller's transaction on each node: committed, then one rolled back
+        node = mqueue.connect_url(cluster.urls[n])()
+        mine = [f'n{n}-{i}' for i in range(n, tasks, cluster.nodes)]
+        for start in range(0, len(mine), 1000):
+            registry.enqueue_many(node, 'ledger', [[key] for key in mine[start:start + 1000]])
+        node.commit()
+        keys += mine
+        registry.enqueue_many(node, 'ledger', [[f'rolled-back-{n}-{i}'] for i in range(10)])
+        node.rollback()
+        node.close()
+
+    fork = multiprocessing.get_context('fork')
+    report = fork.Queue()
+    processes = [(n, fork.Process(target=work, args=(cluster.urls[n], report)))
+                 for n in range(cluster.nodes) for _ in range(workers_per_node)]
+    began = time.monotonic()
+    for _, process in processes:
+        process.start()
+    faults, watch = [], cluster.connect(0 if kill != 0 else 1, 'test')
+    restarted_at = None
+
+    def ledger(sql):
+        with watch.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchone()
+    try:
+        while time.monotonic() - began < deadline:
+            done, = ledger("SELECT COUNT(DISTINCT task_key) FROM galera_ledger WHERE kind = 'task'")
+            if kill is not None and not faults and done >= tasks // 3:
+                cluster.kill(kill)
+                faults.append(f'node{kill} SIGKILL at {done} tasks done')
+                time.sleep(2)
+                restart = time.monotonic()
+                cluster.start(kill)
+                cluster.wait_synced([kill])
+                restarted_at, = ledger('SELECT NOW(6)')
+                faults.append(f'node{kill} back and synced in {time.monotonic() - restart:.1f} s')
+            if done >= tasks and (restarted_at is None or ledger(
+                    f"SELECT COUNT(*) FROM galera_ledger WHERE node = 'node{kill}' AND at > '{restarted_at}'")[0]):
+                break
+            time.sleep(0.2)
+        seconds = time.monotonic() - began
+    finally:
+        for _, process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+        for _, process in processes:
+            process.join(60)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        watch.close()
+    stats = [report.get(timeout=5) for _ in processes if not report.empty()]
+    conn = cluster.connect(0 if kill != 0 else 1, 'test')
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT task_key, COUNT(*) FROM galera_ledger WHERE kind = 'task' GROUP BY task_key")
+        effects = dict(cursor.fetchall())
+        cursor.execute("SELECT task_key, COUNT(*) FROM galera_ledger WHERE kind = 'cron' GROUP BY task_key")
+        fires = dict(cursor.fetchall())
+        cursor.execute(f'SELECT args FROM {registry.table} WHERE name = %s', ('ledger',))
+        left = {json.loads(args)[0] for args, in cursor.fetchall()}
+        cursor.execute("SELECT node, COUNT(*) FROM galera_ledger GROUP BY node ORDER BY node")
+        per_node = dict(cursor.fetchall())
+        cursor.execute(f'SELECT COUNT(*) FROM {registry.table} WHERE dead_at IS NOT NULL')
+        dead, = cursor.fetchone()
+        for table in ('galera_ledger', registry.table, registry.cron_table, registry.result_table,
+                      registry.counts_table):
+            cursor.execute(f'DROP TABLE IF EXISTS {table}')
+    conn.close()
+    ran = collections.Counter(line for path in runs.iterdir() for line in path.read_text().split())
+    subprocess.run(['rm', '-rf', str(runs)], check=True)
+    failures = collections.Counter()
+    for each in stats:
+        failures.update(each['failures'])
+    return {
+        'tasks': tasks, 'workers': len(processes), 'nodes': cluster.nodes, 'seconds': round(seconds, 1),
+        'faults': faults,
+        'duplicate_effects': sum(count - 1 for count in effects.values()),
+        'lost': len(set(keys) - set(effects) - left), 'left': len(left), 'dead': dead,
+        'rolled_back_ran': sum(key.startswith('rolled-back') for key in effects),
+        'python_reruns': sum(count - 1 for key, count in ran.items() if not key.startswith('cron:')),
+        'conflicts_retried': sum(each['conflicts'] for each in stats), 'task_failures': dict(failures),
+        'workers_reporting': len(stats),
+        'cron_fires': len(fires), 'cron_duplicate_effects': sum(count - 1 for count in fires.values()),
+        'effects_per_node': per_node,
+    }
+
+
 def main():
     import argparse
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--drain', type=int, metavar='TASKS', help='drain this many tasks, report, and stop')
-    parser.add_argument('--workers', type=int, default=3, help='worker processes over the nodes (default 3)')
+    parser.add_argument('--workers', type=int, default=3, help='worker processes over the nodes, --drain (default 3)')
+    parser.add_argument('--scenario', action='store_true', help="run issue 18's scenario, report, and stop "
+                        '(exit status 1 on any duplicate effect or loss)')
+    parser.add_argument('--tasks', type=int, default=6000, help='tasks of the scenario (default 6000)')
+    parser.add_argument('--workers-per-node', type=int, default=2, help='worker processes per node (default 2)')
+    parser.add_argument('--no-kill', action='store_true', help='no node is killed')
     args = parser.parse_args()
     began = time.monotonic()
     with Cluster() as cluster:
@@ -247,6 +391,10 @@ def main():
             report = drain(cluster, args.drain, args.workers)
             print('galera:', ', '.join(f'{key} {value}' for key, value in report.items()))
             return 1 if report['duplicate_effects'] or report['lost'] else 0
+        if args.scenario:
+            report = scenario(cluster, args.tasks, args.workers_per_node, kill=None if args.no_kill else 1)
+            print('galera:', json.dumps(report, indent=2))
+            return 1 if report['duplicate_effects'] or report['lost'] or report['cron_duplicate_effects'] else 0
         with contextlib.suppress(KeyboardInterrupt, EOFError):
             input('Enter stops them. ')
     print('galera: stopped')
