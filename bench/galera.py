@@ -182,11 +182,12 @@ def _alive(pid):
         return False
 
 
-def drain(cluster, tasks, workers, batch=20):
+def drain(cluster, tasks, workers, batch=20, nodes=None):
     """A first look at mqueue on the cluster (issue 18 has the full scenarios): `tasks` tasks, each
     inserting a ledger row in its own transaction, drained by `workers` processes spread over the
-    nodes; returns the duplicate effects, losses and Python re-runs, and the conflicts the workers
-    retried (certification failures are deadlock errors at commit)."""
+    nodes (the first `nodes` of them; default all); returns the duplicate effects, losses and Python
+    re-runs, and the conflicts the workers retried (certification failures are deadlock errors at
+    commit)."""
     import collections
     import multiprocessing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -217,7 +218,8 @@ def drain(cluster, tasks, workers, batch=20):
     conn.commit()
     fork = multiprocessing.get_context('fork')
     conflicts = fork.Queue()
-    processes = [fork.Process(target=work, args=(cluster.urls[n % cluster.nodes], conflicts)) for n in range(workers)]
+    processes = [fork.Process(target=work, args=(cluster.urls[n % (nodes or cluster.nodes)], conflicts))
+                 for n in range(workers)]
     began = time.monotonic()
     for process in processes:
         process.start()
@@ -234,7 +236,7 @@ def drain(cluster, tasks, workers, batch=20):
     conn.close()
     ran = collections.Counter(int(line) for path in runs.iterdir() for line in path.read_text().split())
     subprocess.run(['rm', '-rf', str(runs)], check=True)
-    return {'tasks': tasks, 'workers': workers, 'tasks_per_second': round(tasks / seconds),
+    return {'tasks': tasks, 'workers': workers, 'nodes': nodes or cluster.nodes, 'tasks_per_second': round(tasks / seconds),
             'duplicate_effects': effects - distinct, 'lost': tasks - distinct - left, 'left': left,
             'python_reruns': sum(n - 1 for n in ran.values()), 'conflicts_retried': sum(conflicts.get() for _ in processes)}
 
@@ -304,7 +306,7 @@ def scenario(cluster, tasks=6000, workers_per_node=2, kill=1, lease=5.0, batch=2
     for _, process in processes:
         process.start()
     faults, watch = [], cluster.connect(0 if kill != 0 else 1, 'test')
-    restarted_at = None
+    restarted_at, done, ran_after_restart = None, 0, 0
 
     def ledger(sql):
         with watch.cursor() as cur:
@@ -322,8 +324,10 @@ def scenario(cluster, tasks=6000, workers_per_node=2, kill=1, lease=5.0, batch=2
                 cluster.wait_synced([kill])
                 restarted_at, = ledger('SELECT NOW(6)')
                 faults.append(f'node{kill} back and synced in {time.monotonic() - restart:.1f} s')
-            if done >= tasks and (restarted_at is None or ledger(
-                    f"SELECT COUNT(*) FROM galera_ledger WHERE node = 'node{kill}' AND at > '{restarted_at}'")[0]):
+            if restarted_at is not None:
+                ran_after_restart, = ledger(f"SELECT COUNT(*) FROM galera_ledger WHERE node = 'node{kill}' "
+                                            f"AND at > '{restarted_at}'")
+            if done >= tasks and (restarted_at is None or ran_after_restart):
                 break
             time.sleep(0.2)
         seconds = time.monotonic() - began
@@ -361,7 +365,7 @@ def scenario(cluster, tasks=6000, workers_per_node=2, kill=1, lease=5.0, batch=2
         failures.update(each['failures'])
     return {
         'tasks': tasks, 'workers': len(processes), 'nodes': cluster.nodes, 'seconds': round(seconds, 1),
-        'faults': faults,
+        'faults': faults, 'restarted_node_ran': ran_after_restart,
         'duplicate_effects': sum(count - 1 for count in effects.values()),
         'lost': len(set(keys) - set(effects) - left), 'left': len(left), 'dead': dead,
         'rolled_back_ran': sum(key.startswith('rolled-back') for key in effects),
@@ -378,6 +382,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--drain', type=int, metavar='TASKS', help='drain this many tasks, report, and stop')
     parser.add_argument('--workers', type=int, default=3, help='worker processes over the nodes, --drain (default 3)')
+    parser.add_argument('--rounds', type=int, default=3, help='rounds of --drain, each on one node then on all (default 3)')
     parser.add_argument('--scenario', action='store_true', help="run issue 18's scenario, report, and stop "
                         '(exit status 1 on any duplicate effect or loss)')
     parser.add_argument('--tasks', type=int, default=6000, help='tasks of the scenario (default 6000)')
@@ -388,9 +393,13 @@ def main():
     with Cluster() as cluster:
         print(f'galera: {cluster.nodes} nodes synced in {time.monotonic() - began:.1f} s:', *cluster.urls, sep='\n  ')
         if args.drain:
-            report = drain(cluster, args.drain, args.workers)
-            print('galera:', ', '.join(f'{key} {value}' for key, value in report.items()))
-            return 1 if report['duplicate_effects'] or report['lost'] else 0
+            failed = False
+            for _ in range(args.rounds):   # interleaved: every worker on one node, then spread over all
+                for nodes in (1, cluster.nodes):
+                    report = drain(cluster, args.drain, args.workers, nodes=nodes)
+                    print('galera:', ', '.join(f'{key} {value}' for key, value in report.items()), flush=True)
+                    failed = failed or bool(report['duplicate_effects'] or report['lost'])
+            return 1 if failed else 0
         if args.scenario:
             report = scenario(cluster, args.tasks, args.workers_per_node, kill=None if args.no_kill else 1)
             print('galera:', json.dumps(report, indent=2))
