@@ -83,6 +83,7 @@ TIMEOUT_GRACE = 5.0             # seconds a task past its timeout has to return 
 SQLITE_PROGRESS_STEPS = 1000    # SQLite: virtual machine steps between looks at whether a task has timed out (1% slower)
 WATCHDOG_IDLE = 10.0            # seconds the thread that times tasks out lives on without one to time
 RESCUE_EVERY = 1.0              # seconds between a busy worker's looks for such tasks (an idle one's probe looks)
+LEASE_RENEW_AT = 1 / 3          # Galera: the running tasks' leases are renewed every lease times this
 DEFAULT_POLL_INTERVAL = 0.5     # seconds an idle worker waits between claims (±10% jitter); on
                                 # PostgreSQL a NOTIFY at enqueue's commit wakes it sooner
 SQLITE_BUSY_TIMEOUT = 30.0      # seconds a SQLite connection opened by mqueue waits for the write lock
@@ -188,6 +189,13 @@ SQL_LEASE = ('UPDATE {task} SET retries = retries + 1, eta = {later}, claimed_at
 # condition, the flag would lead planners to the claimed index.)
 SQL_LOCK = ('SELECT id, retries, claimed_at IS NOT NULL AND dead_at IS NULL FROM {task} WHERE id IN ({ids})'
             '{id_limit}{for_update}')
+# On a Galera cluster the batch reads the same without locking (its row locks would be local to its
+# node, and would hold up the lease's renewal below): the lease is what fences the other nodes.
+SQL_CHECK_CLAIMS = ('SELECT id, retries, claimed_at IS NOT NULL AND dead_at IS NULL FROM {task} WHERE id IN ({ids})'
+                    '{id_limit}')
+# Galera: the running batches' leases moved ahead, from a connection of their worker's own, while
+# their tasks run; only rows still claimed by that worker thread (by primary key).
+SQL_RENEW = 'UPDATE {task} SET eta = {later} WHERE id IN ({ids}) AND worker = %s AND dead_at IS NULL{id_limit}'
 # A task finished: its row goes in the same commit as the task's writes.
 SQL_COMPLETE = 'DELETE FROM {task} WHERE id IN ({ids}){id_limit}'
 # A failed attempt: due again after the back-off, with the error kept (and added to the errors).
@@ -598,6 +606,7 @@ class Dialect:
     enqueue_tail = ''            # after the VALUES: returns the new id where lastrowid does not
     notify = False               # enqueue notifies NOTIFY_CHANNEL (its last parameter: the payload)...
     listen: str | None = None    # ...which a worker's connection listens to
+    cluster_probe: str | None = None   # a row whose second column is 'ON' on a Galera cluster's node
     enqueue_array = False        # enqueue_many sends its args as one array (SQL_ENQUEUE_ARRAY)
     begin = None                 # starts a worker's transaction; None: the driver's implicit BEGIN
     lazy_commit = None           # lets the running transaction's commit return before it is on disk
@@ -723,6 +732,7 @@ class MySQL(Dialect):
     kill = 'KILL CONNECTION %s'
     session_exists = 'SELECT COUNT(*) FROM information_schema.processlist WHERE id = %s'
     connection_info = 'SELECT CONNECTION_ID(), VERSION()'
+    cluster_probe = "SHOW VARIABLES LIKE 'wsrep_on'"   # (no row on MySQL; OFF on MariaDB outside a cluster)
     whereabouts = "SELECT CONCAT(@@hostname, ':', @@port, '/', COALESCE(DATABASE(), ''))"
     schema = SCHEMA_MYSQL
     schemes = ('mysql', 'mariadb')
@@ -2586,7 +2596,7 @@ class _CronScheduler:
 
 class _Claim:
     """A claimed task: what to call, and the attempt that the claim counted."""
-    __slots__ = ('id', 'task', 'call', 'queue', 'attempt', 'eta', 'errors', 'kept')
+    __slots__ = ('id', 'task', 'call', 'queue', 'attempt', 'eta', 'errors', 'kept', 'settled')
 
     def __init__(self, task_id: int, task: Task, call: list | dict, queue: str, attempt: int, eta: dt.datetime,
                  errors: str | None = None):
@@ -2595,6 +2605,7 @@ class _Claim:
         self.eta = eta           # when it was due, as claimed
         self.errors = errors     # the row's errors column: its earlier attempts' (JSON), or None
         self.kept: str | None = None   # what it returned, as JSON, if it keeps its result
+        self.settled = False     # its row written by its batch (retry, bury, release): locked until the commit
 
     def context(self, connection: Any, worker: Worker) -> TaskContext:
         return TaskContext(self.id, self.task.name, self.queue, self.attempt - 1, self.eta, connection, worker)
@@ -2677,7 +2688,9 @@ class Worker:
         rescue_after: seconds after its claim that a task no worker holds any more (its worker
             died or lost its connection) is due again, that attempt counted: on MySQL and
             PostgreSQL no transaction holds its row; on SQLite, the process its row names has
-            ended. None: after the lease (a Galera cluster, whose row locks other nodes do not see).
+            ended. None: after the lease. (On a Galera cluster's node, told by the server, there is
+            no rescue, whose row locks other nodes do not see: the lease fences running tasks
+            there, renewed while they run; docs/scaling.md.)
         poll_interval: seconds between claims while idle.
         timeout: seconds an attempt of a task without a timeout of its own may run (default None:
             no limit). Past its timeout a task's database session is ended from another
@@ -2749,11 +2762,13 @@ class Worker:
         self._signals = 0
         self._abandon_signal: int | None = None    # set by a second signal
         self.stats: collections.Counter = collections.Counter()   # lock_conflicts: deadlocks and lock-wait timeouts retried
-        self._inflight: dict[int, tuple[int | None, list[_Claim]]] = {}   # thread -> (connection id, claims)
+        self._inflight: dict[int, tuple[int | None, list[_Claim], str]] = {}   # thread -> (connection id, claims, worker)
         self._priorities: list[tuple[str, int]] = []   # (queue, priority) pairs to claim from...
         self._priorities_at = -math.inf                # ...as of this time.monotonic()
         self._rescue_at = -math.inf                    # the next look for a dead worker's tasks (monotonic)
         self._rescue_possible: bool | None = None      # see _can_rescue; None: not yet known
+        self._cluster: bool | None = None              # a Galera cluster's node (None: not yet known)...
+        self._renewing = threading.Lock()              # ...where a thread renews the running batches' leases
         self._counts: dict[tuple[str, dt.datetime], tuple[int, int]] = {}   # (queue, minute) -> (done, failed)
         self._counts_lock = threading.Lock()
         self._counts_at = 0.0           # when they are next written (monotonic; see _report)
@@ -2864,7 +2879,9 @@ class Worker:
                 self._go_idle()
             return buried
         thread = threading.get_ident()
-        self._inflight[thread] = (getattr(self._local, 'connection_id', None), claimed)
+        self._inflight[thread] = (getattr(self._local, 'connection_id', None), claimed, _worker_id())
+        if self._cluster and not self._renewing.locked():
+            threading.Thread(target=self._renew_leases, name='mqueue-lease', daemon=True).start()
         try:
             self._process(claimed, outcomes)
         except Exception as exc:
@@ -3080,8 +3097,8 @@ class Worker:
 
     def _rescue_check(self, cursor: Any) -> tuple[bool, str]:
         dialect = self.dialect
-        if self.rescue_after is None:
-            return False, ''   # as asked: nothing to warn about
+        if self.rescue_after is None or self._cluster:
+            return False, ''   # as asked, or said when the cluster was seen (_open)
         if self.isolation and self.isolation.upper() in dialect.locking_reads_at:
             return False, f'{dialect.name} reads with locks at {self.isolation.upper()}'
         cursor.execute(dialect.has_claimed_index, (self.registry.table,))
@@ -3111,6 +3128,48 @@ class Worker:
                                      'connection (claimed at %s UTC); due again', (_attempt(context), claimed_at),
                                      None, {}))
         return outcomes
+
+    def _renew_leases(self) -> None:
+        """On a Galera cluster, in a thread of its own while batches run: every LEASE_RENEW_AT of
+        the lease, move their tasks' leases ahead from a connection of its own (the batches hold
+        no row lock there to wait for), so that no worker on another node claims a task that runs
+        longer than the lease. Ends WATCHDOG_IDLE seconds after the last batch; a failure is logged
+        and the next renewal tried (a task whose lease ends meanwhile may be claimed elsewhere:
+        the cluster then rolls back one of the two, and its tasks run again)."""
+        if not self._renewing.acquire(blocking=False):
+            return   # (another thread renews)
+        conn, idle_since, pause = None, time.monotonic(), threading.Event()
+        try:
+            while time.monotonic() - idle_since < WATCHDOG_IDLE:
+                batches = list(self._inflight.values())
+                if batches:
+                    idle_since = time.monotonic()
+                    try:
+                        conn = conn or self.connect()
+                        with _cursor(conn) as cursor:
+                            for _, claimed, worker in batches:
+                                # (not a row its batch has written: locked until the batch commits, it
+                                # would hold this thread up; a batch that runs on past the lease after
+                                # a task failed may then be claimed from another node and run again)
+                                ids = [claim.id for claim in claimed if not claim.settled]
+                                if ids:
+                                    cursor.execute(self._sql(SQL_RENEW, ids=len(ids)),
+                                                   (int(self.lease * 1e6), *ids, worker))
+                        conn.commit()
+                    except Exception as exc:
+                        logger.warning('renewing the running tasks\' leases failed (%s); trying again in %gs',
+                                       _describe_error(exc, short=True), self.lease * LEASE_RENEW_AT)
+                        with contextlib.suppress(Exception):
+                            conn.close()
+                        conn = None
+                pause.wait(self.lease * LEASE_RENEW_AT)
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._renewing.release()
+        if self._inflight:   # (a batch that began as this thread was ending did not start another)
+            threading.Thread(target=self._renew_leases, name='mqueue-lease', daemon=True).start()
 
     def _claim_due(self, cursor: Any, pairs: list[tuple[str, int]]) -> list[tuple]:
         """Lock up to a batch of due rows from these (queue, priority) pairs: a priority at a
@@ -3348,8 +3407,10 @@ class Worker:
         self._report_all(outcomes)
 
     def _lock(self, cursor: Any, claimed: list[_Claim]) -> dict[int, int]:
-        """Lock the batch's rows; the attempt count of each still claimed."""
-        cursor.execute(self._sql(SQL_LOCK, ids=len(claimed)), [c.id for c in claimed])
+        """Lock the batch's rows (on a Galera cluster, read them); the attempt count of each still
+        claimed."""
+        cursor.execute(self._sql(SQL_CHECK_CLAIMS if self._cluster else SQL_LOCK, ids=len(claimed)),
+                       [c.id for c in claimed])
         return {task_id: attempts for task_id, attempts, still_claimed in cursor.fetchall() if still_claimed}
 
     def _execute(self, conn: Any, cursor: Any, index: int, claim: _Claim,
@@ -3641,6 +3702,7 @@ class Worker:
     def _retry_or_bury(self, cursor: Any, claim: _Claim, info: dict, at_once: bool = False) -> _Outcome:
         """A failed attempt: retried after a back-off (or at once), or buried once the task's
         retries are used up."""
+        claim.settled = True
         if claim.attempt > claim.task.retries:
             return self._bury(cursor, claim.context(None, self), info, claim.errors)
         return self._retry(cursor, claim, info, 0.0 if at_once else backoff(claim.task.backoff, claim.attempt))
@@ -3681,6 +3743,7 @@ class Worker:
         """A claimed task goes back uncounted, due at once, if the claim is still ours: it did not
         run (shutdown, a batch out of time, a lost batch), or (with ``info``) it hit a lock
         conflict, the database's doing and nobody's fault, which is logged and no event."""
+        claim.settled = True
         cursor.execute(self._sql(SQL_RELEASE), (claim.id, claim.attempt))
         if info is None:
             return None
@@ -3848,6 +3911,15 @@ class Worker:
                     cursor.execute(statement)
                 if dialect.listen and not self._rotated:   # (a rotation never waits on one database's
                     cursor.execute(dialect.listen)          # notifications: they would pile up unread)
+                if dialect.cluster_probe and self._cluster is None:
+                    cursor.execute(dialect.cluster_probe)
+                    row = cursor.fetchone()
+                    self._cluster = bool(row and str(row[1]).upper() == 'ON')
+                    if self._cluster:
+                        logger.info('a Galera cluster\'s node: its row locks are not seen by the other nodes, so '
+                                    'the lease (%gs) fences running tasks, renewed every %gs while they run; '
+                                    'a dead worker\'s tasks are due again when it ends (no rescue)', self.lease,
+                                    self.lease * LEASE_RENEW_AT)
                 cursor.execute(dialect.whereabouts)
                 where = cursor.fetchone()[0]
                 if dialect.synchronous:
@@ -3917,11 +3989,11 @@ class Worker:
             conn = self.connect()
             try:
                 with _cursor(conn) as cursor:
-                    for connection_id, _ in inflight:
+                    for connection_id, _, _ in inflight:
                         if connection_id is not None:
                             with contextlib.suppress(Exception):
                                 cursor.execute(self.dialect.kill, (connection_id,))
-                    for _, claimed in inflight:
+                    for _, claimed, _ in inflight:
                         for claim in claimed:
                             self._release(cursor, claim)
                 conn.commit()
@@ -4241,7 +4313,7 @@ def _parser(own_database: bool = True) -> tuple[argparse.ArgumentParser, dict[st
     worker.add_argument('--no-crons', action='store_true', help="don't schedule crons in this worker")
     worker.add_argument('--no-rescue', action='store_true',
                         help="leave a dead worker's tasks to their lease (60 s) instead of rescuing them within "
-                             "seconds: for a Galera cluster, whose row locks other nodes do not see")
+                             "seconds (on a Galera cluster's node this is so without it)")
     worker.add_argument('--log-level', choices=['DEBUG', 'INFO', 'WARNING', 'ERROR'], default='INFO',
                         help='INFO (default): start, stop, connections and one line per task; WARNING: failures only')
     worker.add_argument('-v', '--verbose', action='store_const', const='INFO', dest='log_level',

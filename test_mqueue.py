@@ -5285,3 +5285,45 @@ def test_a_worker_over_several_databases_takes_connection_factories_only(tmp_pat
         mqueue.Worker(factories, hooks={'transaction': contextlib.nullcontext})
     assert len(mqueue.Worker(factories, concurrency=2)._databases) == 2
     assert mqueue.Worker(factories[:1])._databases == []   # (a list of one is that one)
+
+
+@only('mariadb-pymysql')
+def test_on_a_galera_node_a_running_batch_holds_no_row_lock_and_renews_its_lease(db, reg, ledger, monkeypatch):
+    """Galera's row locks are local to a node, so there the lease fences a running task from the
+    other nodes' workers, renewed while it runs (test_galera.py shows it on a cluster). Here, on
+    the one server, the workers are told they are a cluster's node: the row is not locked, and a
+    second worker polling every 10 ms never takes the task in ten leases (nor rescues it)."""
+    monkeypatch.setattr(mqueue.MySQL, 'cluster_probe', "SELECT 'wsrep_on', 'ON'")
+    started, release, runs = threading.Event(), threading.Event(), []
+
+    @reg.task(name='long')
+    def long_():
+        runs.append(mqueue.current().id)
+        write_ledger(ledger)
+        started.set()
+        release.wait(30)
+    task_id = enqueued(reg, 'long')
+    lease = 0.5
+    workers = [worker(reg, lease=lease) for _ in range(2)]
+    threads = [threading.Thread(target=worker_.run, daemon=True) for worker_ in workers]
+    threads[0].start()
+    try:
+        assert started.wait(10)
+        threads[1].start()
+        assert workers[0]._cluster and not workers[0]._can_rescue()
+        assert query(db, f'SELECT id FROM {reg.table} WHERE id = %s FOR UPDATE SKIP LOCKED', (task_id,)) == ((task_id,),)
+        etas, ends = [], time.monotonic() + lease * 10
+        while time.monotonic() < ends:   # (ten leases of the task running: the span under test)
+            etas.append(seconds_until_eta(db, reg, task_id))
+            assert reg.queue_stats(db)[0].running == 1
+            time.sleep(lease / 5)
+        assert min(etas) > 0 and len(etas) >= 20   # the lease was always ahead: renewed
+    finally:
+        release.set()
+    wait_for(lambda: tasks_in(db, reg) == [])
+    for worker_ in workers:
+        worker_.stop()
+    for thread in threads:
+        thread.join(10)
+    assert runs == [task_id] and query(db, f'SELECT COUNT(*) FROM {ledger}') == ((1,),)
+    assert workers[0].stats['lock_conflicts'] == 0

@@ -4,6 +4,7 @@ always stopped, by a context manager.
     python bench/galera.py          # starts it, prints the nodes' URLs, stops it on Enter (or Ctrl-C)
     python bench/galera.py --scenario   # issue 18's scenario: workers on every node, a node killed
     python bench/galera.py --drain 20000 --workers 6    # throughput: mqueue's workers on every node
+    python bench/galera.py --long 5     # a task running ten times its lease, a worker on every node
 
     with galera.Cluster() as cluster:
         cluster.urls                # mysql://root@127.0.0.1:23307/test, ...:23308, ...:23309
@@ -377,6 +378,72 @@ def scenario(cluster, tasks=6000, workers_per_node=2, kill=1, lease=5.0, batch=2
     }
 
 
+def long_task(cluster, seconds=5.0, lease=0.5):
+    """A task running `seconds` (ten leases by default) with a worker on every node, each polling
+    every 50 ms: on Galera no node sees another's row locks, so only the lease, renewed while the
+    task runs, keeps the other nodes' workers from claiming it. Returns how many times its Python
+    ran, its committed effects, whether `queue_stats` counted it RUNNING at every look while it
+    ran, and the conflicts the workers retried."""
+    import threading
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import mqueue
+    registry = mqueue.Registry(table='galera_long', cron_table='galera_long_cron')
+    runs, finished = [], threading.Event()
+
+    @registry.task(name='long')
+    def long():
+        context = mqueue.current()
+        runs.append(context.worker.connect.description)
+        time.sleep(seconds)
+        with context.connection.cursor() as cursor:
+            cursor.execute('INSERT INTO galera_long_ledger (task_id) VALUES (%s)', (context.id,))
+        finished.set()
+
+    conn = cluster.connect(0, 'test')
+    with conn.cursor() as cursor:
+        for table in ('galera_long_ledger', registry.table, registry.cron_table, registry.result_table,
+                      registry.counts_table):
+            cursor.execute(f'DROP TABLE IF EXISTS {table}')
+        registry.create_tables(conn)
+        cursor.execute('CREATE TABLE galera_long_ledger (id BIGINT AUTO_INCREMENT PRIMARY KEY, task_id BIGINT) '
+                       'ENGINE=InnoDB')
+    enqueuer = mqueue.connect_url(cluster.urls[0])()
+    registry.enqueue(enqueuer, 'long', [])
+    enqueuer.commit()
+    enqueuer.close()
+    workers = [mqueue.Worker(mqueue.connect_url(url), registry=registry, lease=lease, poll_interval=0.05, crons=False)
+               for url in cluster.urls]
+    threads = [threading.Thread(target=worker.run, daemon=True) for worker in workers]
+    for thread in threads:
+        thread.start()
+    looks = []
+    try:
+        deadline = time.monotonic() + seconds * 4 + 30
+        while not finished.is_set() and time.monotonic() < deadline:
+            if runs:
+                looks.append(sum(row.running for row in registry.queue_stats(conn)))
+            time.sleep(0.25)
+        time.sleep(lease * 3)   # (long enough for another node to claim it, were it due again)
+    finally:
+        for worker in workers:
+            worker.stop()
+        for thread in threads:
+            thread.join(seconds + 30)
+    with conn.cursor() as cursor:
+        cursor.execute('SELECT COUNT(*) FROM galera_long_ledger')
+        effects, = cursor.fetchone()
+        cursor.execute(f'SELECT COUNT(*) FROM {registry.table}')
+        left, = cursor.fetchone()
+        for table in ('galera_long_ledger', registry.table, registry.cron_table, registry.result_table,
+                      registry.counts_table):
+            cursor.execute(f'DROP TABLE IF EXISTS {table}')
+    conn.close()
+    return {'seconds': seconds, 'lease': lease, 'python_runs': len(runs), 'effects': effects, 'left': left,
+            'looks': len(looks), 'running_at_every_look': bool(looks) and all(n == 1 for n in looks[:-1]),
+            'conflicts_retried': sum(worker.stats['lock_conflicts'] for worker in workers),
+            'cluster_mode': [worker._cluster for worker in workers]}
+
+
 def main():
     import argparse
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -388,6 +455,8 @@ def main():
     parser.add_argument('--tasks', type=int, default=6000, help='tasks of the scenario (default 6000)')
     parser.add_argument('--workers-per-node', type=int, default=2, help='worker processes per node (default 2)')
     parser.add_argument('--no-kill', action='store_true', help='no node is killed')
+    parser.add_argument('--long', type=float, metavar='SECONDS', help='run one task this long with a lease a tenth '
+                        'of it and a worker on every node, report, and stop')
     args = parser.parse_args()
     began = time.monotonic()
     with Cluster() as cluster:
@@ -400,6 +469,10 @@ def main():
                     print('galera:', ', '.join(f'{key} {value}' for key, value in report.items()), flush=True)
                     failed = failed or bool(report['duplicate_effects'] or report['lost'])
             return 1 if failed else 0
+        if args.long:
+            report = long_task(cluster, args.long, args.long / 10)
+            print('galera:', json.dumps(report))
+            return 0 if report['python_runs'] == report['effects'] == 1 else 1
         if args.scenario:
             report = scenario(cluster, args.tasks, args.workers_per_node, kill=None if args.no_kill else 1)
             print('galera:', json.dumps(report, indent=2))
