@@ -53,7 +53,7 @@ import time
 import traceback
 import zoneinfo
 from typing import Any, Callable, Generator, Iterable, Iterator, Mapping, NamedTuple, Sequence
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 __version__ = '0.4.0'
 __all__ = ['task', 'cron', 'init', 'enqueue', 'enqueue_many', 'aenqueue', 'aenqueue_many', 'current', 'Worker',
@@ -606,7 +606,10 @@ class Dialect:
     enqueue_tail = ''            # after the VALUES: returns the new id where lastrowid does not
     notify = False               # enqueue notifies NOTIFY_CHANNEL (its last parameter: the payload)...
     listen: str | None = None    # ...which a worker's connection listens to
-    cluster_probe: str | None = None   # a row whose second column is 'ON' on a Galera cluster's node
+    cluster_probe: str | None = None   # a row whose second column is 'ON' on a Galera cluster's node...
+    snapshot_check: str | None = None  # ...and there, if this reads ON, snapshot_off is run in each session
+    snapshot_off: str | None = None
+    short_lock_wait: str | None = None   # a session's lock waits made short (the lease renewal's)
     enqueue_array = False        # enqueue_many sends its args as one array (SQL_ENQUEUE_ARRAY)
     begin = None                 # starts a worker's transaction; None: the driver's implicit BEGIN
     lazy_commit = None           # lets the running transaction's commit return before it is on disk
@@ -733,6 +736,12 @@ class MySQL(Dialect):
     session_exists = 'SELECT COUNT(*) FROM information_schema.processlist WHERE id = %s'
     connection_info = 'SELECT CONNECTION_ID(), VERSION()'
     cluster_probe = "SHOW VARIABLES LIKE 'wsrep_on'"   # (no row on MySQL; OFF on MariaDB outside a cluster)
+    # A batch reads its rows, then (their leases renewed by another session meanwhile) writes them:
+    # MariaDB 11.6+ refuses that at REPEATABLE READ (innodb_snapshot_isolation, ON there; older
+    # servers lack it, or have it OFF).
+    snapshot_check = "SHOW VARIABLES LIKE 'innodb_snapshot_isolation'"
+    snapshot_off = 'SET SESSION innodb_snapshot_isolation = OFF'
+    short_lock_wait = 'SET SESSION innodb_lock_wait_timeout = 1'
     whereabouts = "SELECT CONCAT(@@hostname, ':', @@port, '/', COALESCE(DATABASE(), ''))"
     schema = SCHEMA_MYSQL
     schemes = ('mysql', 'mariadb')
@@ -769,11 +778,23 @@ class MySQL(Dialect):
         return None
 
     def open(self, driver: Any, options: dict) -> Any:
+        """The first of the URL's hosts that takes the connection, in their order (the drivers
+        take one host: a Galera cluster's nodes, say, are tried here)."""
+        account = {'user': options['user'], 'password': options['password'], 'database': options['database']}
         if driver.__name__ == 'mysql.connector':
             # Named, as PyMySQL does: for a server whose version reads 8.0 or more (MariaDB 11 too)
             # mysql-connector 9+ would pick utf8mb4_0900_ai_ci, which MariaDB before 11.4.5 lacks.
-            return driver.connect(charset='utf8mb4', collation='utf8mb4_general_ci', autocommit=False, **options)
-        return driver.connect(charset='utf8mb4', autocommit=False, **options)
+            account['collation'] = 'utf8mb4_general_ci'
+        for host, port in options['hosts'][:-1]:
+            try:
+                return driver.connect(host=host, port=port, charset='utf8mb4', autocommit=False, **account)
+            except Exception as exc:
+                if not _database_error(exc):
+                    raise
+                logger.debug('cannot connect to %s:%s (%s); trying the next host', host, port,
+                             _describe_error(exc, short=True))
+        host, port = options['hosts'][-1]
+        return driver.connect(host=host, port=port, charset='utf8mb4', autocommit=False, **account)
 
     def error_code(self, exc: BaseException) -> int | None:
         # The error number: mysql-connector's errno, else the first argument (PyMySQL, MySQLdb).
@@ -836,8 +857,12 @@ class PostgreSQL(Dialect):
         return statements
 
     def open(self, driver: Any, options: dict) -> Any:
-        return driver.connect(host=options['host'], port=options['port'], user=options['user'],
-                              password=options['password'], dbname=options['database'] or options['user'])
+        """libpq takes several hosts itself, and the URL's parameters (target_session_attrs=read-write
+        finds the primary of a failover pair, connect_timeout...)."""
+        hosts = options['hosts']
+        return driver.connect(host=','.join(host for host, _ in hosts), port=','.join(str(port) for _, port in hosts),
+                              user=options['user'], password=options['password'],
+                              dbname=options['database'] or options['user'], **options['parameters'])
 
     def error_code(self, exc: BaseException) -> str | None:
         state = getattr(exc, 'sqlstate', None) or getattr(exc, 'pgcode', None)   # psycopg's; psycopg2's
@@ -964,14 +989,15 @@ def connect_url(url: str) -> Callable[[], Any]:
     sqlite3); ``postgresql://user:password@host:port/db`` (psycopg 3, else psycopg2;
     ``postgresql+psycopg2://`` picks one); ``mysql://user:password@host:port/db`` (pymysql, else
     mysqlclient, else mysql-connector-python; ``mysql+mysqldb://`` or ``mysql+connector://`` picks
-    one). The callable's ``description`` names the database without the password.
+    one). The callable's ``description`` names the database without the password. Several hosts,
+    ``host1:port1,host2:port2``, are tried in their order (a Galera cluster's nodes); on PostgreSQL
+    by libpq, with the URL's parameters (``?target_session_attrs=read-write`` finds the primary
+    of a failover pair).
     """
     try:
         parts = urlsplit(url)
-        port = parts.port
-    except ValueError:   # its text may quote part of the password: say what is wrong, not what is there
-        raise ValueError('bad database URL: its host or port cannot be read (percent-encode any / ? # @ : '
-                         'in the user name and password)') from None
+    except ValueError:
+        raise _unreadable_url() from None
     scheme, _, driver = parts.scheme.partition('+')
     dialect = next((dialect for dialect in DIALECTS.values() if scheme in dialect.schemes), None)
     if dialect is None:
@@ -988,18 +1014,30 @@ def connect_url(url: str) -> Callable[[], Any]:
             raise ValueError(f'bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db')
         options, description = {'database': path}, f'sqlite:///{path}'
     else:
+        try:   # host:port, or several: host:port,host:port (tried in their order)
+            hosts = [(split.hostname or '127.0.0.1', split.port or dialect.port)
+                     for split in (urlsplit('//' + each) for each in parts.netloc.rpartition('@')[2].split(','))]
+        except ValueError:
+            raise _unreadable_url() from None
         options = {
-            'host': parts.hostname or '127.0.0.1', 'port': port or dialect.port,
-            'user': unquote(parts.username) if parts.username else dialect.user,
+            'hosts': hosts, 'user': unquote(parts.username) if parts.username else dialect.user,
             'password': unquote(parts.password) if parts.password else '',
             'database': unquote(parts.path.lstrip('/')) or None,
+            'parameters': dict(parse_qsl(parts.query)) if dialect.name == 'postgresql' else {},
         }
-        description = f"{scheme}://{options['user']}@{options['host']}:{options['port']}/{options['database'] or ''}"
+        description = (f"{scheme}://{options['user']}@{','.join(f'{host}:{port}' for host, port in hosts)}/"
+                       f"{options['database'] or ''}")
 
     def connect() -> Any:
         return dialect.open(_first_importable(modules), options)
     connect.description = description
     return connect
+
+
+def _unreadable_url() -> ValueError:
+    # (the URL's text may quote part of the password: say what is wrong, not what is there)
+    return ValueError('bad database URL: its host or port cannot be read (percent-encode any / ? # @ : in the user '
+                      'name and password)')
 
 
 def _first_importable(modules: Sequence[str]) -> Any:
@@ -1040,6 +1078,11 @@ class _TransactionLost(Exception):
         super().__init__(info['error'])
         self.claim, self.info = claim, info
         self.conflict = conflict   # a deadlock: nobody's fault, every task of the batch goes back uncounted
+
+
+class _ClaimsLost(Exception):
+    """Galera: before its commit, a batch found tasks of its own claimed by another worker since
+    (their lease ended while they ran: its renewal failed); its writes must not commit."""
 
 
 class _TimedOut(BaseException):
@@ -2768,7 +2811,8 @@ class Worker:
         self._rescue_at = -math.inf                    # the next look for a dead worker's tasks (monotonic)
         self._rescue_possible: bool | None = None      # see _can_rescue; None: not yet known
         self._cluster: bool | None = None              # a Galera cluster's node (None: not yet known)...
-        self._renewing = threading.Lock()              # ...where a thread renews the running batches' leases
+        self._renewing = threading.Lock()              # ...where a thread renews the running batches' leases...
+        self._renew_warned = False                     # ...unless the worker has no connection of its own for it
         self._counts: dict[tuple[str, dt.datetime], tuple[int, int]] = {}   # (queue, minute) -> (done, failed)
         self._counts_lock = threading.Lock()
         self._counts_at = 0.0           # when they are next written (monotonic; see _report)
@@ -2880,7 +2924,7 @@ class Worker:
             return buried
         thread = threading.get_ident()
         self._inflight[thread] = (getattr(self._local, 'connection_id', None), claimed, _worker_id())
-        if self._cluster and not self._renewing.locked():
+        if self._cluster and not self._renewing.locked() and self._renewable():
             threading.Thread(target=self._renew_leases, name='mqueue-lease', daemon=True).start()
         try:
             self._process(claimed, outcomes)
@@ -3140,12 +3184,16 @@ class Worker:
             return   # (another thread renews)
         conn, idle_since, pause = None, time.monotonic(), threading.Event()
         try:
-            while time.monotonic() - idle_since < WATCHDOG_IDLE:
+            while time.monotonic() - idle_since < WATCHDOG_IDLE and not self._given_up:
                 batches = list(self._inflight.values())
                 if batches:
                     idle_since = time.monotonic()
                     try:
-                        conn = conn or self.connect()
+                        if conn is None:
+                            conn = self.connect()
+                            if self.dialect.short_lock_wait:   # a row its batch holds: wait briefly, try later
+                                with _cursor(conn) as cursor:
+                                    cursor.execute(self.dialect.short_lock_wait)
                         with _cursor(conn) as cursor:
                             for _, claimed, worker in batches:
                                 # (not a row its batch has written: locked until the batch commits, it
@@ -3168,8 +3216,20 @@ class Worker:
                 with contextlib.suppress(Exception):
                     conn.close()
             self._renewing.release()
-        if self._inflight:   # (a batch that began as this thread was ending did not start another)
+        if self._inflight and not self._given_up:   # (a batch that began as this thread ended did not start one)
             threading.Thread(target=self._renew_leases, name='mqueue-lease', daemon=True).start()
+
+    def _renewable(self) -> bool:
+        """Whether this worker has connections of its own to renew leases from; said once if not."""
+        if self.connect is not None and not isinstance(self.connect, _SharedConnection):
+            return True
+        if not self._renew_warned:
+            self._renew_warned = True
+            logger.warning('on a Galera cluster a running task\'s lease is renewed from a connection of the worker\'s '
+                           'own, and this worker has none (one connection, or a transaction hook without connect): '
+                           'a task that runs longer than its lease (%gs) may be claimed on another node, and its '
+                           'batch rolled back and run again', self.lease)
+        return False
 
     def _claim_due(self, cursor: Any, pairs: list[tuple[str, int]]) -> list[tuple]:
         """Lock up to a batch of due rows from these (queue, priority) pairs: a priority at a
@@ -3382,9 +3442,15 @@ class Worker:
                 outcomes = []
                 if attempts:
                     self._check_transaction(cursor, attempts)
+                    if self._cluster:
+                        self._check_claims(cursor, attempts)
                     outcomes = self._complete(cursor, attempts)
         except _TransactionLost as lost:
             self._recover(claimed, lost)
+            return
+        except _ClaimsLost as lost:   # (rolled back: its writes, and what it recorded)
+            logger.warning('%s; the batch is rolled back, and its other tasks go back to the queue', lost)
+            self._hand_back(claimed)   # (each only if the claim is still ours)
             return
         except _TimedOut as timed_out:   # its transaction is over: rolled back, or its session gone
             if self.dialect.kill:
@@ -3405,6 +3471,20 @@ class Worker:
         finally:   # the batch failed before it held its rows: what its claim did was committed all the same
             self._report_all(unreported)
         self._report_all(outcomes)
+
+    def _check_claims(self, cursor: Any, attempts: list[tuple[_Claim, dict, _Outcome | None]]) -> None:
+        """Galera, before the batch commits: lock its rows (from here on a claim from another node
+        aborts this transaction) and make sure each is still this batch's claim. A task whose lease
+        ended while it ran (its renewal failed) may have been claimed, and run, by another worker
+        since; then this batch must not commit."""
+        claims = [claim for claim, _, _ in attempts]
+        cursor.execute(self._sql(SQL_LOCK, ids=len(claims)), [claim.id for claim in claims])
+        rows = {task_id: (attempt, claimed) for task_id, attempt, claimed in cursor.fetchall()}
+        lost = [claim for claim in claims if claim.id not in rows or rows[claim.id][0] != claim.attempt
+                or not (claim.settled or rows[claim.id][1])]   # (a settled row: this batch wrote it)
+        if lost:
+            raise _ClaimsLost(f'tasks {", ".join(str(claim.id) for claim in lost)}: claimed by another worker while they '
+                              f'ran here (their lease of {self.lease:g}s ended: it could not be renewed)')
 
     def _lock(self, cursor: Any, claimed: list[_Claim]) -> dict[int, int]:
         """Lock the batch's rows (on a Galera cluster, read them); the attempt count of each still
@@ -3876,12 +3956,37 @@ class Worker:
             cursor.execute(f'PRAGMA synchronous = {level}')
             self._local.synchronous_now = level
 
+    def _learn_cluster(self, cursor: Any) -> None:
+        """On a connection's first use: whether the server is a Galera cluster's node (learnt
+        once), and if so, the session set up for it."""
+        dialect = self.dialect
+        if not dialect.cluster_probe:
+            return
+        if self._cluster is None:
+            cursor.execute(dialect.cluster_probe)
+            self._cluster = _setting_on(cursor.fetchone())
+            if self._cluster:
+                if self.isolation and self.isolation.upper() in dialect.locking_reads_at:
+                    raise MQueueError(f'on a Galera cluster a running batch must not lock its rows, which '
+                                      f'{self.isolation.upper()} reads do: leave isolation unset, or READ COMMITTED')
+                logger.info('a Galera cluster\'s node: its row locks are not seen by the other nodes, so the lease '
+                            '(%gs) fences running tasks, renewed every %gs while they run; a dead worker\'s tasks are '
+                            'due again when it ends (no rescue)', self.lease, self.lease * LEASE_RENEW_AT)
+        if self._cluster and dialect.snapshot_check:
+            cursor.execute(dialect.snapshot_check)
+            if _setting_on(cursor.fetchone()):
+                cursor.execute(dialect.snapshot_off)
+
     @contextlib.contextmanager
     def _hook_transaction(self, lazy: bool = False) -> Iterator[Any]:
-        """The transaction hook's transaction; its connection tells the dialect if none was given."""
+        """The transaction hook's transaction; its connection tells the dialect if none was given
+        (and, once, whether it is a Galera cluster's node)."""
         with self.hooks['transaction']() as conn:
             if self.dialect is None:
                 self.dialect = self.registry.dialect_of(conn)
+            if self._cluster is None and self.dialect.cluster_probe:
+                with _cursor(conn) as cursor:
+                    self._learn_cluster(cursor)
             if self.dialect.begin and not getattr(conn, 'in_transaction', True):   # SQLite: take the write lock
                 with _cursor(conn) as cursor:
                     cursor.execute(self.dialect.begin)
@@ -3911,15 +4016,7 @@ class Worker:
                     cursor.execute(statement)
                 if dialect.listen and not self._rotated:   # (a rotation never waits on one database's
                     cursor.execute(dialect.listen)          # notifications: they would pile up unread)
-                if dialect.cluster_probe and self._cluster is None:
-                    cursor.execute(dialect.cluster_probe)
-                    row = cursor.fetchone()
-                    self._cluster = bool(row and str(row[1]).upper() == 'ON')
-                    if self._cluster:
-                        logger.info('a Galera cluster\'s node: its row locks are not seen by the other nodes, so '
-                                    'the lease (%gs) fences running tasks, renewed every %gs while they run; '
-                                    'a dead worker\'s tasks are due again when it ends (no rescue)', self.lease,
-                                    self.lease * LEASE_RENEW_AT)
+                self._learn_cluster(cursor)
                 cursor.execute(dialect.whereabouts)
                 where = cursor.fetchone()[0]
                 if dialect.synchronous:
@@ -4003,6 +4100,12 @@ class Worker:
             logger.warning('could not hand back the abandoned tasks (%s); they return when rescued or their '
                            'lease ends',
                            _describe_error(exc, short=True))
+
+
+def _setting_on(row: Sequence | None) -> bool:
+    """Whether a SHOW VARIABLES row says ON (mysql-connector may give its value as bytes)."""
+    value = row[1] if row else ''
+    return (value.decode() if isinstance(value, (bytes, bytearray)) else str(value)).upper() == 'ON'
 
 
 class _SharedConnection:

@@ -5311,7 +5311,8 @@ def test_on_a_galera_node_a_running_batch_holds_no_row_lock_and_renews_its_lease
         assert started.wait(10)
         threads[1].start()
         assert workers[0]._cluster and not workers[0]._can_rescue()
-        assert query(db, f'SELECT id FROM {reg.table} WHERE id = %s FOR UPDATE SKIP LOCKED', (task_id,)) == ((task_id,),)
+        wait_for(lambda: query(db, f'SELECT id FROM {reg.table} WHERE id = %s FOR UPDATE SKIP LOCKED',
+                               (task_id,)) == ((task_id,),), timeout=2)   # (not while a renewal holds it)
         etas, ends = [], time.monotonic() + lease * 10
         while time.monotonic() < ends:   # (ten leases of the task running: the span under test)
             etas.append(seconds_until_eta(db, reg, task_id))
@@ -5327,3 +5328,36 @@ def test_on_a_galera_node_a_running_batch_holds_no_row_lock_and_renews_its_lease
         thread.join(10)
     assert runs == [task_id] and query(db, f'SELECT COUNT(*) FROM {ledger}') == ((1,),)
     assert workers[0].stats['lock_conflicts'] == 0
+
+
+@only('mariadb-pymysql')
+def test_on_a_galera_node_a_batch_whose_lease_ended_and_was_claimed_elsewhere_rolls_back(db, reg, ledger, monkeypatch):
+    """If a running task's lease cannot be renewed (here: renewed once, then not for 50 s), a
+    worker on another node may claim it and run it: the first batch then finds, before its
+    commit, that the claim is no longer its own, and rolls back its writes. One effect."""
+    monkeypatch.setattr(mqueue.MySQL, 'cluster_probe', "SELECT 'wsrep_on', 'ON'")
+    monkeypatch.setattr(mqueue, 'LEASE_RENEW_AT', 100.0)
+    second_done, runs = threading.Event(), []
+
+    @reg.task(name='twice')
+    def twice():
+        runs.append(mqueue.current().retries)
+        write_ledger(ledger, note=f'run {len(runs)}')
+        if len(runs) == 1:
+            assert second_done.wait(30)   # the lease ends meanwhile; the other worker runs it
+        else:
+            second_done.set()
+    task_id = enqueued(reg, 'twice')
+    first, second = worker(reg, lease=0.5), worker(reg, lease=0.5)
+    threads = [threading.Thread(target=first.run, daemon=True)]
+    threads[0].start()
+    wait_for(lambda: runs)
+    threads.append(threading.Thread(target=second.run, daemon=True))
+    threads[1].start()
+    wait_for(lambda: tasks_in(db, reg) == [] and not first._inflight)
+    for worker_ in (first, second):
+        worker_.stop()
+    for thread in threads:
+        thread.join(10)
+    assert runs == [0, 1]   # the second run was the second attempt
+    assert query(db, f'SELECT note FROM {ledger}') == (('run 2',),)   # the first run's write rolled back

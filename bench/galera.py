@@ -247,8 +247,8 @@ def scenario(cluster, tasks=6000, workers_per_node=2, kill=1, lease=5.0, batch=2
     enqueued from every node in the caller's transaction (and a few rolled back there), each
     inserting a ledger row through its own transaction; a cron fires every second with a
     scheduler in every worker; `kill` (a node's index, or None) is SIGKILLed once a third of the
-    tasks are done and started again 2 s later. Workers run with rescue_after=None (the lease is
-    the fence between nodes) and stop once every task is done and the restarted node's workers
+    tasks are done and started again 2 s later. Workers (which tell they run on a cluster's node:
+    no rescue, the lease renewed as the fence between nodes) stop once every task is done and the restarted node's workers
     have run tasks again. Returns the report: duplicate effects and losses (both must be 0),
     Python re-runs, conflicts retried, task failures, the cron's fires and duplicates."""
     import collections
@@ -273,7 +273,7 @@ def scenario(cluster, tasks=6000, workers_per_node=2, kill=1, lease=5.0, batch=2
     def work(url, report):
         failures = collections.Counter()
         worker = mqueue.Worker(mqueue.connect_url(url), registry=registry, batch=batch, lease=lease,
-                               rescue_after=None, poll_interval=0.05,
+                               poll_interval=0.05,   # (no rescue_after=None: the worker tells it is a node)
                                hooks={'task_failed': lambda context, **info: failures.update([info['error'][:80]])})
         worker.run()   # until SIGTERM
         report.put({'conflicts': worker.stats['lock_conflicts'], 'failures': dict(failures)})
