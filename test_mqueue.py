@@ -613,6 +613,35 @@ def test_connect_url_parses_credentials():
                        ('sqlite://host/x.db', 'bad SQLite URL')):
         with pytest.raises(ValueError, match=error):
             mqueue.connect_url(bad)
+    several = mqueue.connect_url('postgresql://app:pw@db1,db2:5433/shop?target_session_attrs=read-write')
+    assert several.description == 'postgresql://app@db1:5432,db2:5433/shop'
+    assert mqueue.connect_url('mysql://app@n1:3307,[::1]/shop').description == 'mysql://app@n1:3307,::1:3306/shop'
+    for bad in ('mysql://app:p@n1:x,n2/shop', 'mysql://[x/db'):
+        with pytest.raises(ValueError, match='bad database URL') as error:
+            mqueue.connect_url(bad)
+        assert 'p@' not in str(error.value)
+
+
+@only('mariadb-pymysql', 'postgresql-psycopg', 'postgresql-psycopg2')
+def test_a_url_naming_several_hosts_connects_to_the_first_that_takes_it(db):
+    """A Galera cluster's nodes, or a PostgreSQL failover pair (libpq: with target_session_attrs):
+    a host that refuses the connection is passed over."""
+    scheme, _, rest = B.url.partition('://')
+    account, _, where = rest.partition('@')
+    host, _, database = where.partition('/')
+    url = f'{scheme}://{account}@127.0.0.1:{free_port()},{host}/{database}'
+    if B.dialect.name == 'postgresql':
+        url += '?target_session_attrs=read-write&connect_timeout=2'
+    conn = mqueue.connect_url(url)()
+    try:
+        with cursor_of(conn) as cursor:
+            cursor.execute('SELECT 1')
+            assert cursor.fetchone()[0] == 1
+    finally:
+        conn.close()
+    with pytest.raises(Exception) as refused:   # none takes it: the last host's error
+        mqueue.connect_url(f'{scheme}://{account}@127.0.0.1:{free_port()},127.0.0.1:{free_port()}/{database}')()
+    assert mqueue._retryable(refused.value)
 
 
 def test_readme_first_command_needs_no_database_server(tmp_path):

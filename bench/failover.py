@@ -56,7 +56,7 @@ class Pair:
             self._start(self.primary)
             self.sql(PRIMARY_PORT, 'CREATE DATABASE test', database='postgres')
             self._run(BIN / 'pg_basebackup', '-h', '127.0.0.1', '-p', PRIMARY_PORT, '-U', 'postgres', '-D',
-                      self.standby, '-R', '-X', 'stream')
+                      self.standby, '-R', '-X', 'stream', '--checkpoint=fast')
             self._configure(self.standby, STANDBY_PORT, [
                 f"primary_conninfo = 'host=127.0.0.1 port={PRIMARY_PORT} user=postgres application_name=standby'"])
             self._start(self.standby)
@@ -110,11 +110,13 @@ class Pair:
             return cursor.fetchall() if cursor.description else []
 
 
-def scenario(pair, tasks=3000, workers=2, batch=20, deadline=120.0):
+def scenario(pair, tasks=3000, workers=2, batch=20, deadline=120.0, lag=0.5):
     """Issue 18's failover scenario: `tasks` tasks waiting (replicated), each inserting a ledger
     row through its own transaction, drained by `workers` processes connected with the pair's
     multi-host URL, while one more process enqueues a task every few milliseconds, each committed;
-    once a third are done the primary is killed (immediate) and the standby promoted. Returns the
+    once a third are done the primary's WAL sender is stopped for `lag` seconds (a standby that
+    far behind: a slow network), then the primary is killed (immediate) and the standby promoted.
+    Returns the
     report: duplicate effects and losses on the new primary, Python re-runs, completions and
     enqueues whose commit had returned (acknowledged) before the failover and that ran again or
     were lost, and how long the workers took to go on."""
@@ -150,10 +152,10 @@ def scenario(pair, tasks=3000, workers=2, batch=20, deadline=120.0):
         while not stop.is_set():
             try:
                 conn = conn or connect()
+                n += 1   # (a key used once: a commit that failed may have committed all the same)
                 registry.enqueue(conn, 'ledger', [f'e-{n}'])
                 conn.commit()
                 note('enqueued', f'e-{n}')
-                n += 1
             except Exception:
                 with contextlib.suppress(Exception):
                     conn.close()
@@ -186,9 +188,14 @@ def scenario(pair, tasks=3000, workers=2, batch=20, deadline=120.0):
             with contextlib.suppress(Exception):
                 done, = pair.sql(port, "SELECT COUNT(DISTINCT task_key) FROM failover_ledger WHERE task_key LIKE 't-%%'")[0]
                 if killed_at is None and done >= tasks // 3:
+                    # (the sender, not the receiver: what the receiver's socket holds would still arrive)
+                    sender, = pair.sql(PRIMARY_PORT, 'SELECT pid FROM pg_stat_replication')[0]
+                    os.kill(sender, signal.SIGSTOP)
+                    time.sleep(lag)
+                    os.kill(sender, signal.SIGKILL)   # (what it had not sent is never sent)
                     pair.kill_primary()
                     killed_at = time.time()
-                    faults.append(f'primary killed (immediate) at {done} tasks done')
+                    faults.append(f'standby {lag:g} s behind, then the primary killed (immediate) at {done} tasks done')
                     time.sleep(1)
                     pair.promote()
                     faults.append(f'standby promoted {time.time() - killed_at:.1f} s later')
