@@ -606,6 +606,7 @@ class Dialect:
     enqueue_tail = ''            # after the VALUES: returns the new id where lastrowid does not
     notify = False               # enqueue notifies NOTIFY_CHANNEL (its last parameter: the payload)...
     listen: str | None = None    # ...which a worker's connection listens to
+    url_parameters: frozenset[str] = frozenset()   # a URL's ?name=value passed to the driver (connect_url)
     cluster_probe: str | None = None   # a row whose second column is 'ON' on a Galera cluster's node...
     snapshot_check: str | None = None  # ...and there, if this reads ON, snapshot_off is run in each session
     snapshot_off: str | None = None
@@ -778,20 +779,28 @@ class MySQL(Dialect):
         return None
 
     def open(self, driver: Any, options: dict) -> Any:
-        """The first of the URL's hosts that takes the connection, in their order (the drivers
-        take one host: a Galera cluster's nodes, say, are tried here)."""
+        """The first of the URL's hosts that takes the connection and a query, in their order (the
+        drivers take one host: a Galera cluster's nodes, say, are tried here)."""
         account = {'user': options['user'], 'password': options['password'], 'database': options['database']}
         if driver.__name__ == 'mysql.connector':
             # Named, as PyMySQL does: for a server whose version reads 8.0 or more (MariaDB 11 too)
             # mysql-connector 9+ would pick utf8mb4_0900_ai_ci, which MariaDB before 11.4.5 lacks.
             account['collation'] = 'utf8mb4_general_ci'
         for host, port in options['hosts'][:-1]:
+            conn = None
             try:
-                return driver.connect(host=host, port=port, charset='utf8mb4', autocommit=False, **account)
+                conn = driver.connect(host=host, port=port, charset='utf8mb4', autocommit=False, **account)
+                with _cursor(conn) as cursor:   # (a Galera node out of its cluster takes the connection,
+                    cursor.execute('SELECT 1')  # then no query: error 1047)
+                    cursor.fetchall()
+                return conn
             except Exception as exc:
                 if not _database_error(exc):
                     raise
-                logger.debug('cannot connect to %s:%s (%s); trying the next host', host, port,
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                logger.debug('cannot use %s:%s (%s); trying the next host', host, port,
                              _describe_error(exc, short=True))
         host, port = options['hosts'][-1]
         return driver.connect(host=host, port=port, charset='utf8mb4', autocommit=False, **account)
@@ -843,6 +852,13 @@ class PostgreSQL(Dialect):
     drivers = {'psycopg': 'psycopg', 'psycopg3': 'psycopg', 'psycopg2': 'psycopg2'}
     async_drivers = ('asyncpg',)   # (and psycopg's AsyncConnection)
     port, user = 5432, 'postgres'
+    # The URL's parameters passed on to libpq (others are ignored): the connection's own, never the
+    # host, port, user, password or database the URL names, nor a driver's options.
+    url_parameters = frozenset((
+        'target_session_attrs', 'load_balance_hosts', 'connect_timeout', 'application_name', 'options', 'sslmode',
+        'sslrootcert', 'sslcert', 'sslkey', 'sslcrl', 'sslpassword', 'sslcompression', 'sslnegotiation',
+        'channel_binding', 'gssencmode', 'krbsrvname', 'requirepeer', 'passfile', 'service', 'keepalives',
+        'keepalives_idle', 'keepalives_interval', 'keepalives_count', 'tcp_user_timeout', 'client_encoding'))
     lock_conflicts = {'40P01': 'deadlock', '40001': 'serialization failure', '55P03': 'lock not available'}
     lost_connection = {'57P01': 'admin shutdown', '57P02': 'crash shutdown', '57P03': 'cannot connect now'}
     lost_connection_classes = ('08',)   # connection exceptions
@@ -1014,24 +1030,38 @@ def connect_url(url: str) -> Callable[[], Any]:
             raise ValueError(f'bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db')
         options, description = {'database': path}, f'sqlite:///{path}'
     else:
-        try:   # host:port, or several: host:port,host:port (tried in their order)
-            hosts = [(split.hostname or '127.0.0.1', split.port or dialect.port)
-                     for split in (urlsplit('//' + each) for each in parts.netloc.rpartition('@')[2].split(','))]
-        except ValueError:
-            raise _unreadable_url() from None
+        hosts = _hosts(parts.netloc.rpartition('@')[2], dialect.port)
         options = {
             'hosts': hosts, 'user': unquote(parts.username) if parts.username else dialect.user,
             'password': unquote(parts.password) if parts.password else '',
             'database': unquote(parts.path.lstrip('/')) or None,
-            'parameters': dict(parse_qsl(parts.query)) if dialect.name == 'postgresql' else {},
+            'parameters': {key: value for key, value in parse_qsl(parts.query) if key in dialect.url_parameters},
         }
-        description = (f"{scheme}://{options['user']}@{','.join(f'{host}:{port}' for host, port in hosts)}/"
-                       f"{options['database'] or ''}")
+        where = ','.join(f'[{host}]:{port}' if ':' in host else f'{host}:{port}' for host, port in hosts)
+        description = f"{scheme}://{options['user']}@{where}/{options['database'] or ''}"
 
     def connect() -> Any:
         return dialect.open(_first_importable(modules), options)
     connect.description = description
     return connect
+
+
+def _hosts(text: str, default_port: int) -> list[tuple[str, int]]:
+    """A URL's host:port, or several, host:port,host:port (an IPv6 address in brackets); no host
+    is 127.0.0.1, no port the database's."""
+    if not text:
+        return [('127.0.0.1', default_port)]
+    hosts = []
+    for each in text.split(','):
+        if each.startswith('['):   # [::1]:5432
+            host, _, rest = each[1:].partition(']')
+            port = rest[1:] if rest.startswith(':') else None if not rest else 'bad'
+        else:
+            host, _, port = each.partition(':')
+        if not host or (port is not None and port != '' and not port.isdigit()) or (port and int(port) > 65535):
+            raise _unreadable_url()
+        hosts.append((host, int(port) if port else default_port))
+    return hosts
 
 
 def _unreadable_url() -> ValueError:
@@ -2804,7 +2834,9 @@ class Worker:
         self._local = threading.local()
         self._signals = 0
         self._abandon_signal: int | None = None    # set by a second signal
-        self.stats: collections.Counter = collections.Counter()   # lock_conflicts: deadlocks and lock-wait timeouts retried
+        # lock_conflicts: deadlocks and lock-wait timeouts retried (a Galera cluster's certification
+        # failures among them), and where they struck: claim_, batch_ (outside its tasks) and task_conflicts
+        self.stats: collections.Counter = collections.Counter()
         self._inflight: dict[int, tuple[int | None, list[_Claim], str]] = {}   # thread -> (connection id, claims, worker)
         self._priorities: list[tuple[str, int]] = []   # (queue, priority) pairs to claim from...
         self._priorities_at = -math.inf                # ...as of this time.monotonic()
@@ -2914,7 +2946,12 @@ class Worker:
             self._go_idle()
         if getattr(self._local, 'idle', False) and not self._probe():
             return 0
-        claimed, outcomes = self._claim()   # and the rows it rescued or buried
+        try:
+            claimed, outcomes = self._claim()   # and the rows it rescued or buried
+        except Exception as exc:
+            if _lock_conflict(exc):
+                self.stats['claim_conflicts'] += 1
+            raise
         buried = sum(outcome.event == 'task_dead' for outcome in outcomes)
         if not claimed:
             for outcome in outcomes:
@@ -2930,6 +2967,7 @@ class Worker:
             self._process(claimed, outcomes)
         except Exception as exc:
             if _lock_conflict(exc):   # the batch's writes went with its transaction: hand it back uncounted
+                self.stats['batch_conflicts'] += 1
                 self._hand_back(claimed)
             raise
         finally:
@@ -3526,6 +3564,7 @@ class Worker:
             raise _TransactionLost(claim, info, conflict) from error
         if conflict:   # a deadlock or lock-wait timeout is the database's doing: again, uncounted
             self.stats['lock_conflicts'] += 1
+            self.stats['task_conflicts'] += 1
             return claim, info, self._release(cursor, claim, info)
         return claim, info, self._retry_or_bury(cursor, claim, info)
 
@@ -3716,7 +3755,9 @@ class Worker:
                     'error': f'TransactionLost: {culprit} the transaction it ran in had been rolled back or '
                              'committed under it (a deadlock or lost connection it caught, or its own '
                              f'commit/rollback), so its writes cannot complete it ({_describe_error(exc, short=True)})'}
-            raise _TransactionLost(alone, info) from exc
+            # A deadlock error here is the database's doing (a Galera cluster aborts a transaction
+            # whose rows another node's commit took, between its statements): nobody's failure.
+            raise _TransactionLost(alone, info, conflict=_lock_conflict(exc)) from exc
 
     def _recover(self, claimed: list[_Claim], lost: _TransactionLost) -> None:
         """The batch's transaction is gone: record the failure that caused it and hand the other
@@ -3728,8 +3769,10 @@ class Worker:
         outcomes = []
         if lost.conflict:
             self.stats['lock_conflicts'] += 1
-            logger.info('task %s %s hit a deadlock; its batch runs again (%s)', lost.claim.id, lost.claim.task.name,
-                        lost.info['error'].splitlines()[0])
+            self.stats['task_conflicts'] += 1
+            logger.info('%s hit a deadlock; its batch runs again (%s)',
+                        f'task {lost.claim.id} {lost.claim.task.name}' if lost.claim else 'a task of a batch',
+                        lost.info['error'].splitlines()[-1] if lost.claim is None else lost.info['error'].splitlines()[0])
         with self._transaction() as conn, _cursor(conn) as cursor:
             held = self._lock(cursor, claimed)
             for claim in claimed:

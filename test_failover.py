@@ -22,6 +22,7 @@ def test_workers_go_on_after_a_failover_and_no_effect_is_doubled(synchronous):
     print(report)
     assert len(report['faults']) == 2 and report['workers_went_on_after_s'] is not None, report
     assert report['left'] == 0 and report['enqueued_during_run'] > 0, report
+    assert report['acknowledged_before_failover'] > 0 and report['python_reruns'] > 0, report   # (at stake)
     # On the new primary every task that is there ran once: a completion lost with the old primary
     # took its task's writes with it (they commit together), so it runs again, once.
     assert report['duplicate_effects'] == 0, report

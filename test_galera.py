@@ -38,6 +38,7 @@ def test_workers_on_every_node_of_a_galera_cluster_lose_nothing_and_duplicate_no
     assert report['duplicate_effects'] == 0 and report['lost'] == 0 and report['left'] == 0, report
     assert report['rolled_back_ran'] == 0, report       # a rolled-back enqueue never existed, on any node
     assert report['dead'] == 0 and report['task_failures'] == {}, report   # conflicts are not failures
+    assert report['counter'] == report['counter_tasks'] > 0, report   # a row written from every node: once each
     assert report['cron_fires'] >= 3 and report['cron_duplicate_effects'] == 0, report
     assert report['restarted_node_ran'] > 0, report     # the killed node's worker reconnected and ran tasks
     assert report['workers_reporting'] == 3 and len(report['faults']) == 2, report

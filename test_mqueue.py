@@ -615,8 +615,8 @@ def test_connect_url_parses_credentials():
             mqueue.connect_url(bad)
     several = mqueue.connect_url('postgresql://app:pw@db1,db2:5433/shop?target_session_attrs=read-write')
     assert several.description == 'postgresql://app@db1:5432,db2:5433/shop'
-    assert mqueue.connect_url('mysql://app@n1:3307,[::1]/shop').description == 'mysql://app@n1:3307,::1:3306/shop'
-    for bad in ('mysql://app:p@n1:x,n2/shop', 'mysql://[x/db'):
+    assert mqueue.connect_url('mysql://app@n1:3307,[::1]/shop').description == 'mysql://app@n1:3307,[::1]:3306/shop'
+    for bad in ('mysql://app:p@n1:x,n2/shop', 'mysql://[x/db', 'mysql://n1,,n2/shop', 'mysql://n1:70000/shop'):
         with pytest.raises(ValueError, match='bad database URL') as error:
             mqueue.connect_url(bad)
         assert 'p@' not in str(error.value)
@@ -630,13 +630,13 @@ def test_a_url_naming_several_hosts_connects_to_the_first_that_takes_it(db):
     account, _, where = rest.partition('@')
     host, _, database = where.partition('/')
     url = f'{scheme}://{account}@127.0.0.1:{free_port()},{host}/{database}'
-    if B.dialect.name == 'postgresql':
-        url += '?target_session_attrs=read-write&connect_timeout=2'
+    if B.dialect.name == 'postgresql':   # libpq's parameters; not those naming what the URL names, nor the driver's
+        url += '?target_session_attrs=read-write&connect_timeout=2&application_name=mq-test&host=/no&prepare_threshold=x'
     conn = mqueue.connect_url(url)()
     try:
         with cursor_of(conn) as cursor:
-            cursor.execute('SELECT 1')
-            assert cursor.fetchone()[0] == 1
+            cursor.execute('SHOW application_name' if B.dialect.name == 'postgresql' else 'SELECT 1')
+            assert cursor.fetchone()[0] == ('mq-test' if B.dialect.name == 'postgresql' else 1)
     finally:
         conn.close()
     with pytest.raises(Exception) as refused:   # none takes it: the last host's error

@@ -88,9 +88,18 @@ class Pair:
     def _start(self, datadir):
         self._run(BIN / 'pg_ctl', '-D', datadir, '-l', self.root / f'{datadir.name}.log', '-w', 'start')
 
-    def kill_primary(self):
-        """A crash: the primary's processes end at once, nothing flushed, no client told."""
-        self._run(BIN / 'pg_ctl', '-D', self.primary, '-m', 'immediate', 'stop')
+    def kill_primary(self, stuck=None):
+        """A crash: `pg_ctl stop -m immediate`, the primary's processes end at once, nothing
+        flushed, no client told; `stuck`, a child process stopped with SIGSTOP, is killed once the
+        shutdown has begun (it could not end by itself, nor send anything more)."""
+        stop = subprocess.Popen([str(BIN / 'pg_ctl'), '-D', str(self.primary), '-m', 'immediate', 'stop'],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=USER)
+        if stuck is not None:
+            time.sleep(0.1)   # (the postmaster shutting down: a child's death is no crash to recover from)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stuck, signal.SIGKILL)
+        if stop.wait(60) != 0:
+            raise RuntimeError('the primary did not stop')
 
     def promote(self):
         """The standby takes over: it ends recovery and takes writes (and waits for nothing)."""
@@ -110,7 +119,7 @@ class Pair:
             return cursor.fetchall() if cursor.description else []
 
 
-def scenario(pair, tasks=3000, workers=2, batch=20, deadline=120.0, lag=0.5):
+def scenario(pair, tasks=3000, workers=3, batch=20, deadline=120.0, lag=0.5):
     """Issue 18's failover scenario: `tasks` tasks waiting (replicated), each inserting a ledger
     row through its own transaction, drained by `workers` processes connected with the pair's
     multi-host URL, while one more process enqueues a task every few milliseconds, each committed;
@@ -171,8 +180,11 @@ def scenario(pair, tasks=3000, workers=2, batch=20, deadline=120.0, lag=0.5):
         registry.enqueue_many(conn, 'ledger', [[f't-{i}'] for i in range(tasks)])
     conn.commit()
     conn.close()
+    caught_up_by = time.monotonic() + 60   # (the tasks are on the standby too: only what happens next is at stake)
     while pair.sql(PRIMARY_PORT, 'SELECT pg_current_wal_lsn() = replay_lsn FROM pg_stat_replication') != [(True,)]:
-        time.sleep(0.05)   # (the tasks are on the standby too: only what happens next is at stake)
+        if time.monotonic() > caught_up_by:
+            raise RuntimeError('the standby did not catch up in 60 s')
+        time.sleep(0.05)
 
     fork = multiprocessing.get_context('fork')
     stop_enqueuing = fork.Event()
@@ -185,20 +197,25 @@ def scenario(pair, tasks=3000, workers=2, batch=20, deadline=120.0, lag=0.5):
     try:
         while time.monotonic() - began < deadline:
             port = STANDBY_PORT if killed_at else PRIMARY_PORT
-            with contextlib.suppress(Exception):
+            if killed_at is None:
                 done, = pair.sql(port, "SELECT COUNT(DISTINCT task_key) FROM failover_ledger WHERE task_key LIKE 't-%%'")[0]
-                if killed_at is None and done >= tasks // 3:
-                    # (the sender, not the receiver: what the receiver's socket holds would still arrive)
+                if done >= tasks // 3:   # (not in the suppress below: a failure here fails the run)
+                    # The standby `lag` behind: the primary's WAL sender stopped (not the standby's
+                    # receiver: what its socket holds would still arrive), then the primary killed.
                     sender, = pair.sql(PRIMARY_PORT, 'SELECT pid FROM pg_stat_replication')[0]
                     os.kill(sender, signal.SIGSTOP)
-                    time.sleep(lag)
-                    os.kill(sender, signal.SIGKILL)   # (what it had not sent is never sent)
-                    pair.kill_primary()
-                    killed_at = time.time()
+                    try:
+                        time.sleep(lag)
+                        killed_at = time.time()
+                        pair.kill_primary(stuck=sender)
+                    finally:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(sender, signal.SIGKILL)
                     faults.append(f'standby {lag:g} s behind, then the primary killed (immediate) at {done} tasks done')
                     time.sleep(1)
                     pair.promote()
-                    faults.append(f'standby promoted {time.time() - killed_at:.1f} s later')
+                    faults.append(f'standby promoted {time.time() - killed_at:.1f} s after the kill began')
+            with contextlib.suppress(Exception):   # (the new primary may refuse for a moment)
                 if killed_at and resumed_in is None:
                     first, = pair.sql(STANDBY_PORT, 'SELECT EXTRACT(EPOCH FROM MIN(at)) FROM failover_ledger '
                                                     f'WHERE at > to_timestamp({killed_at})')[0]
@@ -234,7 +251,9 @@ def scenario(pair, tasks=3000, workers=2, batch=20, deadline=120.0, lag=0.5):
     ran, done, enqueued = read('ran'), read('done'), read('enqueued')
     subprocess.run(['rm', '-rf', str(logs)], check=True)
     runs = collections.Counter(key for key, _ in ran)
-    acknowledged_done = {key for key, at in done if killed_at and at < killed_at}
+    first_acknowledged = {}   # key -> when its completion was first acknowledged (the old primary may as it stops)
+    for key, at in done:
+        first_acknowledged[key] = min(at, first_acknowledged.get(key, at))
     expected = {f't-{i}' for i in range(tasks)} | {key for key, _ in enqueued}
     return {
         'tasks': tasks, 'enqueued_during_run': len(enqueued), 'workers': workers,
@@ -243,9 +262,9 @@ def scenario(pair, tasks=3000, workers=2, batch=20, deadline=120.0, lag=0.5):
         'duplicate_effects': sum(count - 1 for count in effects.values()),
         'lost': len(expected - set(effects) - left), 'left': len(left),
         'python_reruns': sum(count - 1 for count in runs.values()),
-        'acknowledged_completions_run_again': sum(runs[key] > 1 for key in acknowledged_done),
-        'acknowledged_enqueues_lost': len({key for key, at in enqueued if killed_at and at < killed_at}
-                                          - set(effects) - left),
+        'acknowledged_before_failover': sum(killed_at is not None and at < killed_at for _, at in done),
+        'acknowledged_completions_run_again': len({key for key, at in ran if at > first_acknowledged.get(key, at)}),
+        'acknowledged_enqueues_lost': len({key for key, _ in enqueued} - set(effects) - left),
     }
 
 
@@ -253,7 +272,9 @@ def main():
     import argparse
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--tasks', type=int, default=6000, help='tasks waiting at the start (default 6000)')
-    parser.add_argument('--workers', type=int, default=2, help='worker processes (default 2)')
+    parser.add_argument('--workers', type=int, default=3, help='worker processes (default 3)')
+    parser.add_argument('--lag', type=float, default=0.5, help='seconds the standby is behind when the primary dies '
+                        '(its WAL sender stopped that long first; default 0.5)')
     parser.add_argument('--synchronous', action='store_true', help='only with synchronous replication')
     parser.add_argument('--asynchronous', action='store_true', help='only with asynchronous replication')
     args = parser.parse_args()
@@ -261,9 +282,10 @@ def main():
     failed = False
     for synchronous in modes:
         with Pair(synchronous=synchronous) as pair:
-            report = scenario(pair, args.tasks, args.workers)
+            report = scenario(pair, args.tasks, args.workers, lag=args.lag)
         print('failover:', json.dumps(report, indent=2), flush=True)
-        failed = failed or bool(report['duplicate_effects'] or (synchronous and (
+        failed = failed or len(report['faults']) != 2 or report['workers_went_on_after_s'] is None or bool(
+            report['left'] or report['duplicate_effects'] or (synchronous and (
             report['lost'] or report['acknowledged_completions_run_again'] or report['acknowledged_enqueues_lost'])))
     return 1 if failed else 0
 

@@ -264,6 +264,8 @@ def scenario(cluster, tasks=6000, workers_per_node=2, kill=1, lease=5.0, batch=2
         with context.connection.cursor() as cursor:
             cursor.execute('INSERT INTO galera_ledger (kind, task_key, node) VALUES (%s, %s, @@wsrep_node_name)',
                            ('cron' if key is None else 'task', key or context.eta.isoformat()))
+            if key and key.endswith('0'):   # one task in ten: a row every node's tasks write (conflicts)
+                cursor.execute('UPDATE galera_counter SET n = n + 1 WHERE id = 1')
         with open(runs / str(os.getpid()), 'a') as file:   # (the Python runs, committed or not)
             file.write(f'{key or "cron:" + context.eta.isoformat()}\n')
 
@@ -276,13 +278,17 @@ def scenario(cluster, tasks=6000, workers_per_node=2, kill=1, lease=5.0, batch=2
                                poll_interval=0.05,   # (no rescue_after=None: the worker tells it is a node)
                                hooks={'task_failed': lambda context, **info: failures.update([info['error'][:80]])})
         worker.run()   # until SIGTERM
-        report.put({'conflicts': worker.stats['lock_conflicts'], 'failures': dict(failures)})
+        report.put({'conflicts': {kind: worker.stats[f'{kind}_conflicts'] for kind in ('claim', 'batch', 'task')},
+                    'failures': dict(failures)})
 
     conn = cluster.connect(0, 'test')
     cursor = conn.cursor()
-    for table in ('galera_ledger', registry.table, registry.cron_table, registry.result_table, registry.counts_table):
+    for table in ('galera_ledger', 'galera_counter', registry.table, registry.cron_table, registry.result_table,
+                  registry.counts_table):
         cursor.execute(f'DROP TABLE IF EXISTS {table}')
     registry.create_tables(conn)
+    cursor.execute('CREATE TABLE galera_counter (id INT PRIMARY KEY, n BIGINT NOT NULL) ENGINE=InnoDB')
+    cursor.execute('INSERT INTO galera_counter VALUES (1, 0)')
     cursor.execute('CREATE TABLE galera_ledger (id BIGINT AUTO_INCREMENT PRIMARY KEY, kind VARCHAR(8) NOT NULL, '
                    'task_key VARCHAR(64) NOT NULL, node VARCHAR(16) NOT NULL, '
                    'at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB')
@@ -355,7 +361,9 @@ def scenario(cluster, tasks=6000, workers_per_node=2, kill=1, lease=5.0, batch=2
         per_node = dict(cursor.fetchall())
         cursor.execute(f'SELECT COUNT(*) FROM {registry.table} WHERE dead_at IS NOT NULL')
         dead, = cursor.fetchone()
-        for table in ('galera_ledger', registry.table, registry.cron_table, registry.result_table,
+        cursor.execute('SELECT n FROM galera_counter')
+        counter, = cursor.fetchone()
+        for table in ('galera_ledger', 'galera_counter', registry.table, registry.cron_table, registry.result_table,
                       registry.counts_table):
             cursor.execute(f'DROP TABLE IF EXISTS {table}')
     conn.close()
@@ -371,7 +379,8 @@ def scenario(cluster, tasks=6000, workers_per_node=2, kill=1, lease=5.0, batch=2
         'lost': len(set(keys) - set(effects) - left), 'left': len(left), 'dead': dead,
         'rolled_back_ran': sum(key.startswith('rolled-back') for key in effects),
         'python_reruns': sum(count - 1 for key, count in ran.items() if not key.startswith('cron:')),
-        'conflicts_retried': sum(each['conflicts'] for each in stats), 'task_failures': dict(failures),
+        'conflicts_retried': {kind: sum(each['conflicts'][kind] for each in stats) for kind in ('claim', 'batch', 'task')},
+        'counter': counter, 'counter_tasks': sum(key.endswith('0') for key in keys), 'task_failures': dict(failures),
         'workers_reporting': len(stats),
         'cron_fires': len(fires), 'cron_duplicate_effects': sum(count - 1 for count in fires.values()),
         'effects_per_node': per_node,
