@@ -12,7 +12,9 @@ Each server is the machine's own PostgreSQL (its newest version's binaries) with
 directory under a temporary folder, its own port and socket, run as the user postgres when this
 runs as root; nothing of the machine's own cluster is read or touched. Workers reach the pair with
 one multi-host URL whose target_session_attrs=read-write makes libpq pick whichever server takes
-writes: the primary, and after a failover the promoted standby.
+writes: the primary, and after a failover the promoted standby. Its folder and ports are fixed:
+a pair left by a killed run is stopped by the next, and so is one another run is using: run one
+at a time.
 """
 import contextlib
 import glob

@@ -15,7 +15,8 @@ its own data directory under a temporary folder, its own ports, socket and pid f
 --no-defaults: nothing is read from, or written to, the main server's files. Nodes are found, and
 stopped, by their pid files only, never by the binary's name, which the main server shares: a
 cluster never touches the main server, and one left over by a killed run is stopped by the next
-(its folder is the same). Joiners get their state by rsync (SST) from the first node.
+(its folder is the same), and so is one another run is using: run one at a time. Joiners get
+their state by rsync (SST) from the first node.
 """
 import contextlib
 import json
