@@ -184,15 +184,14 @@ PROBE_BLOCKS = 100              # (queue, priority) blocks per statement of that
 # statement per timeout in the batch); committed before any task runs.
 SQL_LEASE = ('UPDATE {task} SET retries = retries + 1, eta = {later}, claimed_at = {now}, '
              'started_at = COALESCE(started_at, {now}), deadline = {later}, worker = %s WHERE id IN ({ids}){id_limit}')
-# Re-lock claimed tasks for the transaction they run in; retries shows whether the claim is ours,
-# and the flag that it is still claimed (not rescued since, nor buried). (By primary key: as a
-# condition, the flag would lead planners to the claimed index.)
-SQL_LOCK = ('SELECT id, retries, claimed_at IS NOT NULL AND dead_at IS NULL FROM {task} WHERE id IN ({ids})'
-            '{id_limit}{for_update}')
-# On a Galera cluster the batch reads the same without locking (its row locks would be local to its
-# node, and would hold up the lease's renewal below): the lease is what fences the other nodes.
+# Claimed tasks read for the transaction they run in; retries shows whether the claim is ours, and
+# the flag that it is still claimed (not rescued since, nor buried). (By primary key: as a
+# condition, the flag would lead planners to the claimed index.) Locked, as SQL_LOCK, except on a
+# Galera cluster (its row locks would be local to its node, and would hold up the lease's renewal
+# below: the lease is what fences the other nodes; it locks them just before its commit).
 SQL_CHECK_CLAIMS = ('SELECT id, retries, claimed_at IS NOT NULL AND dead_at IS NULL FROM {task} WHERE id IN ({ids})'
                     '{id_limit}')
+SQL_LOCK = SQL_CHECK_CLAIMS + '{for_update}'
 # Galera: the running batches' leases moved ahead, from a connection of their worker's own, while
 # their tasks run; only rows still claimed by that worker thread (by primary key).
 SQL_RENEW = 'UPDATE {task} SET eta = {later} WHERE id IN ({ids}) AND worker = %s AND dead_at IS NULL{id_limit}'
@@ -786,7 +785,8 @@ class MySQL(Dialect):
             # Named, as PyMySQL does: for a server whose version reads 8.0 or more (MariaDB 11 too)
             # mysql-connector 9+ would pick utf8mb4_0900_ai_ci, which MariaDB before 11.4.5 lacks.
             account['collation'] = 'utf8mb4_general_ci'
-        for host, port in options['hosts'][:-1]:
+        *others, last = options['hosts']
+        for host, port in others:
             conn = None
             try:
                 conn = driver.connect(host=host, port=port, charset='utf8mb4', autocommit=False, **account)
@@ -802,8 +802,7 @@ class MySQL(Dialect):
                         conn.close()
                 logger.debug('cannot use %s:%s (%s); trying the next host', host, port,
                              _describe_error(exc, short=True))
-        host, port = options['hosts'][-1]
-        return driver.connect(host=host, port=port, charset='utf8mb4', autocommit=False, **account)
+        return driver.connect(host=last[0], port=last[1], charset='utf8mb4', autocommit=False, **account)
 
     def error_code(self, exc: BaseException) -> int | None:
         # The error number: mysql-connector's errno, else the first argument (PyMySQL, MySQLdb).
@@ -1055,10 +1054,12 @@ def _hosts(text: str, default_port: int) -> list[tuple[str, int]]:
     for each in text.split(','):
         if each.startswith('['):   # [::1]:5432
             host, _, rest = each[1:].partition(']')
-            port = rest[1:] if rest.startswith(':') else None if not rest else 'bad'
+            if rest and not rest.startswith(':'):
+                raise _unreadable_url()
+            port = rest[1:]
         else:
             host, _, port = each.partition(':')
-        if not host or (port is not None and port != '' and not port.isdigit()) or (port and int(port) > 65535):
+        if not host or not (port == '' or port.isdigit() and int(port) <= 65535):
             raise _unreadable_url()
         hosts.append((host, int(port) if port else default_port))
     return hosts
@@ -2960,7 +2961,8 @@ class Worker:
                 self._go_idle()
             return buried
         thread = threading.get_ident()
-        self._inflight[thread] = (getattr(self._local, 'connection_id', None), claimed, _worker_id())
+        self._inflight[thread] = (getattr(self._local, 'connection_id', None), claimed,
+                                  _worker_id() if self._cluster else '')   # (the lease renewal's)
         if self._cluster and not self._renewing.locked() and self._renewable():
             threading.Thread(target=self._renew_leases, name='mqueue-lease', daemon=True).start()
         try:
@@ -3516,8 +3518,7 @@ class Worker:
         ended while it ran (its renewal failed) may have been claimed, and run, by another worker
         since; then this batch must not commit."""
         claims = [claim for claim, _, _ in attempts]
-        cursor.execute(self._sql(SQL_LOCK, ids=len(claims)), [claim.id for claim in claims])
-        rows = {task_id: (attempt, claimed) for task_id, attempt, claimed in cursor.fetchall()}
+        rows = self._claims_read(cursor, claims, SQL_LOCK)
         lost = [claim for claim in claims if claim.id not in rows or rows[claim.id][0] != claim.attempt
                 or not (claim.settled or rows[claim.id][1])]   # (a settled row: this batch wrote it)
         if lost:
@@ -3527,9 +3528,13 @@ class Worker:
     def _lock(self, cursor: Any, claimed: list[_Claim]) -> dict[int, int]:
         """Lock the batch's rows (on a Galera cluster, read them); the attempt count of each still
         claimed."""
-        cursor.execute(self._sql(SQL_CHECK_CLAIMS if self._cluster else SQL_LOCK, ids=len(claimed)),
-                       [c.id for c in claimed])
-        return {task_id: attempts for task_id, attempts, still_claimed in cursor.fetchall() if still_claimed}
+        rows = self._claims_read(cursor, claimed, SQL_CHECK_CLAIMS if self._cluster else SQL_LOCK)
+        return {task_id: attempts for task_id, (attempts, still_claimed) in rows.items() if still_claimed}
+
+    def _claims_read(self, cursor: Any, claims: list[_Claim], statement: str) -> dict[int, tuple[int, bool]]:
+        """Claimed rows, by SQL_CHECK_CLAIMS or SQL_LOCK: id -> (attempts, whether still claimed)."""
+        cursor.execute(self._sql(statement, ids=len(claims)), [claim.id for claim in claims])
+        return {task_id: (attempts, bool(still_claimed)) for task_id, attempts, still_claimed in cursor.fetchall()}
 
     def _execute(self, conn: Any, cursor: Any, index: int, claim: _Claim,
                  batch: list[_Claim]) -> tuple[_Claim, dict, _Outcome | None]:
@@ -3772,7 +3777,7 @@ class Worker:
             self.stats['task_conflicts'] += 1
             logger.info('%s hit a deadlock; its batch runs again (%s)',
                         f'task {lost.claim.id} {lost.claim.task.name}' if lost.claim else 'a task of a batch',
-                        lost.info['error'].splitlines()[-1] if lost.claim is None else lost.info['error'].splitlines()[0])
+                        lost.info['error'].splitlines()[0])
         with self._transaction() as conn, _cursor(conn) as cursor:
             held = self._lock(cursor, claimed)
             for claim in claimed:
