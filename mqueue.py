@@ -358,12 +358,12 @@ SQL_CRON_ADVANCE = 'UPDATE {cron} SET last = %s, task_id = %s WHERE queue = %s A
 SQL_CRON_ROWS = 'SELECT queue, name, last FROM {cron} WHERE queue IN ({queues})'
 SQL_CRON_ALL = 'SELECT queue, name, last FROM {cron}'
 SQL_NOW = 'SELECT {now}'
-# A savepoint around each task of a batch: a failure rolls back to its own. Releasing the first
-# before the commit proves the transaction is still the one that holds the claims: it fails if a
-# task's transaction was rolled back or committed under it.
+# A savepoint around each task of a batch that touches its connection: a failure rolls back to
+# its own. Releasing the first before the commit proves the transaction is still the one that holds
+# the claims: it fails if a task's transaction was rolled back or committed under it.
 SQL_SAVEPOINT = 'SAVEPOINT mqueue_{n}'
 SQL_ROLLBACK_TO_SAVEPOINT = 'ROLLBACK TO SAVEPOINT mqueue_{n}'
-SQL_RELEASE_SAVEPOINT = 'RELEASE SAVEPOINT mqueue_0'
+SQL_RELEASE_SAVEPOINT = 'RELEASE SAVEPOINT mqueue_{n}'
 # Whether a task is due, asked by an idle worker in autocommit mode: one statement per poll (a
 # block per queue and priority, and one for a dead worker's tasks, joined by UNION ALL; past
 # PROBE_BLOCKS pairs, one more per PROBE_BLOCKS until one finds a task), no transaction (and no
@@ -2105,8 +2105,7 @@ class Task:
                                             priority=priority, unique=unique)
 
 
-class TaskContext(NamedTuple):
-    """What ``current()`` returns inside a running task (a named tuple: cheap on the hot path)."""
+class _TaskContextFields(NamedTuple):
     id: int
     name: str
     queue: str
@@ -2114,6 +2113,41 @@ class TaskContext(NamedTuple):
     eta: dt.datetime        # when this attempt was due (UTC); for a cron's task, its fire
     connection: Any         # the DB-API connection of the transaction the task runs in
     worker: Any             # the Worker running it
+
+
+class TaskContext(_TaskContextFields):
+    """What ``current()`` returns inside a running task (a named tuple: cheap on the hot path).
+    Its ``connection`` takes the task's savepoint the first time it is read (see _Savepoint)."""
+    __slots__ = ()
+
+    @property
+    def connection(self) -> Any:
+        connection = super().connection
+        return connection.take() if type(connection) is _Savepoint else connection
+
+
+class _Savepoint:
+    """A task's savepoint, taken when the task first reads its connection, not before: a task
+    that never touches the batch's transaction has nothing in it to roll back, and costs it no
+    statement (a savepoint is most of what a batch sends). Only where the worker's own connection
+    is reachable through ``current().connection`` alone; with a transaction hook (an ORM session
+    hands it out), an open connection the caller also holds, or on a Galera cluster, every task
+    takes its savepoint before it starts (``Worker._eager_savepoints``)."""
+    __slots__ = ('conn', 'cursor', 'index', 'taken', 'first')
+
+    def __init__(self, conn: Any, cursor: Any, index: int, first: list[int]):
+        self.conn, self.cursor, self.index, self.taken, self.first = conn, cursor, index, False, first
+
+    def take(self) -> Any:
+        if not self.taken:
+            self.cursor.execute(SQL_SAVEPOINT.format(n=self.index))
+            self.taken = True
+            if not self.first:   # the batch's first savepoint: _check_transaction releases it
+                self.first.append(self.index)
+        return self.conn
+
+    def __repr__(self) -> str:
+        return f'<savepoint mqueue_{self.index} of {self.conn!r}{"" if self.taken else ", not yet taken"}>'
 
 
 class QueueStats(NamedTuple):
@@ -2816,6 +2850,9 @@ class Worker:
                 raise ValueError('one connection serves one thread: pass a connection factory for concurrency > 1')
             connect = _SharedConnection(connect)
         self.connect = connect
+        # A task's savepoint is taken as it reads current().connection (_Savepoint), unless the
+        # connection reaches tasks otherwise: an ORM session's, or an open one its caller holds.
+        self._eager_savepoints = 'transaction' in self.hooks or isinstance(connect, _SharedConnection)
         self.queues = [_checked_text('queue', q, QUEUE_MAX) for q in queues] if queues else None
         self.concurrency = _whole_number('concurrency', concurrency, 1)
         self.batch = _whole_number('batch', batch, 1)
@@ -3464,6 +3501,7 @@ class Worker:
         claim's own (rows it buried or rescued) once the batch holds its rows, since until then a
         slow log handler or hook would make its claims look like a dead worker's."""
         attempts: list[tuple[_Claim, dict, _Outcome | None]] = []
+        first_savepoint: list[int] = []   # (the first taken, if any task touched the connection)
         unreported = list(claim_outcomes)
         try:
             with self._transaction() as conn, _cursor(conn) as cursor:
@@ -3478,10 +3516,12 @@ class Worker:
                     elif attempts and time.monotonic() - began > BATCH_SECONDS:
                         self._release(cursor, claim)
                     else:   # the savepoints are numbered by the tasks that run: mqueue_0 is the first's
-                        attempts.append(self._execute(conn, cursor, len(attempts), claim, claimed))
+                        savepoint = _Savepoint(conn, cursor, len(attempts), first_savepoint)
+                        attempts.append(self._execute(savepoint, claim, claimed))
                 outcomes = []
                 if attempts:
-                    self._check_transaction(cursor, attempts)
+                    if first_savepoint:   # (no task touched the connection: none could have lost it)
+                        self._check_transaction(cursor, attempts, first_savepoint[0])
                     if self._cluster:
                         self._check_claims(cursor, attempts)
                     outcomes = self._complete(cursor, attempts)
@@ -3536,15 +3576,18 @@ class Worker:
         cursor.execute(self._sql(statement, ids=len(claims)), [claim.id for claim in claims])
         return {task_id: (attempts, bool(still_claimed)) for task_id, attempts, still_claimed in cursor.fetchall()}
 
-    def _execute(self, conn: Any, cursor: Any, index: int, claim: _Claim,
+    def _execute(self, savepoint: _Savepoint, claim: _Claim,
                  batch: list[_Claim]) -> tuple[_Claim, dict, _Outcome | None]:
-        """Run one task in a savepoint; on failure roll back to it and record the retry. Returns
-        the attempt: its claim, the event's fields, and its outcome if it failed (one that
-        returned completes with its batch)."""
+        """Run one task in a savepoint (taken as it starts, or as it first reads its connection);
+        on failure roll back to it and record the retry. Returns the attempt: its claim, the
+        event's fields, and its outcome if it failed (one that returned completes with its
+        batch)."""
         if self._abandon_signal is not None:   # a second signal came between tasks: start no more
             raise _ColdShutdown(self._abandon_signal)
-        cursor.execute(SQL_SAVEPOINT.format(n=index))
-        context = claim.context(conn, self)
+        conn, cursor = savepoint.conn, savepoint.cursor
+        if self._eager_savepoints or self._cluster:
+            savepoint.take()
+        context = claim.context(savepoint, self)
         timeout = self._timeout_of(claim)
         watch = self._watch(conn, cursor, claim, batch, timeout) if timeout is not None else None
         started = time.perf_counter()
@@ -3564,7 +3607,8 @@ class Worker:
         info.update(error=_describe_error(error), exception=error)
         conflict = _lock_conflict(error)
         try:
-            cursor.execute(SQL_ROLLBACK_TO_SAVEPOINT.format(n=index))
+            if savepoint.taken:   # (else the task never had the connection: nothing of its to undo)
+                cursor.execute(SQL_ROLLBACK_TO_SAVEPOINT.format(n=savepoint.index))
         except Exception:
             raise _TransactionLost(claim, info, conflict) from error
         if conflict:   # a deadlock or lock-wait timeout is the database's doing: again, uncounted
@@ -3749,10 +3793,11 @@ class Worker:
                 loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    def _check_transaction(self, cursor: Any, attempts: list[tuple[_Claim, dict, _Outcome | None]]) -> None:
+    def _check_transaction(self, cursor: Any, attempts: list[tuple[_Claim, dict, _Outcome | None]],
+                           first_savepoint: int) -> None:
         """Fail the batch if its transaction was lost under a task that returned normally."""
         try:
-            cursor.execute(SQL_RELEASE_SAVEPOINT)
+            cursor.execute(SQL_RELEASE_SAVEPOINT.format(n=first_savepoint))
         except Exception as exc:
             alone = attempts[0][0] if len(attempts) == 1 else None
             culprit = f'{alone.task.name}() returned, but' if alone else 'a task of this batch returned, but'

@@ -1693,21 +1693,120 @@ def test_a_bad_row_goes_dead_at_once_and_the_worker_carries_on(db, reg, name, ar
     assert not os.path.exists('/tmp/mqueue-pwned')
 
 
-def test_a_batch_sends_one_savepoint_per_task_and_its_bookkeeping_once(db, monkeypatch):
-    """bench/statements.py's count, reduced: what a worker sends for 60 no-op tasks at batch 20
-    (docs/design.md gives the figures per database)."""
+def test_a_task_takes_its_savepoint_when_it_first_reads_its_connection(db, reg, ledger):
+    """One batch of five: tasks that never read current().connection send no savepoint (there is
+    nothing of theirs to roll back), and one of them failing is recorded all the same; a task that
+    reads it takes its savepoint first, so its writes, and what it enqueued, roll back alone."""
+    sent = []
+
+    @reg.task(name='child')
+    def child():
+        pass
+
+    @reg.task(name='t', retries=1, backoff=30)
+    def t(label):
+        if label.startswith('writer'):
+            write_ledger(ledger, label)
+            child.enqueue()   # (through the ambient connection: the same savepoint)
+        if label.endswith('fails'):
+            raise ValueError(label)
+    labels = ['plain', 'writer', 'plain fails', 'writer fails', 'plain again']
+    reg.dialect = B.dialect   # (the enqueue inside a task: the recording wrapper hides the driver)
+    with committed() as conn:
+        ids = dict(zip(labels, (reg.enqueue(conn, 't', [label]) for label in labels)))
+    assert recording_worker(reg, sent, batch=5, queues=['default']).run_once() == 5
+    savepoints = [sql for sql in sent if 'SAVEPOINT' in sql]
+    assert savepoints == ['SAVEPOINT mqueue_1', 'SAVEPOINT mqueue_3', 'ROLLBACK TO SAVEPOINT mqueue_3',
+                          'RELEASE SAVEPOINT mqueue_1']
+    assert [note for note, in query(db, f'SELECT note FROM {ledger}')] == ['writer']
+    rows = {r['id']: r for r in tasks_in(db, reg)}
+    assert sorted(rows) == sorted([ids['plain fails'], ids['writer fails'], *(i for i in rows if rows[i]['name'] == 'child')])
+    assert [r['name'] for r in rows.values()].count('child') == 1    # the failed writer's child is gone
+    for label in ('plain fails', 'writer fails'):
+        assert rows[ids[label]]['retries'] == 1 and rows[ids[label]]['last_error'].startswith(f'ValueError: {label}')
+
+
+@pytest.mark.parametrize('how', ['open connection', 'transaction hook'])
+def test_where_a_tasks_connection_reaches_it_otherwise_every_task_takes_its_savepoint(db, reg, ledger, how):
+    """A worker given an open connection (its caller may hand it to tasks too) or a transaction
+    hook (an ORM session does): no telling whether a task uses it, so each takes its savepoint
+    before it starts, and a failing task that wrote without reading current().connection still
+    loses its writes."""
+    sent = []
+    shared = RecordingConnection(connect(), sent)
+
+    @reg.task(name='t', retries=1, backoff=30)
+    def t(fail):
+        with cursor_of(shared) as cursor:   # not through current()
+            cursor.execute(f'INSERT INTO {ledger} (task_id, note) VALUES (%s, %s)', (0, str(fail)))
+        if fail:
+            raise ValueError('no')
+    with committed() as conn:
+        reg.enqueue(conn, 't', [False])
+        failing = reg.enqueue(conn, 't', [True])
+    if how == 'open connection':
+        w = mqueue.Worker(shared, registry=reg, batch=2, crons=False)
+    else:
+        @contextlib.contextmanager
+        def transaction():
+            try:
+                yield shared
+            except BaseException:
+                shared.rollback()
+                raise
+            shared.commit()
+        w = mqueue.Worker(None, registry=reg, batch=2, crons=False, hooks={'transaction': transaction})
+    w.dialect = B.dialect   # (the recording wrapper hides the driver that tells it)
+    try:
+        assert w.run_once() == 2
+    finally:
+        shared.close()
+    assert [sql for sql in sent if 'SAVEPOINT' in sql] == ['SAVEPOINT mqueue_0', 'SAVEPOINT mqueue_1',
+                                                             'ROLLBACK TO SAVEPOINT mqueue_1', 'RELEASE SAVEPOINT mqueue_0']
+    assert [note for note, in query(db, f'SELECT note FROM {ledger}')] == ['False']
+    row, = tasks_in(db, reg)
+    assert row['id'] == failing and row['retries'] == 1
+
+
+def test_a_task_that_ends_the_transaction_after_tasks_that_never_read_it_is_caught(db, reg, ledger):
+    """The check that the batch's transaction survived its tasks releases the first savepoint
+    taken, whichever task took it."""
+    @reg.task(name='plain')
+    def plain():
+        pass
+
+    @reg.task(name='meddler', retries=1, backoff=0)
+    def meddler():
+        write_ledger(ledger, 'meddler')
+        mqueue.current().connection.rollback()
+    with committed() as conn:
+        plain_id, meddler_id = reg.enqueue(conn, 'plain', []), reg.enqueue(conn, 'meddler', [])
+    assert worker(reg, batch=2).run_once() == 2
+    rows = {r['id']: r for r in tasks_in(db, reg)}
+    assert sorted(rows) == sorted([plain_id, meddler_id])
+    assert all(r['retries'] == 1 and r['last_error'].startswith('TransactionLost') for r in rows.values())
+    assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 0
+
+
+@pytest.mark.parametrize('reading', [False, True], ids=['no-op', 'reading its connection'])
+def test_a_batch_sends_its_bookkeeping_once_and_a_savepoint_per_task_that_reads_its_connection(db, monkeypatch,
+                                                                                               reading):
+    """bench/statements.py's count, reduced: what a worker sends for 60 no-op tasks at batch 20,
+    and for 60 that read their connection (docs/design.md gives the figures per database)."""
     monkeypatch.setattr(mqueue, 'COUNTS_EVERY', 1e9)   # (the throughput counts: written as it stops only)
     sys.path.insert(0, str(ROOT / 'bench'))
     import statements
-    counts, _, _ = statements.drain(B.dialect.name, B.url, 60, 20, profile=False)
+    counts, _, _ = statements.drain(B.dialect.name, B.url, 60, 20, profile=False, reading=reading)
     sent = dict(counts.sent)
-    assert sent.pop('savepoint') == 60 and sent.pop('next priority', 0) <= 3
+    assert sent.pop('savepoint', 0) == (60 if reading else 0) and sent.pop('next priority', 0) <= 3
     assert sent.pop('rescue look', 0) <= 3   # about once a second
     assert sent.pop('claimed index lookup', 0) == 1   # once per worker
     # the throughput counts, in a transaction of their own as the worker stops: a look for their
     # table, the purge, a write per minute
     assert sent.pop('counts') in (3, 4)
-    batches = {'claim': 4, 'lease': 3, 'lock': 3, 'release savepoint': 3, 'complete': 3, 'commit': 8}
+    batches = {'claim': 4, 'lease': 3, 'lock': 3, 'complete': 3, 'commit': 8}
+    if reading:
+        batches['release savepoint'] = 3   # (the check that a task did not end the batch's transaction)
     if B.dialect.begin:
         batches['begin'] = 8   # SQLite: BEGIN IMMEDIATE opens each transaction
     if B.dialect.lazy_commit:

@@ -2,6 +2,7 @@
 
     python bench/statements.py                      # MariaDB (PyMySQL), PostgreSQL (psycopg 3), SQLite
     python bench/statements.py --tasks 2000 --batch 1 --database postgresql
+    python bench/statements.py --reading             # tasks that read current().connection
 
 One worker, in this process, drains --tasks no-op tasks at --batch per transaction through a
 connection that counts what it sends: each statement by kind (claim, lease, savepoint...), and each
@@ -9,7 +10,8 @@ commit and rollback (a round trip too). The connection's set-up statements are l
 sent once per connection. It times each of those calls, so the report also says how much of the
 drain was spent waiting on the database and how much in Python (mqueue's, and the driver's own
 encoding and decoding, which the timer cannot tell apart from the wait). --profile adds
-cProfile's top functions by own time.
+cProfile's top functions by own time. A no-op task never reads its connection, so it takes no
+savepoint; with --reading each does (as a task that writes must), and takes one.
 
 The statements are mqueue's named ones (the SQL section of mqueue.py); docs/design.md's "How a task
 runs" gives the figures this prints.
@@ -112,11 +114,16 @@ def noop():
     pass
 
 
-def drain(database, url, n, batch, profile):
-    """Fill a fresh table with n due tasks, drain it with one counting worker; the report."""
+def reading_connection():
+    mqueue.current().connection
+
+
+def drain(database, url, n, batch, profile, reading=False):
+    """Fill a fresh table with n due tasks (that read their connection, if reading), drain it
+    with one counting worker; the report."""
     table = f'bench_statements_{uuid.uuid4().hex[:8]}'
     registry = mqueue.Registry(table=table, cron_table=table + '_cron', dialect=database)
-    registry.task(name='noop')(noop)
+    registry.task(name='noop')(reading_connection if reading else noop)
     connect = mqueue.connect_url(url)
     conn = connect()
     registry.create_tables(conn)
@@ -157,10 +164,13 @@ def main(argv=None):
     parser.add_argument('--database', choices=list(DATABASES), action='append',
                         help='one database (repeatable; default all three)')
     parser.add_argument('--profile', action='store_true', help="print cProfile's top functions by own time")
+    parser.add_argument('--reading', action='store_true', help='tasks that read current().connection')
     args = parser.parse_args(argv)
-    print(f'mqueue {mqueue.__version__}: one worker, {args.tasks:,} no-op tasks, batch {args.batch}')
+    print(f'mqueue {mqueue.__version__}: one worker, {args.tasks:,} no-op tasks'
+          f'{" reading their connection" if args.reading else ""}, batch {args.batch}')
     for database in args.database or DATABASES:
-        counts, elapsed, profiler = drain(database, DATABASES[database], args.tasks, args.batch, args.profile)
+        counts, elapsed, profiler = drain(database, DATABASES[database], args.tasks, args.batch, args.profile,
+                                          args.reading)
         statements = sum(count for kind, count in counts.sent.items() if kind not in ('commit', 'rollback'))
         trips = sum(counts.sent.values())
         print(f'\n{database} ({DATABASES[database].split("://")[0]}): {args.tasks / elapsed:,.0f} tasks/s; '
