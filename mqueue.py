@@ -131,6 +131,10 @@ HOOKS = ('transaction', 'around_task', 'task_started', 'task_succeeded', 'task_f
 SQL_ENQUEUE = ('INSERT INTO {task} (args, eta, name, queue, retries, priority, enqueued_at) '
                'VALUES {rows}{enqueue_returning}')
 SQL_ENQUEUE_ROW = '(%s, COALESCE(%s, {later}), %s, %s, 0, %s, {now})'
+# One task due at once (no eta, no delay: most are): its row without the due time's parameters and
+# COALESCE, which cost MariaDB 14 of an enqueue's 386 us.
+SQL_ENQUEUE_NOW = ('INSERT INTO {task} (args, eta, name, queue, retries, priority, enqueued_at) '
+                   'VALUES (%s, {now}, %s, %s, 0, %s, {now}){enqueue_returning}')
 # Many tasks of one name where the dialect takes arrays (PostgreSQL): their args as one array,
 # unnested in order, instead of a VALUES row each. psycopg parses a statement's placeholders in
 # Python, anew for every long statement: 60 of the 85 ms that 1,000 VALUES rows took.
@@ -1659,8 +1663,11 @@ class Registry:
         (Statements, as _enqueue_steps yields them.)"""
         dialect, queue, priority, eta_utc, delay_us, notify = self._placed(conn, name, queue, delay, eta, priority)
         if len(encoded) == 1:   # (enqueue's: the loop below is for many)
-            reply = yield (self.sql(SQL_ENQUEUE, dialect, rows=1),
-                           [encoded[0], eta_utc, delay_us, name, queue, priority, *notify])
+            if eta_utc is None and not delay_us:
+                reply = yield self.sql(SQL_ENQUEUE_NOW, dialect), [encoded[0], name, queue, priority, *notify]
+            else:
+                reply = yield (self.sql(SQL_ENQUEUE, dialect, rows=1),
+                               [encoded[0], eta_utc, delay_us, name, queue, priority, *notify])
             return reply.row[0] if dialect.enqueue_tail else reply.lastrowid
         first, start = None, 0
         while start < len(encoded):
