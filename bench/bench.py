@@ -17,8 +17,10 @@ Each round, on each database:
 - the floors, hand-written SQL on ONE connection with nothing but the database's own work: claim
   rows with the claim's locking read and delete them, 1 row or 10 per transaction; INSERT + COMMIT
   one row at a time; executemany 100 rows per commit;
-- mqueue's drains with 1, 2 and 4 worker processes (batch 20), and at 2 over 8 priorities; its
-  enqueue, one task per commit, and enqueue_many, 1,000 per call;
+- mqueue's drains with 1, 2 and 4 worker processes (batch 20), and at 2: over 8 priorities, of
+  tasks that read their connection (each takes its savepoint), that keep their results, that have
+  a timeout; its enqueue, one task per commit (and with a unique key), and enqueue_many, 1,000 per
+  call;
 - the peer queues of that database (bench/peers.py) at the process counts each supports (Redis's,
   under MariaDB's, as context);
 - the latency from enqueue's commit to the task's start at 200 tasks/s: on PostgreSQL a NOTIFY
@@ -28,7 +30,8 @@ Each round, on each database:
 - MariaDB: the same-SQL loop (mqueue's statements, no library code), 1 process x 4 threads, READ
   COMMITTED, and a drain beside 1,000,000 rows that are not due (with the claim's plan).
 Once per run: the statements and round trips per task at batch 20 (bench/statements.py's counting
-connection), and on MariaDB a worker's memory growth over 200,000 tasks.
+connection), of no-op tasks and of tasks that read their connection, and on MariaDB a worker's
+memory growth over 200,000 tasks.
 """
 
 import argparse
@@ -738,9 +741,10 @@ class Run:
             self.ratio(db, 'mqueue W=2, timeout', 'mqueue W=2', 0.9, 'drain of tasks with a timeout / plain (W=2)')
             self.at_most(db, 'statements per task', 1.1, f'statements per task at batch {self.args.batch}',
                          also='round trips per task')
-            # (ours: a task that reads its connection takes its savepoint, and sends no more than in 0.4)
-            self.at_most(db, 'statements per task, reading its connection', 1.3,
-                         f'statements per task at batch {self.args.batch}, each reading its connection',
+            # the same aim for tasks that read their connection (as a task that writes does): each
+            # takes its savepoint there
+            self.at_most(db, 'statements per task, reading its connection', 1.1,
+                         f'statements per task at batch {self.args.batch}, tasks reading their connection',
                          also='round trips per task, reading its connection')
             self.at_most(db, 'idle statements per poll', 1.05, 'idle statements per poll interval', goal='<= 1')
 
