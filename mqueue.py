@@ -1111,11 +1111,12 @@ class TaskTimeout(MQueueError):
 
 
 class _TransactionLost(Exception):
-    """A task's failure took its whole transaction with it (the savepoint is gone)."""
+    """A task's failure took its whole transaction with it (the savepoint is gone). The suspects:
+    the task, if known; else the batch's tasks that had the connection (that read it)."""
 
-    def __init__(self, claim: _Claim | None, info: dict, conflict: bool = False):
+    def __init__(self, suspects: list[_Claim], info: dict, conflict: bool = False):
         super().__init__(info['error'])
-        self.claim, self.info = claim, info
+        self.suspects, self.info = suspects, info
         self.conflict = conflict   # a deadlock: nobody's fault, every task of the batch goes back uncounted
 
 
@@ -1328,9 +1329,10 @@ def _run(conn: Any, steps: Generator[tuple, _Reply, Any]) -> Any:
 
 
 class _CursorReply:
-    """A _Reply read from the cursor as a step asks (each reads what it needs before its next
-    statement): psycopg builds a statement's column descriptions only when asked, 2% of an enqueue,
-    and a step reads the row only of a statement that returns one."""
+    """A _Reply's fields, read from the cursor as a step asks: psycopg builds a statement's column
+    descriptions only when asked (2% of an enqueue). A step reads what it needs before its next
+    statement, and the row exactly once of each statement that returns one (and of no other):
+    mysql-connector's unbuffered cursor must not be left with a row unread."""
     __slots__ = ('cursor',)
 
     def __init__(self, cursor: Any):
@@ -1668,7 +1670,7 @@ class Registry:
             else:
                 reply = yield (self.sql(SQL_ENQUEUE, dialect, rows=1),
                                [encoded[0], eta_utc, delay_us, name, queue, priority, *notify])
-            return reply.row[0] if dialect.enqueue_tail else reply.lastrowid
+            return reply.row[0] if dialect.enqueue_returning else reply.lastrowid
         first, start = None, 0
         while start < len(encoded):
             end, size = start, 0
@@ -2150,6 +2152,7 @@ class Task:
 
 
 class _TaskContextFields(NamedTuple):
+    """TaskContext's fields (its connection field may hold the task's _Savepoint, not yet taken)."""
     id: int
     name: str
     queue: str
@@ -2169,6 +2172,16 @@ class TaskContext(_TaskContextFields):
         connection = super().connection
         return connection.take() if type(connection) is _Savepoint else connection
 
+    def __getitem__(self, index: Any) -> Any:   # (as a tuple, too: context[5], unpacking, _asdict())
+        if type(index) is slice:
+            return tuple(self)[index]
+        value = tuple.__getitem__(self, index)
+        return value.take() if type(value) is _Savepoint else value
+
+    def __iter__(self) -> Iterator[Any]:
+        for value in tuple.__iter__(self):
+            yield value.take() if type(value) is _Savepoint else value
+
 
 class _Savepoint:
     """A task's savepoint, taken when the task first reads its connection, not before: a task
@@ -2176,18 +2189,18 @@ class _Savepoint:
     statement (a savepoint is most of what a batch sends). Only where the worker's own connection
     is reachable through ``current().connection`` alone; with a transaction hook (an ORM session
     hands it out), an open connection the caller also holds, or on a Galera cluster, every task
-    takes its savepoint before it starts (``Worker._eager_savepoints``)."""
-    __slots__ = ('conn', 'cursor', 'index', 'taken', 'first')
+    takes its savepoint before it starts (``Worker._eager_savepoints``). Like the connection, it
+    serves the task's thread (one reading it from two threads at once would need a lock)."""
+    __slots__ = ('conn', 'cursor', 'index', 'taken', 'batch')
 
-    def __init__(self, conn: Any, cursor: Any, index: int, first: list[int]):
-        self.conn, self.cursor, self.index, self.taken, self.first = conn, cursor, index, False, first
+    def __init__(self, conn: Any, cursor: Any, index: int, batch: list[int]):
+        self.conn, self.cursor, self.index, self.taken, self.batch = conn, cursor, index, False, batch
 
     def take(self) -> Any:
         if not self.taken:
             self.cursor.execute(SQL_SAVEPOINT.format(n=self.index))
             self.taken = True
-            if not self.first:   # the batch's first savepoint: _check_transaction releases it
-                self.first.append(self.index)
+            self.batch.append(self.index)   # (the batch's savepoints: _check_transaction releases the first)
         return self.conn
 
     def __repr__(self) -> str:
@@ -2825,9 +2838,9 @@ class Worker:
     cannot make a task run forever and cannot lose it: another worker rescues the task once no
     transaction holds its row (MySQL, PostgreSQL), or it is due again when the lease ends.
     The tasks then run in a second transaction that holds their row locks (so no other worker can
-    run them, however long they take), each inside a savepoint: on success a row is deleted in the
-    commit of its task's writes; on failure the savepoint is rolled back and the retry is recorded
-    in that same transaction.
+    run them, however long they take), each inside a savepoint (taken as it reads its connection):
+    on success a row is deleted in the commit of its task's writes; on failure the savepoint is
+    rolled back and the retry is recorded in that same transaction.
 
     Args:
         connect: a zero-argument callable returning a new DB-API connection (one per thread), or
@@ -2900,7 +2913,8 @@ class Worker:
             connect = _SharedConnection(connect)
         self.connect = connect
         # A task's savepoint is taken as it reads current().connection (_Savepoint), unless the
-        # connection reaches tasks otherwise: an ORM session's, or an open one its caller holds.
+        # connection reaches tasks otherwise: an ORM session's, or an open one its caller holds
+        # (or on a Galera cluster: _learn_cluster).
         self._eager_savepoints = 'transaction' in self.hooks or isinstance(connect, _SharedConnection)
         self.queues = [_checked_text('queue', q, QUEUE_MAX) for q in queues] if queues else None
         self.concurrency = _whole_number('concurrency', concurrency, 1)
@@ -3543,14 +3557,15 @@ class Worker:
     # Running
 
     def _process(self, claimed: list[_Claim], claim_outcomes: Sequence[_Outcome] = ()) -> None:
-        """Run claimed tasks in one transaction, each in a savepoint, and delete the completed ones
-        in the commit that also commits their writes. The transaction locks only its own rows (by
-        primary key): no range scan whose locks another worker could be waiting on. Outcomes are
+        """Run claimed tasks in one transaction, each in a savepoint (if it reads its connection),
+        and delete the completed ones in the commit that also commits their writes. The
+        transaction locks only its own rows (by primary key): no range scan whose locks another
+        worker could be waiting on. Outcomes are
         logged once committed: an operator reads the log as the record of what happened; the
         claim's own (rows it buried or rescued) once the batch holds its rows, since until then a
         slow log handler or hook would make its claims look like a dead worker's."""
         attempts: list[tuple[_Claim, dict, _Outcome | None]] = []
-        first_savepoint: list[int] = []   # (the first taken, if any task touched the connection)
+        savepoints: list[int] = []   # the attempts that took theirs (that read their connection)
         unreported = list(claim_outcomes)
         try:
             with self._transaction() as conn, _cursor(conn) as cursor:
@@ -3565,12 +3580,12 @@ class Worker:
                     elif attempts and time.monotonic() - began > BATCH_SECONDS:
                         self._release(cursor, claim)
                     else:   # the savepoints are numbered by the tasks that run: mqueue_0 is the first's
-                        savepoint = _Savepoint(conn, cursor, len(attempts), first_savepoint)
+                        savepoint = _Savepoint(conn, cursor, len(attempts), savepoints)
                         attempts.append(self._execute(savepoint, claim, claimed))
                 outcomes = []
                 if attempts:
-                    if first_savepoint:   # (no task touched the connection: none could have lost it)
-                        self._check_transaction(cursor, attempts, first_savepoint[0])
+                    if savepoints:   # (no task had the connection: none could have lost it)
+                        self._check_transaction(cursor, [attempts[index] for index in savepoints], savepoints[0])
                     if self._cluster:
                         self._check_claims(cursor, attempts)
                     outcomes = self._complete(cursor, attempts)
@@ -3634,7 +3649,7 @@ class Worker:
         if self._abandon_signal is not None:   # a second signal came between tasks: start no more
             raise _ColdShutdown(self._abandon_signal)
         conn, cursor = savepoint.conn, savepoint.cursor
-        if self._eager_savepoints or self._cluster:
+        if self._eager_savepoints:
             savepoint.take()
         context = claim.context(savepoint, self)
         timeout = self._timeout_of(claim)
@@ -3659,7 +3674,7 @@ class Worker:
             if savepoint.taken:   # (else the task never had the connection: nothing of its to undo)
                 cursor.execute(SQL_ROLLBACK_TO_SAVEPOINT.format(n=savepoint.index))
         except Exception:
-            raise _TransactionLost(claim, info, conflict) from error
+            raise _TransactionLost([claim], info, conflict) from error
         if conflict:   # a deadlock or lock-wait timeout is the database's doing: again, uncounted
             self.stats['lock_conflicts'] += 1
             self.stats['task_conflicts'] += 1
@@ -3738,7 +3753,7 @@ class Worker:
                             'session was ended, and its writes rolled back')
         info = {'duration': time.monotonic() - watch.started, 'error': _describe_error(error), 'exception': error}
         try:
-            self._recover(claimed, _TransactionLost(watch.claim, info))
+            self._recover(claimed, _TransactionLost([watch.claim], info))
         except Exception as exc:
             logger.error('%s: could not record its timeout (%s); it returns when rescued or its lease ends',
                          _attempt(watch.claim.context(None, self)), _describe_error(exc, short=True))
@@ -3842,43 +3857,47 @@ class Worker:
                 loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    def _check_transaction(self, cursor: Any, attempts: list[tuple[_Claim, dict, _Outcome | None]],
+    def _check_transaction(self, cursor: Any, suspects: list[tuple[_Claim, dict, _Outcome | None]],
                            first_savepoint: int) -> None:
-        """Fail the batch if its transaction was lost under a task that returned normally."""
+        """Fail the batch if its transaction was lost under a task that returned normally: one of
+        the suspects, the attempts that had the connection."""
         try:
             cursor.execute(SQL_RELEASE_SAVEPOINT.format(n=first_savepoint))
         except Exception as exc:
-            alone = attempts[0][0] if len(attempts) == 1 else None
+            alone = suspects[0][0] if len(suspects) == 1 else None
             culprit = f'{alone.task.name}() returned, but' if alone else 'a task of this batch returned, but'
-            info = {'duration': sum(info['duration'] for _, info, _ in attempts), 'exception': None,
+            info = {'duration': sum(info['duration'] for _, info, _ in suspects), 'exception': None,
                     'error': f'TransactionLost: {culprit} the transaction it ran in had been rolled back or '
                              'committed under it (a deadlock or lost connection it caught, or its own '
                              f'commit/rollback), so its writes cannot complete it ({_describe_error(exc, short=True)})'}
             # A deadlock error here is the database's doing (a Galera cluster aborts a transaction
             # whose rows another node's commit took, between its statements): nobody's failure.
-            raise _TransactionLost(alone, info, conflict=_lock_conflict(exc)) from exc
+            raise _TransactionLost([claim for claim, _, _ in suspects], info, conflict=_lock_conflict(exc)) from exc
 
     def _recover(self, claimed: list[_Claim], lost: _TransactionLost) -> None:
         """The batch's transaction is gone: record the failure that caused it and hand the other
-        tasks back uncounted; if which task caused it is unknown, every task of the batch gets
-        the failure, and as a retried task runs alone, the next round tells them apart. Each
+        tasks back uncounted; if which task caused it is unknown, every suspect (each task that
+        read its connection) gets the failure, and as a retried task runs alone, the next round
+        tells them apart. Each
         write applies only while the claim is still ours, so a claim rescued or out of its lease
         meanwhile is left to whoever holds it now. If this fails too, a rescue (or the lease)
         brings every task back."""
         outcomes = []
+        known = lost.suspects[0] if len(lost.suspects) == 1 else None
+        suspects = {claim.id for claim in lost.suspects}
         if lost.conflict:
             self.stats['lock_conflicts'] += 1
             self.stats['task_conflicts'] += 1
             logger.info('%s hit a deadlock; its batch runs again (%s)',
-                        f'task {lost.claim.id} {lost.claim.task.name}' if lost.claim else 'a task of a batch',
+                        f'task {known.id} {known.task.name}' if known else 'a task of a batch',
                         lost.info['error'].splitlines()[0])
         with self._transaction() as conn, _cursor(conn) as cursor:
             held = self._lock(cursor, claimed)
             for claim in claimed:
                 if held.get(claim.id) != claim.attempt:
                     continue
-                if not lost.conflict and (lost.claim is None or claim is lost.claim):
-                    outcomes.append(self._retry_or_bury(cursor, claim, lost.info, at_once=lost.claim is None))
+                if not lost.conflict and claim.id in suspects:
+                    outcomes.append(self._retry_or_bury(cursor, claim, lost.info, at_once=known is None))
                 else:
                     self._release(cursor, claim)
         for outcome in outcomes:
@@ -4114,6 +4133,10 @@ class Worker:
                 logger.info('a Galera cluster\'s node: its row locks are not seen by the other nodes, so the lease '
                             '(%gs) fences running tasks, renewed every %gs while they run; a dead worker\'s tasks are '
                             'due again when it ends (no rescue)', self.lease, self.lease * LEASE_RENEW_AT)
+                # Another node's commit can abort the batch between any two of its statements: a
+                # savepoint taken before each task meets such an abort outside the task's code
+                # (taken inside it, as the task reads its connection, it would be the task's failure).
+                self._eager_savepoints = True
         if self._cluster and dialect.snapshot_check:
             cursor.execute(dialect.snapshot_check)
             if _setting_on(cursor.fetchone()):

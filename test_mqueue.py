@@ -1726,6 +1726,33 @@ def test_a_task_takes_its_savepoint_when_it_first_reads_its_connection(db, reg, 
         assert rows[ids[label]]['retries'] == 1 and rows[ids[label]]['last_error'].startswith(f'ValueError: {label}')
 
 
+def test_a_task_context_read_as_a_tuple_gives_the_connection_and_takes_the_savepoint(db, reg, ledger):
+    """TaskContext is a named tuple: indexing, unpacking and _asdict() give the connection as
+    .connection does, and take the savepoint first, so a failed attempt's writes roll back."""
+    seen = []
+
+    @reg.task(name='t', retries=1, backoff=30)
+    def t(how):
+        context = mqueue.current()
+        if how == 'index':
+            conn = context[5]
+        elif how == 'unpack':
+            _, _, _, _, _, conn, _ = context
+        else:
+            conn = context._asdict()['connection']
+        seen.append(conn)
+        with cursor_of(conn) as cursor:
+            cursor.execute(f'INSERT INTO {ledger} (task_id, note) VALUES (%s, %s)', (context.id, how))
+        raise ValueError(how)
+    with committed() as conn:
+        for how in ('index', 'unpack', 'dict'):
+            reg.enqueue(conn, 't', [how])
+    assert worker(reg, batch=3).run_once() == 3
+    assert len(seen) == 3 and all(hasattr(conn, 'cursor') and not isinstance(conn, mqueue._Savepoint) for conn in seen)
+    assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 0
+    assert sorted(r['retries'] for r in tasks_in(db, reg)) == [1, 1, 1]
+
+
 @pytest.mark.parametrize('how', ['open connection', 'transaction hook'])
 def test_where_a_tasks_connection_reaches_it_otherwise_every_task_takes_its_savepoint(db, reg, ledger, how):
     """A worker given an open connection (its caller may hand it to tasks too) or a transaction
@@ -1770,7 +1797,8 @@ def test_where_a_tasks_connection_reaches_it_otherwise_every_task_takes_its_save
 
 def test_a_task_that_ends_the_transaction_after_tasks_that_never_read_it_is_caught(db, reg, ledger):
     """The check that the batch's transaction survived its tasks releases the first savepoint
-    taken, whichever task took it."""
+    taken, whichever task took it; only a task that had the connection can have ended it, so one
+    alone is named, and the others go back uncounted."""
     @reg.task(name='plain')
     def plain():
         pass
@@ -1780,11 +1808,14 @@ def test_a_task_that_ends_the_transaction_after_tasks_that_never_read_it_is_caug
         write_ledger(ledger, 'meddler')
         mqueue.current().connection.rollback()
     with committed() as conn:
-        plain_id, meddler_id = reg.enqueue(conn, 'plain', []), reg.enqueue(conn, 'meddler', [])
-    assert worker(reg, batch=2).run_once() == 2
+        plain_id, meddler_id, later_id = (reg.enqueue(conn, name, []) for name in ('plain', 'meddler', 'plain'))
+    assert worker(reg, batch=3).run_once() == 3
     rows = {r['id']: r for r in tasks_in(db, reg)}
-    assert sorted(rows) == sorted([plain_id, meddler_id])
-    assert all(r['retries'] == 1 and r['last_error'].startswith('TransactionLost') for r in rows.values())
+    assert sorted(rows) == sorted([plain_id, meddler_id, later_id])
+    assert rows[meddler_id]['retries'] == 1
+    assert rows[meddler_id]['last_error'].startswith('TransactionLost: meddler() returned, but')
+    for task_id in (plain_id, later_id):
+        assert rows[task_id]['retries'] == 0 and rows[task_id]['last_error'] is None
     assert query(db, f'SELECT COUNT(*) FROM {ledger}')[0][0] == 0
 
 
@@ -3353,6 +3384,31 @@ def test_a_killed_connection_is_replaced_and_the_task_runs_again(db, reg, ledger
 
 
 @only('mysql', 'postgresql')
+def test_a_batch_whose_connection_is_lost_while_its_tasks_never_read_it_runs_again(db, reg):
+    """No task took a savepoint, so nothing notices the loss until the batch's next statement,
+    after its tasks ran: the batch fails, and its tasks come back (the dead connection's claims
+    rescued) and run again, none lost, none buried."""
+    runs = []
+
+    @reg.task(name='n', retries=1)
+    def n(label):
+        runs.append(label)
+        if label == 'killer' and runs.count('killer') == 1:   # ends the worker's session, as an admin would
+            B.kill(db, mqueue.current().worker._local.connection_id)
+    with committed() as conn:
+        for label in ('killer', 'second', 'third'):
+            reg.enqueue(conn, 'n', [label])
+    w = worker(reg, batch=3, rescue_after=0.2, crons=False)
+    thread = run_in_thread(w)
+    try:
+        wait_for(lambda: not tasks_in(db, reg), timeout=20)
+    finally:
+        w.stop()
+        thread.join(10)
+    assert sorted(runs) == ['killer', 'killer', 'second', 'second', 'third', 'third']
+
+
+@only('mysql', 'postgresql')
 def test_a_task_that_loses_its_transaction_is_recorded_and_its_batch_handed_back(db, reg, ledger):
     """Batch of three; the second task's connection is killed under it, which takes the whole
     transaction (and its savepoint) with it. The failure is recorded on a new connection and
@@ -4389,7 +4445,7 @@ def test_a_batch_runs_only_the_claims_still_its_own_and_commits_them_once(db, re
     writes commit once (its savepoints are numbered by the tasks that run, so the batch's check of
     its transaction does not fail for want of the first's)."""
     ran = []
-    reg.task(name='t')(lambda n: ran.append(n))
+    reg.task(name='t')(lambda n: ran.append((n, mqueue.current().connection)))   # (reading it takes its savepoint)
     with committed() as conn:
         ids = [reg.enqueue(conn, 't', [n]) for n in range(4)]
     stalled = worker(reg, batch=4)
@@ -4402,7 +4458,7 @@ def test_a_batch_runs_only_the_claims_still_its_own_and_commits_them_once(db, re
     with caplog.at_level(logging.WARNING, logger='mqueue'):
         stalled._process(claimed)
     stalled._discard_connection()
-    assert ran == [3]
+    assert [n for n, _ in ran] == [3]
     assert [row['id'] for row in tasks_in(db, reg)] == ids[:3]
     assert 'TransactionLost' not in caplog.text and caplog.text.count('its claim was lost before it ran') == 3
 
@@ -5456,6 +5512,22 @@ def test_on_a_galera_node_a_running_batch_holds_no_row_lock_and_renews_its_lease
         thread.join(10)
     assert runs == [task_id] and query(db, f'SELECT COUNT(*) FROM {ledger}') == ((1,),)
     assert workers[0].stats['lock_conflicts'] == 0
+
+
+@only('mysql')
+def test_on_a_galera_node_every_task_takes_its_savepoint_before_it_starts(db, reg, monkeypatch):
+    """There another node's commit can abort the batch between any two statements: met at a task's
+    savepoint taken before it starts, not inside the task's code as it reads its connection."""
+    monkeypatch.setattr(mqueue.MySQL, 'cluster_probe', "SELECT 'wsrep_on', 'ON'")
+    reg.task(name='t')(lambda: None)
+    with committed() as conn:
+        for _ in range(3):
+            reg.enqueue(conn, 't', [])
+    sent = []
+    w = recording_worker(reg, sent, batch=3)
+    assert w.run_once() == 3 and w._cluster
+    assert [sql for sql in sent if 'SAVEPOINT' in sql] == ['SAVEPOINT mqueue_0', 'SAVEPOINT mqueue_1',
+                                                             'SAVEPOINT mqueue_2', 'RELEASE SAVEPOINT mqueue_0']
 
 
 @only('mariadb-pymysql')
