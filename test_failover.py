@@ -18,7 +18,8 @@ import failover  # noqa: E402
 @pytest.mark.parametrize('synchronous', [True, False], ids=['synchronous', 'asynchronous'])
 def test_workers_go_on_after_a_failover_and_no_effect_is_doubled(synchronous):
     with failover.Pair(synchronous=synchronous) as pair:
-        report = failover.scenario(pair, tasks=1500, workers=2, deadline=90.0)
+        # (2 ms a task: the two thirds left when the standby falls behind take 1 s, longer than its lag)
+        report = failover.scenario(pair, tasks=1500, workers=2, deadline=90.0, task_seconds=0.002)
     print(report)
     assert len(report['faults']) == 2 and report['workers_went_on_after_s'] is not None, report
     assert report['left'] == 0 and report['enqueued_during_run'] > 0, report

@@ -121,12 +121,13 @@ class Pair:
             return cursor.fetchall() if cursor.description else []
 
 
-def scenario(pair, tasks=3000, workers=3, batch=20, deadline=120.0, lag=0.5):
+def scenario(pair, tasks=3000, workers=3, batch=20, deadline=120.0, lag=0.5, task_seconds=0.0):
     """Issue 18's failover scenario: `tasks` tasks waiting (replicated), each inserting a ledger
     row through its own transaction, drained by `workers` processes connected with the pair's
     multi-host URL, while one more process enqueues a task every few milliseconds, each committed;
     once a third are done the primary's WAL sender is stopped for `lag` seconds (a standby that
     far behind: a slow network), then the primary is killed (immediate) and the standby promoted.
+    Each task also sleeps `task_seconds`, so that a drain this fast still has tasks left then.
     Returns the
     report: duplicate effects and losses on the new primary, Python re-runs, completions and
     enqueues whose commit had returned (acknowledged) before the failover and that ran again or
@@ -151,6 +152,8 @@ def scenario(pair, tasks=3000, workers=3, batch=20, deadline=120.0, lag=0.5):
         with context.connection.cursor() as cursor:
             cursor.execute('INSERT INTO failover_ledger (task_key) VALUES (%s)', (key,))
         note('ran', key)
+        if task_seconds:
+            time.sleep(task_seconds)
 
     def work():
         # task_succeeded comes once the batch's commit has returned: a completion acknowledged
