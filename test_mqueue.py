@@ -1860,8 +1860,7 @@ def test_bench_reduced_run_drains_every_task_exactly_once(db):
                  bench.drain_rate(database, 300, bench.mqueue_drain, 2, 20),
                  bench.drain_rate(database, 300, bench.mqueue_drain, 2, 20, priorities=8),
                  bench.drain_rate(database, 300, bench.mqueue_drain, 2, 20, name='noop kept'),
-                 bench.insert_commit(database, 30), bench.executemany_rows(database, 200),
-                 bench.mqueue_enqueue(database, 30), bench.mqueue_enqueue_unique(database, 30),
+                 *bench.one_row_commits(database, 30, block=10).values(), bench.executemany_rows(database, 200),
                  bench.mqueue_enqueue_many(database, 2000)]
         assert all(rate > 0 for rate in rates)
     finally:
