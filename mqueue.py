@@ -1664,12 +1664,8 @@ class Registry:
         """INSERT tasks of one name, a statement per ENQUEUE_MANY_ROWS (or _BYTES); the first's id.
         (Statements, as _enqueue_steps yields them.)"""
         dialect, queue, priority, eta_utc, delay_us, notify = self._placed(conn, name, queue, delay, eta, priority)
-        if len(encoded) == 1:   # (enqueue's: the loop below is for many)
-            if eta_utc is None and not delay_us:
-                reply = yield self.sql(SQL_ENQUEUE_NOW, dialect), [encoded[0], name, queue, priority, *notify]
-            else:
-                reply = yield (self.sql(SQL_ENQUEUE, dialect, rows=1),
-                               [encoded[0], eta_utc, delay_us, name, queue, priority, *notify])
+        if len(encoded) == 1 and eta_utc is None and not delay_us:   # (most enqueues: none of the loop's work)
+            reply = yield self.sql(SQL_ENQUEUE_NOW, dialect), [encoded[0], name, queue, priority, *notify]
             return reply.row[0] if dialect.enqueue_returning else reply.lastrowid
         first, start = None, 0
         while start < len(encoded):
@@ -3560,10 +3556,10 @@ class Worker:
         """Run claimed tasks in one transaction, each in a savepoint (if it reads its connection),
         and delete the completed ones in the commit that also commits their writes. The
         transaction locks only its own rows (by primary key): no range scan whose locks another
-        worker could be waiting on. Outcomes are
-        logged once committed: an operator reads the log as the record of what happened; the
-        claim's own (rows it buried or rescued) once the batch holds its rows, since until then a
-        slow log handler or hook would make its claims look like a dead worker's."""
+        worker could be waiting on. Outcomes are logged once committed: an operator reads the log
+        as the record of what happened; the claim's own (rows it buried or rescued) once the batch
+        holds its rows, since until then a slow log handler or hook would make its claims look like
+        a dead worker's."""
         attempts: list[tuple[_Claim, dict, _Outcome | None]] = []
         savepoints: list[int] = []   # the attempts that took theirs (that read their connection)
         unreported = list(claim_outcomes)
@@ -3585,7 +3581,7 @@ class Worker:
                 outcomes = []
                 if attempts:
                     if savepoints:   # (no task had the connection: none could have lost it)
-                        self._check_transaction(cursor, [attempts[index] for index in savepoints], savepoints[0])
+                        self._check_transaction(cursor, attempts, savepoints)
                     if self._cluster:
                         self._check_claims(cursor, attempts)
                     outcomes = self._complete(cursor, attempts)
@@ -3857,13 +3853,14 @@ class Worker:
                 loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    def _check_transaction(self, cursor: Any, suspects: list[tuple[_Claim, dict, _Outcome | None]],
-                           first_savepoint: int) -> None:
+    def _check_transaction(self, cursor: Any, attempts: list[tuple[_Claim, dict, _Outcome | None]],
+                           savepoints: list[int]) -> None:
         """Fail the batch if its transaction was lost under a task that returned normally: one of
-        the suspects, the attempts that had the connection."""
+        the suspects, the attempts that took a savepoint (that had the connection)."""
         try:
-            cursor.execute(SQL_RELEASE_SAVEPOINT.format(n=first_savepoint))
+            cursor.execute(SQL_RELEASE_SAVEPOINT.format(n=savepoints[0]))
         except Exception as exc:
+            suspects = [attempts[index] for index in savepoints]
             alone = suspects[0][0] if len(suspects) == 1 else None
             culprit = f'{alone.task.name}() returned, but' if alone else 'a task of this batch returned, but'
             info = {'duration': sum(info['duration'] for _, info, _ in suspects), 'exception': None,
@@ -3878,10 +3875,9 @@ class Worker:
         """The batch's transaction is gone: record the failure that caused it and hand the other
         tasks back uncounted; if which task caused it is unknown, every suspect (each task that
         read its connection) gets the failure, and as a retried task runs alone, the next round
-        tells them apart. Each
-        write applies only while the claim is still ours, so a claim rescued or out of its lease
-        meanwhile is left to whoever holds it now. If this fails too, a rescue (or the lease)
-        brings every task back."""
+        tells them apart. Each write applies only while the claim is still ours, so a claim
+        rescued or out of its lease meanwhile is left to whoever holds it now. If this fails too,
+        a rescue (or the lease) brings every task back."""
         outcomes = []
         known = lost.suspects[0] if len(lost.suspects) == 1 else None
         suspects = {claim.id for claim in lost.suspects}

@@ -277,12 +277,13 @@ def one_row_commits(database, n, block=100):
         'mqueue enqueue+COMMIT, unique key': lambda conn, cursor: database.registry.enqueue(
             conn, 'noop', [], unique=f'key {next(keys)}'),
     }
+    rows = n // block * block   # (each writer's)
     database.reset()
     connections = {name: database.connect() for name in writers}
     cursors = {name: conn.cursor() for name, conn in connections.items()}
     seconds = dict.fromkeys(writers, 0.0)
     names = list(writers)
-    for turn in range(n // block):
+    for turn in range(rows // block):
         for name in names[turn % len(names):] + names[:turn % len(names)]:   # (each first in turn)
             conn, cursor, write = connections[name], cursors[name], writers[name]
             began = time.perf_counter()
@@ -292,9 +293,9 @@ def one_row_commits(database, n, block=100):
             seconds[name] += time.perf_counter() - began
     for conn in connections.values():
         conn.close()
-    if database.left() != n // block * block * len(writers):
-        raise RuntimeError(f'{database.name}: {database.left()} rows written of {n // block * block * len(writers)}')
-    return {name: n // block * block / seconds[name] for name in writers}
+    if database.left() != rows * len(writers):
+        raise RuntimeError(f'{database.name}: {database.left()} rows written of {rows * len(writers)}')
+    return {name: rows / seconds[name] for name in writers}
 
 
 def mqueue_enqueue_many(database, n, rows=1000):
