@@ -4086,6 +4086,34 @@ def test_an_idle_worker_sends_one_statement_per_poll(reg, monkeypatch):
     assert len(probes) + len(lookups) == len(idle) and len(lookups) <= 2   # no COMMIT, no claim
 
 
+@only('sqlite')   # (the worker's own timing, the same on every database)
+@pytest.mark.parametrize('probe_seconds, interval, gaps', [
+    (0.1, 0.3, (0.25, 0.35)),    # start to start: not 0.37-0.43, the interval after a poll of 0.1 s
+    (0.3, 0.2, (0.38, 0.5)),     # a poll slower than the interval: half an interval's rest after it
+])
+def test_the_poll_interval_runs_from_the_start_of_one_poll_to_the_next(reg, monkeypatch, probe_seconds, interval,
+                                                                     gaps):
+    reg.task(name='nothing')(lambda: None)
+    starts = []
+    probe = mqueue.Worker._probe
+
+    def slow_probe(self):
+        starts.append(time.monotonic())
+        time.sleep(probe_seconds)
+        return probe(self)
+    monkeypatch.setattr(mqueue.Worker, '_probe', slow_probe)
+    w = worker(reg, poll_interval=interval)
+    thread = run_in_thread(w)
+    try:
+        wait_for(lambda: len(starts) >= 7, timeout=30)
+    finally:
+        w.stop()
+        thread.join(10)
+    between = sorted(b - a for a, b in zip(starts[1:], starts[2:]))   # (the first poll follows the claim)
+    assert gaps[0] <= between[len(between) // 2] <= gaps[1], between
+    assert between[0] >= probe_seconds + interval / 2 * 0.9 - 0.01, between
+
+
 def test_a_plain_connection_serves_a_one_thread_worker(db, reg):
     ran = []
     reg.task(name='p')(lambda: ran.append(1))
