@@ -1222,6 +1222,28 @@ def test_enqueue_lives_and_dies_with_the_callers_transaction(db, reg):
         ('app.mail', 'default', 0, None)
 
 
+@only('mariadb-pymysql', 'postgresql-psycopg')
+def test_enqueue_returns_the_id_on_a_connection_whose_rows_are_dicts(db, reg):
+    if B.dialect.name == 'postgresql':   # (as FastAPI applications often have them)
+        import psycopg
+        from psycopg.rows import dict_row
+        conn = psycopg.connect('host=127.0.0.1 port=5432 user=postgres dbname=test', row_factory=dict_row)
+    else:
+        import pymysql
+        conn = pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user='root', database='test',
+                               cursorclass=pymysql.cursors.DictCursor)
+    try:
+        plain = reg.enqueue(conn, 'app.mail', ['a@b.c'])                  # one statement, sent by enqueue
+        later = reg.enqueue(conn, 'app.mail', ['d@e.f'], delay=60)        # through the statements' generator
+        keyed = reg.enqueue(conn, 'app.mail', ['g@h.i'], unique='g')
+        again = reg.enqueue(conn, 'app.mail', ['g@h.i'], unique='g')
+        conn.commit()
+    finally:
+        conn.close()
+    assert [r['id'] for r in tasks_in(db, reg)] == [plain, later, keyed]
+    assert (again, again.created, keyed.created) == (keyed, False, True)
+
+
 def test_enqueue_never_commits_or_opens_a_connection(db, reg):
     class Watched:
         def __init__(self, conn):

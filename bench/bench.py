@@ -265,14 +265,27 @@ def executemany_rows(database, n, rows=100):
 # mqueue ##########################################################################################
 
 def one_row_commits(database, n, block=100):
-    """Rows per second of the floor's INSERT + COMMIT, mqueue's enqueue + COMMIT and its enqueue
-    with a unique key + COMMIT, n each, each on a connection of its own, taking turns by blocks of
+    """Rows per second of the floor's INSERT + COMMIT, enqueue's statement sent raw + COMMIT,
+    mqueue's enqueue + COMMIT and its enqueue with a unique key + COMMIT, n each, each on a connection of its own, taking turns by blocks of
     `block` commits: a commit waits for the disk, whose pace on a shared machine drifts within a
     second, so measured one after the other their ratio swung from 0.77 to 0.94 between rounds."""
     floor = database.sql(FLOOR_INSERT)
     keys = iter(range(n))
+    # enqueue's own statement and parameters (its RETURNING and NOTIFY on PostgreSQL), sent raw on
+    # a new cursor, as code that does not own the caller's connection must: what the driver and the
+    # database cost enqueue, without mqueue's Python
+    enqueue_now = database.sql(mqueue.SQL_ENQUEUE_NOW)
+    _, queue, priority, _, _, notify = database.registry._placed(None, 'noop', None, None, None, None)
+    params = ['[]', 'noop', queue, priority, *notify]
+
+    def enqueue_statement(conn, cursor):
+        cursor = conn.cursor()
+        cursor.execute(enqueue_now, params)
+        cursor.fetchone() if database.dialect.enqueue_returning else cursor.lastrowid
+        cursor.close()
     writers = {
         'floor INSERT+COMMIT': lambda conn, cursor: cursor.execute(floor),
+        "enqueue's statement raw, new cursor+COMMIT": enqueue_statement,
         'mqueue enqueue+COMMIT': lambda conn, cursor: database.registry.enqueue(conn, 'noop', []),
         'mqueue enqueue+COMMIT, unique key': lambda conn, cursor: database.registry.enqueue(
             conn, 'noop', [], unique=f'key {next(keys)}'),
@@ -772,6 +785,7 @@ class Run:
             self.ratio(db, f'mqueue W={w}', f'pgqueuer W={w}', 1.3)
         self.ratio(db, 'mqueue W=4', 'floor 10 rows/txn', 0.5)
         self.ratio(db, 'mqueue enqueue+COMMIT', 'floor INSERT+COMMIT', 0.9)
+        self.enqueue_overhead(db)
         self.ratio(db, 'mqueue enqueue_many 1000', 'pgqueuer enqueue_many', 1.0)
         many, few = (f'mqueue W=2, {BACKLOG_DRAINED:,} of {waiting:,} waiting' for waiting in BACKLOG)
         self.ratio(db, many, few, 0.8, f'drain with {BACKLOG[0]:,} waiting / with {BACKLOG[1]:,}')
@@ -788,6 +802,7 @@ class Run:
             for peer, on in (('celery-sqlalchemy', 'mysql'), ('rq', 'mysql'), ('procrastinate', 'postgresql')):
                 self.ratio(db, f'mqueue W={w}', f'{peer} W=1', 5.0, over=on)
         self.ratio(db, 'mqueue enqueue+COMMIT', 'floor INSERT+COMMIT', 0.9)
+        self.enqueue_overhead(db)
         self.ratio(db, 'mqueue enqueue_many 1000', 'floor executemany 100', 0.8)
         self.at_most(db, 'latency p99 ms', 14.0, 'latency p99 ms (200/s, poll 10 ms)')
         self.ratio(db, 'mqueue W=2 beside idle rows', 'mqueue W=2', 0.8,
@@ -803,6 +818,13 @@ class Run:
                      *self.why_missing(db, 'mqueue W=2 beside idle rows'))
         self.at_most(db, 'memory growth MB', 9.99, f'worker RSS growth MB over {self.args.memory_tasks:,} tasks',
                      goal='< 10')
+
+    def enqueue_overhead(self, db):
+        """Where enqueue's distance from the floor lies (goals of 0.9: ours): the statement it must
+        send (the id back, a NOTIFY on PostgreSQL, parameters, a new cursor), and mqueue's Python."""
+        raw = "enqueue's statement raw, new cursor+COMMIT"
+        self.ratio(db, raw, 'floor INSERT+COMMIT', 0.9, "enqueue's statement sent raw on a new cursor / floor")
+        self.ratio(db, 'mqueue enqueue+COMMIT', raw, 0.9, "enqueue / its statement sent raw on a new cursor")
 
     def check_sqlite(self):
         huey = next((peer for peer in self.peers if peer.name == 'huey-sqlite'), None)
