@@ -1552,7 +1552,7 @@ class Registry:
             sql, params, dialect = self._insert_now(conn, name, _encode_args(name, args), queue, priority)
             with _cursor(conn) as cursor:
                 cursor.execute(sql, params)
-                return _tuple(cursor.fetchone())[0] if dialect.enqueue_returning else cursor.lastrowid
+                return _tuple(cursor.fetchone())[0] if dialect.enqueue_returning else getattr(cursor, 'lastrowid', None)
         return _run(conn, self._enqueue_steps(conn, name, args, queue, delay, eta, priority, unique))
 
     async def aenqueue(self, conn: Any, name: str, args: Sequence | Mapping | None = None, *,
