@@ -1968,6 +1968,23 @@ def test_a_kept_result_says_what_became_of_the_task_and_an_unkept_one_is_unknown
     assert (gone.status, gone.attempts, gone.errors) == ('dead', 1, odd.errors) and gone.finished_at
 
 
+def test_a_batch_keeps_each_tasks_own_result_and_expiry(db, reg):
+    """The results of one batch are written by one statement: each task's value, and its own time
+    to keep it."""
+    reg.task(name='echo', result=60)(lambda value: value)
+    reg.task(name='long', result=3600)(lambda: None)
+    values = [None, 1, 'x', {'a': [1, None]}]
+    ids = [enqueued(reg, 'echo', [value]) for value in values] + [enqueued(reg, 'long')]
+    assert worker(reg, batch=5).run(burst=True) == 5
+    with committed() as conn:
+        results = [reg.result(conn, task_id) for task_id in ids]
+    assert [(r.status, r.value) for r in results] == [('succeeded', value) for value in [*values, None]]
+    kept = {row[0]: (as_datetime(row[2]) - as_datetime(row[1])).total_seconds()
+            for row in query(db, f'SELECT id, finished_at, expires_at FROM {reg.result_table}')}
+    assert sorted(kept) == sorted(ids)
+    assert all(55 <= kept[task_id] <= 65 for task_id in ids[:4]) and 3595 <= kept[ids[4]] <= 3605, kept
+
+
 def test_a_result_never_exists_for_a_rolled_back_attempt(db, reg, ledger, tmp_path):
     """The worker is killed after the task returned and its result was written, before the
     commit: no result, no write of the task's, the task back in the queue; run again, it keeps
