@@ -1397,6 +1397,11 @@ def _async_execute(conn: Any) -> Callable | None:
     return _ASYNC_EXECUTE_OF_CLASS[cls]
 
 
+def _new_id(dialect: Dialect, reply: _Reply) -> int:
+    """The id of the task SQL_ENQUEUE_NOW inserted: returned by the statement, or the driver's."""
+    return reply.row[0] if dialect.enqueue_returning else reply.lastrowid
+
+
 def _tuple(row: Any) -> tuple | None:
     """A row as a tuple, whatever the cursor's row factory (psycopg's dict_row, aiomysql's DictCursor)."""
     return row if type(row) is tuple else tuple(row.values()) if isinstance(row, Mapping) else row
@@ -1553,9 +1558,7 @@ class Registry:
             sql, params, dialect = self._insert_now(conn, name, _encode_args(name, args), queue, priority)
             with _cursor(conn) as cursor:
                 cursor.execute(sql, params)
-                if dialect.enqueue_returning:
-                    return _tuple(cursor.fetchone())[0]
-                return getattr(cursor, 'lastrowid', None)
+                return _new_id(dialect, _CursorReply(cursor))
         return _run(conn, self._enqueue_steps(conn, name, args, queue, delay, eta, priority, unique))
 
     async def aenqueue(self, conn: Any, name: str, args: Sequence | Mapping | None = None, *,
@@ -1681,8 +1684,7 @@ class Registry:
         (Statements, as _enqueue_steps yields them.)"""
         if len(encoded) == 1 and delay is None and eta is None:   # (none of the loop's work)
             sql, params, dialect = self._insert_now(conn, name, encoded[0], queue, priority)
-            reply = yield sql, params
-            return reply.row[0] if dialect.enqueue_returning else reply.lastrowid
+            return _new_id(dialect, (yield sql, params))
         dialect, queue, priority, eta_utc, delay_us, notify = self._placed(conn, name, queue, delay, eta, priority)
         first, start = None, 0
         while start < len(encoded):

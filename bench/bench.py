@@ -212,7 +212,6 @@ FLOOR_CLAIM = ('SELECT id FROM {task}{claim_index} WHERE queue = %s AND dead_at 
                'AND eta <= {now} ORDER BY eta, id LIMIT %s{skip_locked}')
 FLOOR_DELETE = 'DELETE FROM {task} WHERE id IN ({ids})'
 FLOOR_INSERT = "INSERT INTO {task} (args, eta, name, queue, retries, priority) VALUES ('[]', {now}, 'noop', 'default', 0, 0)"
-ENQUEUE_RAW = "enqueue's statement raw, new cursor+COMMIT"   # (one_row_commits' name for it)
 FLOOR_INSERT_ROW = "INSERT INTO {task} (args, eta, name, queue, retries, priority) VALUES (%s, {now}, %s, %s, 0, 0)"
 
 
@@ -265,19 +264,21 @@ def executemany_rows(database, n, rows=100):
 
 # mqueue ##########################################################################################
 
+ENQUEUE_RAW = "enqueue's statement raw, new cursor+COMMIT"   # (one_row_commits' name for it)
+
+
 def one_row_commits(database, n, block=100):
     """Rows per second of the floor's INSERT + COMMIT, enqueue's statement sent raw + COMMIT,
-    mqueue's enqueue + COMMIT and its enqueue with a unique key + COMMIT, n each, each on a connection of its own, taking turns by blocks of
-    `block` commits: a commit waits for the disk, whose pace on a shared machine drifts within a
-    second, so measured one after the other their ratio swung from 0.77 to 0.94 between rounds."""
+    mqueue's enqueue + COMMIT and its enqueue with a unique key + COMMIT, n each, each on a
+    connection of its own, taking turns by blocks of `block` commits: a commit waits for the disk,
+    whose pace on a shared machine drifts within a second, so measured one after the other their
+    ratio swung from 0.77 to 0.94 between rounds."""
     floor = database.sql(FLOOR_INSERT)
     keys = iter(range(n))
     # enqueue's own statement and parameters (its RETURNING and NOTIFY on PostgreSQL), sent raw on
     # a new cursor, as code that does not own the caller's connection must: what the driver and the
     # database cost enqueue, without mqueue's Python
-    enqueue_now = database.sql(mqueue.SQL_ENQUEUE_NOW)
-    _, queue, priority, _, _, notify = database.registry._placed(None, 'noop', None, None, None, None)
-    params = ['[]', 'noop', queue, priority, *notify]
+    enqueue_now, params, _ = database.registry._insert_now(None, 'noop', '[]', None, None)
 
     def enqueue_statement(conn, cursor):
         cursor = conn.cursor()
